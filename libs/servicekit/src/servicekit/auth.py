@@ -1,0 +1,242 @@
+"""JWT verification, the Principal, role dependencies and the revocation list.
+
+Tokens are verified with PyJWT against asymmetric public keys only (RS256, ES256,
+EdDSA): ``alg: none`` and HMAC are refused by construction because they are not in the
+allowed list. ``exp``, ``iat``, ``aud``, ``iss``, ``sub`` and ``jti`` are required.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+
+from servicekit.problems import Forbidden, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
+
+ROLES = frozenset(
+    {
+        "researcher",
+        "institution",
+        "program_manager",
+        "reviewer",
+        "sandbox_applicant",
+        "finance",
+        "auditor",
+        "admin",
+    }
+)
+MINISTRY_ROLES = frozenset({"program_manager", "reviewer", "auditor", "admin"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: identities are opaque strings from the token."""
+
+    sub: str
+    name: str
+    org: str
+    roles: frozenset[str]
+    jti: str = ""
+    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    def acting_role(self, allowed: Iterable[str]) -> str:
+        """The role under which an action is taken, for the audit trail."""
+        for role in allowed:
+            if role in self.roles:
+                return role
+        return sorted(self.roles)[0] if self.roles else ""
+
+
+class RevocationList:
+    """Revoked token ids and subjects (people who left).
+
+    Held in memory and, when ``path`` is given, reloaded from a JSON file
+    ``{"jti": [...], "sub": [...]}`` whenever its modification time changes, so an
+    operator can revoke without a restart.
+    """
+
+    def __init__(
+        self, jti: Iterable[str] = (), sub: Iterable[str] = (), path: Path | None = None
+    ) -> None:
+        self._jti = set(jti)
+        self._sub = set(sub)
+        self._file_jti: set[str] = set()
+        self._file_sub: set[str] = set()
+        self._path = path
+        self._mtime: float | None = None
+        self._lock = threading.Lock()
+
+    def revoke_jti(self, jti: str) -> None:
+        with self._lock:
+            self._jti.add(jti)
+
+    def revoke_sub(self, sub: str) -> None:
+        with self._lock:
+            self._sub.add(sub)
+
+    def is_revoked(self, jti: str, sub: str) -> bool:
+        self._reload_if_changed()
+        with self._lock:
+            return (
+                jti in self._jti
+                or jti in self._file_jti
+                or sub in self._sub
+                or sub in self._file_sub
+            )
+
+    def _reload_if_changed(self) -> None:
+        if self._path is None:
+            return
+        try:
+            mtime = os.stat(self._path).st_mtime
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._mtime:
+            return
+        data = json.loads(self._path.read_text()) if mtime is not None else {}
+        with self._lock:
+            self._file_jti = set(data.get("jti", []))
+            self._file_sub = set(data.get("sub", []))
+            self._mtime = mtime
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        public_keys: list[Any],
+        *,
+        issuer: str,
+        audience: str,
+        leeway_seconds: int = 10,
+        revocations: RevocationList | None = None,
+    ) -> None:
+        if not public_keys:
+            raise ValueError("TokenVerifier needs at least one public key")
+        self._keys = public_keys
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway_seconds
+        self.revocations = revocations or RevocationList()
+
+    @classmethod
+    def from_pem_file(cls, path: Path, **kw: Any) -> TokenVerifier:
+        return cls([path.read_bytes()], **kw)
+
+    def verify(self, token: str) -> Principal:
+        claims = self._decode(token)
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise Unauthenticated("token claim 'roles' must be a list of strings")
+        sub, jti = str(claims["sub"]), str(claims["jti"])
+        if self.revocations.is_revoked(jti, sub):
+            raise Unauthenticated("token has been revoked")
+        return Principal(
+            sub=sub,
+            name=str(claims.get("name", "")),
+            org=str(claims.get("org", "")),
+            roles=frozenset(roles),
+            jti=jti,
+            claims=claims,
+        )
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        last_error: Exception | None = None
+        for key in self._keys:
+            try:
+                return jwt.decode(
+                    token,
+                    key,
+                    algorithms=ALGORITHMS,
+                    audience=self._audience,
+                    issuer=self._issuer,
+                    leeway=self._leeway,
+                    options={"require": REQUIRED_CLAIMS},
+                )
+            except jwt.InvalidSignatureError as exc:
+                last_error = exc  # try the next key (rotation)
+            except jwt.ExpiredSignatureError as exc:
+                raise Unauthenticated("token has expired") from exc
+            except jwt.InvalidAudienceError as exc:
+                raise Unauthenticated("token audience is not accepted here") from exc
+            except jwt.InvalidIssuerError as exc:
+                raise Unauthenticated("token issuer is not trusted") from exc
+            except jwt.MissingRequiredClaimError as exc:
+                raise Unauthenticated(f"token lacks the '{exc.claim}' claim") from exc
+            except jwt.InvalidAlgorithmError as exc:
+                raise Unauthenticated("token algorithm is not accepted") from exc
+            except jwt.PyJWTError as exc:
+                raise Unauthenticated("token is malformed") from exc
+        raise Unauthenticated("token signature does not verify") from last_error
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def _verifier(request: Request) -> TokenVerifier:
+    return request.app.state.kit.verifier
+
+
+def optional_principal(request: Request) -> Principal | None:
+    """The caller when a token is presented; ``None`` for anonymous calls."""
+    token = bearer_token(request)
+    if token is None:
+        return None
+    return _verifier(request).verify(token)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def current_principal(principal: OptionalPrincipal) -> Principal:
+    """The authenticated caller; 401 problem+json otherwise."""
+    if principal is None:
+        raise Unauthenticated()
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: str) -> Callable[..., Principal]:
+    """A dependency admitting callers holding any of ``roles`` (403 otherwise).
+
+    Declare it on the route, so each route states its permissions::
+
+        @router.post("/v1/calls")
+        def create_call(user: Annotated[Principal, Depends(require_roles("program_manager"))]):
+    """
+    unknown = set(roles) - ROLES
+    if unknown:
+        raise ValueError(f"unknown roles: {sorted(unknown)}")
+
+    def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
+        if not principal.has(*roles):
+            raise Forbidden(f"this action needs one of the roles: {', '.join(roles)}")
+        request.state.acting_role = principal.acting_role(roles)
+        return principal
+
+    dependency.__name__ = f"require_{'_or_'.join(roles)}"
+    return dependency

@@ -1,0 +1,123 @@
+"""``Idempotency-Key`` on POST: replay the first response, refuse a changed body.
+
+The key is scoped to the caller (``sub``) and the route (method and path). Its record
+is written in the same transaction as the command's effects, so a command that fails
+leaves no key behind, and a unique key settles races between concurrent retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import Column, Text, insert, select
+from sqlmodel import Field, Session, SQLModel
+
+from servicekit.problems import Invalid
+from servicekit.types import UtcDateTime
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 200
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+
+    principal: str = Field(primary_key=True, max_length=200)
+    route: str = Field(primary_key=True, max_length=400)
+    key: str = Field(primary_key=True, max_length=MAX_KEY_LENGTH)
+    request_hash: str = Field(max_length=64)
+    status_code: int
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
+IDEMPOTENCY = IdempotencyRecord.__table__
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    key: str
+    route: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: Any
+
+
+class IdempotentReplay(Exception):
+    """Raised when a request repeats a stored one; rendered as the stored response."""
+
+    def __init__(self, stored: StoredResponse) -> None:
+        super().__init__("idempotent replay")
+        self.stored = stored
+
+
+async def read_claim(request: Request) -> IdempotencyClaim | None:
+    """The request's idempotency claim, if it sent a key (POST only)."""
+    key = request.headers.get(HEADER)
+    if key is None or request.method != "POST":
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise Invalid(f"{HEADER} must be 1..{MAX_KEY_LENGTH} characters",
+                      loc=["header", HEADER])
+    body = await request.body()
+    digest = hashlib.sha256(_canonical_body(body)).hexdigest()
+    return IdempotencyClaim(key=key, route=f"{request.method} {request.url.path}",
+                            request_hash=digest)
+
+
+def _canonical_body(body: bytes) -> bytes:
+    """Hash JSON bodies by content, so whitespace and key order do not matter."""
+    try:
+        return json.dumps(json.loads(body or b"null"), sort_keys=True,
+                          separators=(",", ":")).encode()
+    except ValueError:
+        return body
+
+
+def lookup(session: Session, principal: str, claim: IdempotencyClaim) -> StoredResponse | None:
+    """The stored response for this claim; 422 when the key was used with another body."""
+    row = session.execute(
+        select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.status_code, IDEMPOTENCY.c.body).where(
+            IDEMPOTENCY.c.principal == principal,
+            IDEMPOTENCY.c.route == claim.route,
+            IDEMPOTENCY.c.key == claim.key,
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != claim.request_hash:
+        raise Invalid(
+            f"{HEADER} '{claim.key}' was already used with a different request body",
+            loc=["header", HEADER], kind="idempotency-key-reused",
+        )
+    return StoredResponse(status_code=row.status_code, body=json.loads(row.body))
+
+
+def remember(
+    session: Session,
+    principal: str,
+    claim: IdempotencyClaim,
+    response: StoredResponse,
+    now: datetime,
+) -> None:
+    session.execute(
+        insert(IDEMPOTENCY).values(
+            principal=principal,
+            route=claim.route,
+            key=claim.key,
+            request_hash=claim.request_hash,
+            status_code=response.status_code,
+            body=json.dumps(response.body, separators=(",", ":")),
+            created_at=now,
+        )
+    )

@@ -1,0 +1,496 @@
+"""Real PostgreSQL and Kafka on loopback, without Docker.
+
+Shared by the test suite (``servicekit.pytest_plugin``), ``make stack`` and the benchmarks.
+
+- PostgreSQL: the binaries bundled in the ``pgserver`` wheel (Debian's
+  ``/usr/lib/postgresql/<v>/bin`` as a fallback), ``initdb`` + ``pg_ctl`` on a free port.
+  As root, both run as the unprivileged system user ``most-pg``.
+- Kafka: a combined broker+controller KRaft node from the Maven Central jars listed in
+  ``kafka/pom.xml``, cached under ``<repo>/.cache/kafka`` (or ``$MOST_CACHE_DIR/kafka``).
+
+Servers started with ``detached=False`` are stopped at interpreter exit even if the caller
+forgets ``stop()``; ``detached=True`` servers run in their own session and outlive the caller,
+which must record their ``pid``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import fcntl
+import hashlib
+import importlib.util
+import os
+import pwd
+import shlex
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit
+
+import psycopg
+from psycopg import sql
+
+if TYPE_CHECKING:
+    from kafka import KafkaAdminClient
+
+PG_USER = "most-pg"  # OS user that runs initdb/postgres when we are root
+KAFKA_START_TIMEOUT_S = 60.0
+PG_START_TIMEOUT_S = 30.0
+
+__all__ = [
+    "KafkaServer",
+    "PostgresServer",
+    "ensure_kafka_jars",
+    "external_kafka",
+    "external_postgres",
+    "free_port",
+    "log_tail",
+    "start_kafka",
+    "start_postgres",
+]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: Path | None, lines: int = 80) -> str:
+    """The last ``lines`` lines of a server log ("" when there is none)."""
+    if path is None or not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class PostgresServer:
+    """A running PostgreSQL reachable over TCP; trust auth when local."""
+
+    host: str
+    port: int
+    user: str = "postgres"
+    password: str | None = None
+    log_path: Path | None = None
+    pid: int | None = None
+    admin_db: str = "postgres"  # database to connect to for CREATE/DROP DATABASE
+    _data_dir: Path | None = field(default=None, repr=False)
+    _root: Path | None = field(default=None, repr=False)  # temp dir removed by stop()
+    _bin: Path | None = field(default=None, repr=False)
+
+    def url(self, dbname: str, driver: str = "postgresql+psycopg") -> str:
+        """SQLAlchemy URL for ``dbname``."""
+        auth = quote(self.user, safe="")
+        if self.password is not None:
+            auth += ":" + quote(self.password, safe="")
+        return f"{driver}://{auth}@{self.host}:{self.port}/{quote(dbname, safe='')}"
+
+    def dsn(self, dbname: str) -> str:
+        """libpq URL for ``psycopg.connect``."""
+        return self.url(dbname, driver="postgresql")
+
+    def create_database(self, name: str, template: str | None = None) -> None:
+        """(Re)create ``name``, empty or as a copy of ``template``."""
+        with psycopg.connect(self.dsn(self.admin_db), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            if template is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                return
+            # CREATE ... TEMPLATE needs the template to have no other sessions.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (template,),
+            )
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+
+    def drop_database(self, name: str) -> None:
+        """Drop ``name`` if it exists, disconnecting its sessions."""
+        with psycopg.connect(self.dsn(self.admin_db), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    def stop(self) -> None:
+        """``pg_ctl -m fast stop`` and remove the data; no-op for an external server."""
+        if self._data_dir is None or self._bin is None:
+            return
+        data_dir, self._data_dir = self._data_dir, None
+        if (data_dir / "postmaster.pid").exists():
+            _run_as_pg(
+                [self._bin / "pg_ctl", "-D", data_dir, "-m", "fast", "-w", "stop"],
+                cwd=data_dir.parent,
+            )
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+
+def _pg_bin_dir() -> Path:
+    # find_spec locates the wheel without importing pgserver, whose import warns
+    # RuntimeDirWarning when XDG_RUNTIME_DIR is unset; the path is
+    # pgserver._commands.POSTGRES_BIN_PATH.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.submodule_search_locations:
+        bundled = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+        if (bundled / "pg_ctl").exists():
+            return bundled
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if debian:
+        return debian[-1].parent
+    raise RuntimeError(
+        "no PostgreSQL binaries: install servicekit[local] (pgserver) "
+        "or Debian's postgresql package"
+    )
+
+
+def _pg_account() -> pwd.struct_passwd | None:
+    """The unprivileged account to run PostgreSQL as, or None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(PG_USER)
+    except KeyError:
+        proc = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode not in (0, 9):  # 9: created meanwhile by someone else
+            raise RuntimeError(f"useradd {PG_USER} failed: {proc.stderr.strip()}") from None
+        return pwd.getpwnam(PG_USER)
+
+
+def _run_as_pg(cmd: list[str | Path], cwd: Path, *, start_new_session: bool = False) -> None:
+    account = _pg_account()
+    as_user = (
+        {}
+        if account is None
+        else {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    )
+    proc = subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        start_new_session=start_new_session,
+        **as_user,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{Path(str(cmd[0])).name} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+        )
+
+
+def _check_traversable(path: Path, uid: int) -> None:
+    for parent in [path, *path.parents]:
+        st = parent.stat()
+        if st.st_uid != uid and not st.st_mode & stat.S_IXOTH:
+            raise RuntimeError(
+                f"{parent} is not traversable by {PG_USER} (mode "
+                f"{stat.filemode(st.st_mode)}); use a base_dir under /tmp"
+            )
+
+
+def start_postgres(base_dir: Path | None = None, *, detached: bool = False) -> PostgresServer:
+    """initdb a fresh cluster in a temp dir and start it on a free 127.0.0.1 port.
+
+    ``detached=False`` (tests): fsync and synchronous_commit off, stopped at exit.
+    ``detached=True`` (stack, benches): durable settings, outlives this process.
+    """
+    bin_dir = _pg_bin_dir()
+    if base_dir is not None:
+        base_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="most-pg-", dir=base_dir))
+    data_dir, log_path, port = root / "data", root / "postgres.log", free_port()
+    server = PostgresServer(
+        host="127.0.0.1", port=port, log_path=log_path,
+        _data_dir=data_dir, _root=None if detached else root, _bin=bin_dir,
+    )  # fmt: skip
+    if not detached:
+        atexit.register(server.stop)
+    opts = f"-h 127.0.0.1 -p {port} -k {shlex.quote(str(data_dir))} -c max_connections=200"
+    if not detached:
+        opts += " -F -c synchronous_commit=off"
+    try:
+        account = _pg_account()
+        if account is not None:
+            os.chown(root, account.pw_uid, account.pw_gid)
+            _check_traversable(root, account.pw_uid)
+        _run_as_pg(
+            [bin_dir / "initdb", "-D", data_dir, "-U", "postgres", "--auth=trust",
+             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+            cwd=root,
+        )  # fmt: skip
+        _run_as_pg(
+            [bin_dir / "pg_ctl", "-D", data_dir, "-l", log_path, "-o", opts,
+             "-w", "-t", str(int(PG_START_TIMEOUT_S)), "start"],
+            cwd=root, start_new_session=True,
+        )  # fmt: skip
+        server.pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+        _wait_for_postgres(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_for_postgres(server: PostgresServer) -> None:
+    deadline = time.monotonic() + PG_START_TIMEOUT_S
+    while True:
+        try:
+            with psycopg.connect(server.dsn("postgres"), connect_timeout=2):
+                return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"PostgreSQL did not accept connections: {exc}\n{log_tail(server.log_path)}"
+                ) from exc
+            time.sleep(0.05)
+
+
+def external_postgres(url: str) -> PostgresServer:
+    """Wrap a server the caller runs, e.g. ``TEST_DATABASE_URL``.
+
+    ``url`` is ``postgresql[+driver]://user[:password]@host[:port][/db]``; ``db`` (default
+    ``postgres``) is where CREATE/DROP DATABASE are issued.
+    """
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("postgres") or not parts.hostname:
+        raise ValueError(f"not a postgresql://user:pass@host:port/db URL: {url!r}")
+    return PostgresServer(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password) if parts.password is not None else None,
+        admin_db=unquote(parts.path.lstrip("/")) or "postgres",
+    )
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+@dataclass
+class KafkaServer:
+    """A running Kafka broker; ``bootstrap`` is ``host:port``."""
+
+    bootstrap: str
+    log_path: Path | None = None
+    pid: int | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _root: Path | None = field(default=None, repr=False)  # temp dir removed by stop()
+
+    def admin(self, **configs: object) -> KafkaAdminClient:
+        """A new ``KafkaAdminClient`` for this broker; close it (``with``) when done."""
+        from kafka import KafkaAdminClient  # lazy: importing kafka costs ~0.5 s
+
+        return KafkaAdminClient(
+            bootstrap_servers=self.bootstrap, client_id="localservers", **configs
+        )
+
+    def create_topic(self, name: str, partitions: int = 3) -> None:
+        """Create ``name`` (broker-default replication) and wait for its leaders."""
+        from kafka.errors import TopicAlreadyExistsError
+
+        with self.admin() as admin:
+            try:
+                admin.create_topics({name: {"num_partitions": partitions}}, wait_for_metadata=True)
+            except TopicAlreadyExistsError:
+                admin.wait_for_topics([name])
+
+    def delete_topic(self, name: str) -> None:
+        """Delete ``name``; fine if it does not exist."""
+        from kafka.errors import UnknownTopicOrPartitionError
+
+        with self.admin() as admin:
+            try:
+                admin.delete_topics([name])
+            except UnknownTopicOrPartitionError:
+                return
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; no-op for an external broker."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+
+def _repo_root() -> Path | None:
+    for parent in Path(__file__).resolve().parents:
+        pyproject = parent / "pyproject.toml"
+        if pyproject.is_file() and "[tool.uv.workspace]" in pyproject.read_text():
+            return parent
+    return None
+
+
+def _default_cache_dir() -> Path:
+    if env := os.environ.get("MOST_CACHE_DIR"):
+        return Path(env) / "kafka"
+    root = _repo_root()
+    return (root / ".cache" if root else Path.home() / ".cache" / "most") / "kafka"
+
+
+def _kafka_resource(name: str) -> Path:
+    return Path(__file__).with_name("kafka") / name
+
+
+def ensure_kafka_jars(cache_dir: Path | None = None) -> Path:
+    """Resolve the broker jars with Maven once; return the directory holding them."""
+    cache = cache_dir or _default_cache_dir()
+    jars = cache / "jars"
+    pom = _kafka_resource("pom.xml").read_bytes()
+    stamp = hashlib.sha256(pom).hexdigest()
+    marker = jars / ".complete"
+    if marker.exists() and marker.read_text() == stamp:
+        return jars
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be resolving right now
+        if marker.exists() and marker.read_text() == stamp:
+            return jars
+        if shutil.which("mvn") is None:
+            raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka jars")
+        shutil.rmtree(jars, ignore_errors=True)
+        (cache / "pom.xml").write_bytes(pom)
+        proc = subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(cache / "pom.xml"),
+             "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
+             "-DincludeScope=runtime", f"-DoutputDirectory={jars}",
+             f"-Dmaven.repo.local={cache / 'm2'}"],
+            cwd=cache, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"mvn copy-dependencies failed:\n{proc.stdout}{proc.stderr}")
+        marker.write_text(stamp)
+    return jars
+
+
+def _cluster_id() -> str:
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):  # StorageTool's parser takes "-..." for an option
+            return cid
+
+
+def _server_properties(port: int, controller_port: int, log_dir: Path) -> str:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(log_dir),
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def start_kafka(base_dir: Path | None = None, *, detached: bool = False) -> KafkaServer:
+    """Format and start a single-node KRaft broker on free 127.0.0.1 ports."""
+    jars = ensure_kafka_jars()
+    java = shutil.which("java")
+    if java is None:
+        raise RuntimeError("java (17+) is needed to run Kafka")
+    if base_dir is not None:
+        base_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="most-kafka-", dir=base_dir))
+    config, log_path, port = root / "server.properties", root / "kafka.log", free_port()
+    server = KafkaServer(
+        bootstrap=f"127.0.0.1:{port}", log_path=log_path, _root=None if detached else root
+    )
+    if not detached:
+        atexit.register(server.stop)
+    classpath = f"{jars}/*"
+    try:
+        config.write_text(_server_properties(port, free_port(), root / "data"))
+        fmt = subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+             "-t", _cluster_id(), "-c", str(config)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if fmt.returncode != 0:
+            raise RuntimeError(f"kafka StorageTool format failed:\n{fmt.stdout}{fmt.stderr}")
+        log4j = _kafka_resource("log4j2.properties")
+        with open(log_path, "wb") as log:
+            server._proc = subprocess.Popen(
+                [java, "-Xms512m", "-Xmx1g", f"-Dlog4j2.configurationFile={log4j}",
+                 "-Dlog4j2.shutdownHookEnabled=false", "-cp", classpath, "kafka.Kafka",
+                 str(config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=root,
+                start_new_session=detached,
+            )  # fmt: skip
+        server.pid = server._proc.pid
+        _wait_for_kafka(server, server._proc, log_path)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_for_kafka(server: KafkaServer, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait for "Kafka Server started" in the log, then for a metadata answer."""
+    deadline = time.monotonic() + KAFKA_START_TIMEOUT_S
+    while "Kafka Server started" not in log.read_text(errors="replace"):
+        if proc.poll() is not None:
+            raise RuntimeError(f"Kafka exited with {proc.returncode}:\n{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"Kafka not started after {KAFKA_START_TIMEOUT_S:.0f} s:\n{log_tail(log)}"
+            )
+        time.sleep(0.1)
+    remaining_ms = max(1000, int((deadline - time.monotonic()) * 1000))
+    try:
+        with server.admin(bootstrap_timeout_ms=remaining_ms) as admin:
+            admin.list_topics()
+    except Exception as exc:
+        raise RuntimeError(
+            f"Kafka started but answers no metadata call: {exc!r}\n{log_tail(log)}"
+        ) from exc
+
+
+def external_kafka(bootstrap: str) -> KafkaServer:
+    """Wrap a broker the caller runs, e.g. ``TEST_KAFKA_BOOTSTRAP``."""
+    return KafkaServer(bootstrap=bootstrap)

@@ -1,0 +1,170 @@
+"""RFC 9457 problem details for every error a service returns.
+
+Raise :class:`Problem` (or one of its named subclasses) from a handler or the domain
+adapter; :func:`install` turns it, FastAPI's validation errors, Starlette's 404/405 and
+any unexpected exception into ``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://most.gov.vn/problems/"
+
+log = logging.getLogger(__name__)
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class Problem(Exception):
+    """An error meant for the caller. ``kind`` becomes the problem ``type`` URI."""
+
+    status = 400
+    kind = "bad-request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        kind: str | None = None,
+        title: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+        if kind is not None:
+            self.kind = kind
+        self.title = title or _TITLES.get(self.status, "Error")
+        self.errors = errors
+        self.headers = headers
+        self.extensions = extensions
+
+
+class Unauthenticated(Problem):
+    status, kind = 401, "unauthenticated"
+
+    def __init__(self, detail: str = "a valid bearer token is required") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class Forbidden(Problem):
+    status, kind = 403, "forbidden"
+
+
+class NotFound(Problem):
+    status, kind = 404, "not-found"
+
+
+class Conflict(Problem):
+    status, kind = 409, "conflict"
+
+
+class Invalid(Problem):
+    """A body that is well-formed JSON but breaks a rule (422), naming the field."""
+
+    status, kind = 422, "invalid"
+
+    def __init__(self, detail: str, *, loc: list[str | int] | None = None, **kw: Any) -> None:
+        errors = [{"loc": loc, "msg": detail}] if loc else None
+        super().__init__(detail, errors=errors, **kw)
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    kind: str | None = None,
+    title: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + (kind or _default_kind(status)),
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    if extensions:
+        body.update(extensions)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _default_kind(status: int) -> str:
+    return _TITLES.get(status, "error").lower().replace(" ", "-")
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        out.append({"loc": list(err.get("loc", ())), "msg": err.get("msg", "invalid")})
+    return out
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that make every error a problem+json response."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(
+            request,
+            exc.status,
+            exc.detail,
+            kind=exc.kind,
+            title=exc.title,
+            errors=exc.errors,
+            headers=exc.headers,
+            extensions=exc.extensions,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        return problem_response(
+            request, 422, f"{where}: {first['msg']}", kind="validation", errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no resource at {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem_response(request, exc.status_code, detail, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(request, 500, "an unexpected error occurred; it has been logged")

@@ -1,0 +1,87 @@
+"""pytest fixtures for the real PostgreSQL and Kafka of ``servicekit.localservers``.
+
+Enable with ``pytest_plugins = ["servicekit.pytest_plugin"]`` in the root conftest.
+
+- ``postgres_server`` / ``kafka_server`` (session): the servers named by
+  ``TEST_DATABASE_URL`` / ``TEST_KAFKA_BOOTSTRAP`` when set, else local ones started on
+  first use and stopped at the end of the session.
+- ``kafka_topic``: a fresh, uniquely named 3-partition topic per test.
+- A failing test that used a local server gets the tail of its log in the report.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Generator, Iterator
+
+import pytest
+
+from servicekit.localservers import (
+    KafkaServer,
+    PostgresServer,
+    external_kafka,
+    external_postgres,
+    log_tail,
+    start_kafka,
+    start_postgres,
+)
+
+LOG_TAIL_LINES = 80
+_servers = pytest.StashKey[dict[str, PostgresServer | KafkaServer]]()
+
+
+def _remember(config: pytest.Config, fixture: str, server: PostgresServer | KafkaServer) -> None:
+    config.stash.setdefault(_servers, {})[fixture] = server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """PostgreSQL for the session; create a database per test module with it."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    server = external_postgres(url) if url else start_postgres()
+    _remember(request.config, "postgres_server", server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_server(request: pytest.FixtureRequest) -> Iterator[KafkaServer]:
+    """Kafka for the session; use ``kafka_topic`` for a fresh topic."""
+    bootstrap = os.environ.get("TEST_KAFKA_BOOTSTRAP")
+    server = external_kafka(bootstrap) if bootstrap else start_kafka()
+    _remember(request.config, "kafka_server", server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kafka_topic(kafka_server: KafkaServer) -> Iterator[str]:
+    """A new topic with 3 partitions, deleted after the test."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    kafka_server.create_topic(name, partitions=3)
+    yield name
+    kafka_server.delete_topic(name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Append the server log tails to the report of a failed test that used them."""
+    report = yield
+    if report.failed:
+        used = getattr(item, "fixturenames", ())
+        for fixture, server in item.config.stash.get(_servers, {}).items():
+            if fixture in used and server.log_path is not None:
+                report.sections.append(
+                    (
+                        f"{fixture} log (last {LOG_TAIL_LINES} lines of {server.log_path})",
+                        log_tail(server.log_path, LOG_TAIL_LINES),
+                    )
+                )
+    return report

@@ -1,0 +1,193 @@
+"""The FastAPI application every service is built on, and the ``Kit`` it carries.
+
+``create_service_app`` is the only place where a service's components are connected:
+database, bus, outbox relay, consumers, token verification, problems, telemetry,
+health and readiness. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from servicekit import audit, problems
+from servicekit.auth import RevocationList, TokenVerifier
+from servicekit.bus import Bus, InProcessBus, KafkaBus
+from servicekit.clock import Clock, SystemClock
+from servicekit.db import create_db_engine, ping, session_factory
+from servicekit.devtokens import ensure_dev_keys
+from servicekit.idempotency import IdempotentReplay
+from servicekit.inbox import EventConsumer, Handler
+from servicekit.outbox import OutboxRelay
+from servicekit.settings import ServiceSettings
+from servicekit.telemetry import instrument, setup_tracing
+from servicekit.unit_of_work import replay_response
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A consumer of other services' events: its name (the inbox scope) and handlers."""
+
+    name: str
+    topics: Sequence[str]
+    handlers: Mapping[str, Handler]
+
+
+@dataclass
+class Kit:
+    name: str
+    settings: ServiceSettings
+    engine: Engine
+    clock: Clock
+    bus: Bus
+    verifier: TokenVerifier
+    relay: OutboxRelay
+    consumers: list[EventConsumer] = field(default_factory=list)
+    _checkpoint_stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.sessions = session_factory(self.engine)
+
+    def wake_relay(self) -> None:
+        self.relay.wake()
+
+    def start_background(self) -> None:
+        self.relay.start()
+        for consumer in self.consumers:
+            consumer.start()
+        self._checkpoint_stop.clear()
+        threading.Thread(target=self._checkpoints, name=f"audit-checkpoint-{self.name}",
+                         daemon=True).start()
+
+    def stop_background(self) -> None:
+        self._checkpoint_stop.set()
+        for consumer in self.consumers:
+            consumer.stop()
+        self.relay.stop()
+
+    def _checkpoints(self) -> None:
+        while not self._checkpoint_stop.wait(self.settings.audit_checkpoint_seconds):
+            try:
+                with self.sessions() as session, session.begin():
+                    audit.checkpoint(session, self.clock.now())
+            except Exception:
+                log.exception("audit checkpoint for %s failed", self.name)
+
+
+def build_verifier(settings: ServiceSettings) -> TokenVerifier:
+    key_file = settings.jwt_public_key_file
+    if key_file is None:
+        if settings.profile != "dev":
+            raise ValueError("jwt_public_key_file is required outside the dev profile")
+        _, key_file = ensure_dev_keys(settings.dev_key_dir)
+    return TokenVerifier.from_pem_file(
+        Path(key_file),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        revocations=RevocationList(path=settings.revocation_file),
+    )
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    migrate: Callable[[str], None] | None = None,
+    consumers: Sequence[ConsumerSpec] = (),
+    bus: Bus | None = None,
+    clock: Clock | None = None,
+    background: bool = True,
+    version: str = "1.0.0",
+) -> FastAPI:
+    """Build a service app. ``background=False`` leaves relay and consumers to the caller."""
+    name = settings.service_name
+    setup_tracing(name, settings.otlp_endpoint)
+    engine = create_db_engine(settings.database_url)
+    clock = clock or SystemClock()
+    owns_bus = bus is None
+    if bus is None:
+        bus = KafkaBus(settings.kafka_bootstrap, client_id=name) if settings.kafka_bootstrap \
+            else InProcessBus()
+    relay = OutboxRelay(engine, bus, name=name, batch_size=settings.relay_batch_size,
+                        poll_seconds=settings.relay_poll_seconds, clock=clock)
+    kit = Kit(name=name, settings=settings, engine=engine, clock=clock, bus=bus,
+              verifier=build_verifier(settings), relay=relay)
+    kit.consumers = [
+        EventConsumer(
+            name=spec.name, bus=bus, topics=spec.topics, group_id=settings.group_id,
+            sessions=kit.sessions, handlers=spec.handlers,
+            dead_letter_topic=f"{name}.deadletter.v1", clock=clock,
+        )
+        for spec in consumers
+    ]
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if migrate is not None and settings.migrate_on_start:
+            migrate(settings.database_url)
+        if background:
+            kit.start_background()
+        try:
+            yield
+        finally:
+            if background:
+                kit.stop_background()
+            if owns_bus:
+                bus.close()
+            engine.dispose()
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.kit = kit
+    problems.install(app)
+
+    @app.exception_handler(IdempotentReplay)
+    async def _replay(_request: Request, exc: IdempotentReplay) -> JSONResponse:
+        return replay_response(exc.stored)
+
+    instrument(app, name)
+    app.include_router(health_router(kit))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def health_router(kit: Kit) -> APIRouter:
+    api = APIRouter(tags=["operations"])
+
+    @api.get("/health", summary="Liveness")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "service": kit.name}
+
+    @api.get("/ready", summary="Readiness: database and broker reachable")
+    def ready(request: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            ping(kit.engine)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported as not ready
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        try:
+            checks["broker"] = "ok" if kit.bus.ready() else "unreachable"
+        except Exception as exc:  # noqa: BLE001 - reported as not ready
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ready", "service": kit.name, "checks": checks})
+        return problems.problem_response(
+            request, 503, "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()),
+            extensions={"checks": checks},
+        )
+
+    return api

@@ -1,0 +1,75 @@
+"""The settings every service shares; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ISSUER = "most-dev-issuer"
+PLATFORM_AUDIENCE = "most-platform"
+
+
+def default_var_dir() -> Path:
+    """``./var`` of the working directory: SQLite files, dev keys, stack state."""
+    return Path("var")
+
+
+class ServiceSettings(BaseSettings):
+    """Configuration of one service process.
+
+    ``profile=dev`` is the embedded default: SQLite, in-process bus and a development
+    token issuer. ``profile=prod`` refuses the development shortcuts.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", env_file=None)
+
+    service_name: str = "service"
+    profile: Literal["dev", "prod"] = "dev"
+    database_url: str = ""
+    kafka_bootstrap: str | None = None
+    consumer_group: str | None = None
+
+    jwt_issuer: str = DEV_ISSUER
+    jwt_audience: str = PLATFORM_AUDIENCE
+    jwt_public_key_file: Path | None = None
+    jwt_leeway_seconds: int = 10
+    revocation_file: Path | None = None
+
+    dev_key_dir: Path = default_var_dir() / "dev-keys"
+    migrate_on_start: bool = True
+
+    relay_poll_seconds: float = 0.5
+    relay_batch_size: int = 500
+    audit_checkpoint_seconds: float = 300.0
+
+    otlp_endpoint: str | None = None
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def topic(self) -> str:
+        """The topic this service publishes to."""
+        return f"{self.service_name}.events.v1"
+
+    @property
+    def group_id(self) -> str:
+        """One consumer group per service."""
+        return self.consumer_group or self.service_name
+
+    @model_validator(mode="after")
+    def _refuse_dev_shortcuts_in_prod(self) -> ServiceSettings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{default_var_dir() / self.service_name}.db"
+        if self.profile == "prod":
+            if self.jwt_issuer == DEV_ISSUER:
+                raise ValueError("prod profile refuses the development token issuer")
+            if self.jwt_public_key_file is None:
+                raise ValueError("prod profile needs jwt_public_key_file")
+            if self.database_url.startswith("sqlite"):
+                raise ValueError("prod profile needs PostgreSQL, not SQLite")
+            if not self.kafka_bootstrap:
+                raise ValueError("prod profile needs kafka_bootstrap")
+        return self

@@ -1,0 +1,114 @@
+"""OpenTelemetry tracing, Prometheus metrics and JSON logs carrying trace ids."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.propagate import inject
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pythonjsonlogger.json import JsonFormatter
+
+_setup_lock = threading.Lock()
+_tracing_ready = False
+
+
+def setup_tracing(service_name: str, otlp_endpoint: str | None = None) -> None:
+    """Install the SDK tracer provider once per process (OTLP export when configured).
+
+    Without a provider spans are not recorded and no ``traceparent`` could be carried
+    into events, so the SDK is always installed; exporting is optional.
+    """
+    global _tracing_ready
+    with _setup_lock:
+        if _tracing_ready:
+            return
+        provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        if otlp_endpoint:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+        trace.set_tracer_provider(provider)
+        _tracing_ready = True
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the active span, if any."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent")
+
+
+def instrument(app: FastAPI, service_name: str) -> None:
+    """Server spans for every request, and ``/metrics`` for Prometheus."""
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,ready,metrics")
+    registry = CollectorRegistry()
+    requests = Counter(
+        "http_requests_total", "HTTP requests", ["service", "method", "route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"],
+        registry=registry,
+    )
+    app.state.metrics_registry = registry
+
+    @app.middleware("http")
+    async def _measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        latency.labels(service_name, request.method, template).observe(
+            time.perf_counter() - start
+        )
+        requests.labels(service_name, request.method, template, str(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _TraceIds(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            record.trace_id = format(ctx.trace_id, "032x")
+            record.span_id = format(ctx.span_id, "016x")
+        return True
+
+
+def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
+    """JSON lines on stderr, each with ``trace_id``/``span_id`` when inside a span."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json:
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(_TraceIds())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

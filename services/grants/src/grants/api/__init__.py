@@ -1,0 +1,1 @@
+"""HTTP routers of the grants service, one module per resource."""

@@ -1,0 +1,159 @@
+"""Funding calls: ``/v1/calls``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from fastapi import APIRouter
+from sqlalchemy import and_, or_, select
+
+from grants import events
+from grants.api.deps import DEFAULT_PAGE, CallHistoryReader, Limit, ProgramManager, problem_from
+from grants.domain.calls import Call, CallStatus
+from grants.domain.errors import DomainError
+from grants.models import CallRow
+from grants.repository import add_call, call_from_row, get_call_row, save_call
+from grants.schemas import CallCreate, CallPage, CallRead
+from servicekit.audit import HistoryPage, history
+from servicekit.auth import OptionalPrincipal, Principal
+from servicekit.clock import as_utc
+from servicekit.paging import decode_cursor, encode_cursor
+from servicekit.problems import Forbidden, NotFound
+from servicekit.unit_of_work import NowDep, SessionDep, UnitOfWorkDep
+
+router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+AGGREGATE = "call"
+NATIONAL_ROLES = ("auditor", "admin")
+
+
+def to_read(row: CallRow, now: datetime) -> CallRead:
+    call = call_from_row(row)
+    return CallRead(
+        id=row.id, agency_id=row.agency_id, title=row.title, description=row.description,
+        budget_vnd=row.budget_vnd, max_award_vnd=row.max_award_vnd,
+        awarded_vnd=row.awarded_vnd, remaining_budget_vnd=call.remaining_budget_vnd,
+        opens_at=call.opens_at, closes_at=call.closes_at, min_reviews=row.min_reviews,
+        status=row.status, accepting_submissions=call.accepting_submissions(now),
+        created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
+    )
+
+
+def sees_drafts_of(principal: Principal | None, agency_id: str) -> bool:
+    """Drafts are private to their agency's programme managers, auditors and admins."""
+    if principal is None:
+        return False
+    if principal.has(*NATIONAL_ROLES):
+        return True
+    return principal.has("program_manager") and principal.org == agency_id
+
+
+def _visible_call(row: CallRow | None, principal: Principal | None, call_id: str) -> CallRow:
+    if row is None or (row.status == CallStatus.DRAFT and not sees_drafts_of(principal,
+                                                                              row.agency_id)):
+        raise NotFound(f"call {call_id} not found")
+    return row
+
+
+def _own_agency_call(row: CallRow | None, principal: Principal, call_id: str) -> CallRow:
+    row = _visible_call(row, principal, call_id)
+    if row.agency_id != principal.org:
+        raise Forbidden(f"call {call_id} belongs to agency {row.agency_id}; "
+                        "programme managers act only on their own agency's calls")
+    return row
+
+
+@router.post("", status_code=201, response_model=CallRead, summary="Draft a call")
+def create_call(body: CallCreate, user: ProgramManager, uow: UnitOfWorkDep):
+    try:
+        call = Call.draft(
+            id=str(uuid.uuid4()), agency_id=user.org, title=body.title,
+            description=body.description, budget_vnd=body.budget_vnd,
+            max_award_vnd=body.max_award_vnd, opens_at=body.opens_at,
+            closes_at=body.closes_at, min_reviews=body.min_reviews,
+        )
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    row = add_call(uow.session, call, created_by=user.sub, now=uow.now)
+    uow.record(AGGREGATE, call.id, "draft", to_status=call.status.value)
+    return uow.commit(to_read(row, uow.now), status_code=201)
+
+
+def _transition(call_id: str, user: Principal, uow: UnitOfWorkDep, action: str):
+    row = _own_agency_call(get_call_row(uow.session, call_id, for_update=True), user, call_id)
+    call = call_from_row(row)
+    before = call.status.value
+    try:
+        if action == "open":
+            call.open(uow.now)
+        else:
+            call.close()
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    save_call(row, call, now=uow.now)
+    uow.record(AGGREGATE, call.id, action, from_status=before, to_status=call.status.value)
+    events.publish(uow, call.events)
+    return uow.commit(to_read(row, uow.now))
+
+
+@router.post("/{call_id}/open", response_model=CallRead, summary="Open a call for submissions")
+def open_call(call_id: str, user: ProgramManager, uow: UnitOfWorkDep):
+    return _transition(call_id, user, uow, "open")
+
+
+@router.post("/{call_id}/close", response_model=CallRead, summary="Close a call")
+def close_call(call_id: str, user: ProgramManager, uow: UnitOfWorkDep):
+    return _transition(call_id, user, uow, "close")
+
+
+@router.get("", response_model=CallPage, summary="Published calls (and your agency's drafts)")
+def read_calls(
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    now: NowDep,
+    status: CallStatus | None = None,
+    agency_id: str | None = None,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: str | None = None,
+) -> CallPage:
+    stmt = select(CallRow)
+    if principal is not None and principal.has(*NATIONAL_ROLES):
+        pass  # the national roll-up sees every agency's drafts
+    elif principal is not None and principal.has("program_manager"):
+        stmt = stmt.where(or_(CallRow.status != CallStatus.DRAFT,
+                              CallRow.agency_id == principal.org))
+    else:
+        stmt = stmt.where(CallRow.status != CallStatus.DRAFT)
+    if status is not None:
+        stmt = stmt.where(CallRow.status == status.value)
+    if agency_id is not None:
+        stmt = stmt.where(CallRow.agency_id == agency_id)
+    after = decode_cursor(cursor, 2)
+    if after is not None:
+        created, last_id = datetime.fromisoformat(after[0]), after[1]
+        stmt = stmt.where(or_(CallRow.created_at < created,
+                              and_(CallRow.created_at == created, CallRow.id < last_id)))
+    rows = session.execute(
+        stmt.order_by(CallRow.created_at.desc(), CallRow.id.desc()).limit(limit + 1)
+    ).scalars().all()
+    items = [to_read(r, now) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(as_utc(last.created_at), last.id)
+    return CallPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{call_id}", response_model=CallRead, summary="One call")
+def read_call(call_id: str, session: SessionDep, principal: OptionalPrincipal,
+              now: NowDep) -> CallRead:
+    row = _visible_call(get_call_row(session, call_id), principal, call_id)
+    return to_read(row, now)
+
+
+@router.get("/{call_id}/history", response_model=HistoryPage, summary="The call's audit trail")
+def read_call_history(call_id: str, session: SessionDep, user: CallHistoryReader,
+                      limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
+    _visible_call(get_call_row(session, call_id), user, call_id)
+    return history(session, AGGREGATE, call_id, limit=limit, cursor=cursor)

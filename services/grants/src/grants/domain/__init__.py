@@ -1,0 +1,1 @@
+"""The grants domain: plain Python, no FastAPI, SQL, Kafka, settings or clock imports."""
