@@ -75,6 +75,7 @@ class KafkaBus:
                     acks="all",
                     enable_idempotence=True,
                     retries=2_147_483_647,
+                    request_timeout_ms=15_000,
                     delivery_timeout_ms=int(PUBLISH_TIMEOUT_SECONDS * 1000),
                     linger_ms=2,
                     max_block_ms=10_000,
@@ -89,11 +90,11 @@ class KafkaBus:
             )
             for e in envelopes
         ]
-        producer.flush(timeout=PUBLISH_TIMEOUT_SECONDS)
+        producer.flush(timeout=PUBLISH_TIMEOUT_SECONDS + 5)
         results: list[BaseException | None] = []
         for future in futures:
             try:
-                future.get(timeout=PUBLISH_TIMEOUT_SECONDS)
+                future.get(timeout=PUBLISH_TIMEOUT_SECONDS + 5)
                 results.append(None)
             except Exception as exc:  # noqa: BLE001 - reported per message to the relay
                 results.append(exc)

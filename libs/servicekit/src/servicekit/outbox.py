@@ -127,6 +127,7 @@ class OutboxRelay:
             self._lock_conn = conn
             log.info("outbox relay %s is active", self.name)
             return True
+        conn.invalidate()
         conn.close()
         return False
 
@@ -134,7 +135,10 @@ class OutboxRelay:
         if self._lock_conn is not None:
             conn, self._lock_conn = self._lock_conn, None
             try:
-                conn.close()  # closing the session releases the advisory lock
+                # Invalidate, not close: a pooled connection would keep the session (and
+                # the lock) alive; ending the database session releases it.
+                conn.invalidate()
+                conn.close()
             except Exception:
                 log.debug("closing relay lock connection failed", exc_info=True)
 

@@ -5,6 +5,7 @@ Enable with ``pytest_plugins = ["servicekit.pytest_plugin"]`` in the root confte
 - ``postgres_server`` / ``kafka_server`` (session): the servers named by
   ``TEST_DATABASE_URL`` / ``TEST_KAFKA_BOOTSTRAP`` when set, else local ones started on
   first use and stopped at the end of the session.
+- ``databases`` (session): fresh databases cloned from migrated templates.
 - ``kafka_topic``: a fresh, uniquely named 3-partition topic per test.
 - A failing test that used a local server gets the tail of its log in the report.
 """
@@ -26,6 +27,7 @@ from servicekit.localservers import (
     start_kafka,
     start_postgres,
 )
+from servicekit.testing import DatabaseFactory
 
 LOG_TAIL_LINES = 80
 _servers = pytest.StashKey[dict[str, PostgresServer | KafkaServer]]()
@@ -57,6 +59,16 @@ def kafka_server(request: pytest.FixtureRequest) -> Iterator[KafkaServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def databases(postgres_server: PostgresServer) -> Iterator[DatabaseFactory]:
+    """Fresh databases cloned from per-service templates migrated once per session."""
+    factory = DatabaseFactory(postgres_server)
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
 
 
 @pytest.fixture

@@ -6,8 +6,11 @@ cloned from a template database migrated once per session (a fraction of a secon
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,3 +83,42 @@ class Tokens:
 
     def headers(self, sub: str, *roles: str, org: str = "", **extra: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {self(sub, *roles, org=org)}", **extra}
+
+
+
+@dataclass(frozen=True)
+class Read:
+    partition: int
+    offset: int
+    key: str | None
+    event: dict[str, Any]
+    headers: dict[str, bytes]
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[Read]:
+    """Every message of ``topic`` until ``expected`` arrived (or the timeout passed)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = None
+        while partitions is None and time.monotonic() < deadline:
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions or [])]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[Read] = []
+        while len(out) < expected and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    out.append(Read(r.partition, r.offset, r.key.decode() if r.key else None,
+                                    json.loads(r.value), dict(r.headers or [])))
+        # Anything beyond ``expected`` would be a duplicate: give it a moment to show.
+        for records in consumer.poll(timeout_ms=1000).values():
+            for r in records:
+                out.append(Read(r.partition, r.offset, r.key.decode() if r.key else None,
+                                json.loads(r.value), dict(r.headers or [])))
+        return out
+    finally:
+        consumer.close()
