@@ -28,7 +28,7 @@ from servicekit.idempotency import IdempotentReplay
 from servicekit.inbox import EventConsumer, Handler
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
-from servicekit.telemetry import instrument, setup_tracing
+from servicekit.telemetry import configure_logging, instrument, setup_tracing
 from servicekit.unit_of_work import replay_response
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ def create_service_app(
 ) -> FastAPI:
     """Build a service app. ``background=False`` leaves relay and consumers to the caller."""
     name = settings.service_name
+    configure_logging(settings.log_level, json=settings.log_json)
     setup_tracing(name, settings.otlp_endpoint)
     engine = create_db_engine(settings.database_url)
     clock = clock or SystemClock()

@@ -97,8 +97,16 @@ class _TraceIds(logging.Filter):
 
 
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
-    """JSON lines on stderr, each with ``trace_id``/``span_id`` when inside a span."""
+    """JSON lines on stderr, each with ``trace_id``/``span_id`` when inside a span.
+
+    Idempotent: one such handler on the root logger, others (pytest's, say) untouched.
+    """
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    if any(getattr(h, "_servicekit", False) for h in root.handlers):
+        return
     handler = logging.StreamHandler(sys.stderr)
+    handler._servicekit = True  # type: ignore[attr-defined]
     if json:
         handler.setFormatter(
             JsonFormatter(
@@ -109,6 +117,4 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(_TraceIds())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.addHandler(handler)

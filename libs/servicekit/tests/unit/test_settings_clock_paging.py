@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from servicekit.clock import FixedClock, as_utc
+from servicekit.idempotency import _canonical_body
+from servicekit.paging import decode_cursor, encode_cursor
+from servicekit.problems import Invalid
+from servicekit.settings import ServiceSettings
+
+
+def test_dev_profile_defaults_to_a_sqlite_file_per_service():
+    s = ServiceSettings(service_name="grants")
+    assert s.database_url == "sqlite:///var/grants.db"
+    assert s.topic == "grants.events.v1"
+    assert s.group_id == "grants"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # dev issuer, no key, sqlite, no kafka
+        {"jwt_issuer": "https://id.most.gov.vn", "jwt_public_key_file": Path("k.pem"),
+         "kafka_bootstrap": "k:9092"},  # still sqlite
+        {"jwt_issuer": "https://id.most.gov.vn", "database_url": "postgresql://db/g",
+         "kafka_bootstrap": "k:9092"},  # no public key
+    ],
+)
+def test_prod_profile_refuses_development_shortcuts(overrides):
+    with pytest.raises(ValidationError):
+        ServiceSettings(service_name="grants", profile="prod", **overrides)
+
+
+def test_fixed_clock_moves_only_when_told():
+    clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+    assert clock.now() == clock.now()
+    assert clock.advance(timedelta(days=1)) == datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def test_naive_database_datetimes_are_read_as_utc():
+    assert as_utc(datetime(2026, 1, 1)) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_cursors_round_trip_and_foreign_cursors_are_422():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert decode_cursor(encode_cursor(now, "id-1"), 2) == [now.isoformat(), "id-1"]
+    with pytest.raises(Invalid):
+        decode_cursor("not-a-cursor!", 2)
+    with pytest.raises(Invalid):
+        decode_cursor(encode_cursor("only-one"), 2)
+
+
+def test_idempotency_hash_ignores_key_order_and_whitespace():
+    assert _canonical_body(b'{"a": 1, "b": [1,2]}') == _canonical_body(b'{"b":[1, 2],"a":1}')
+    assert _canonical_body(b'{"a": 1}') != _canonical_body(b'{"a": 2}')
