@@ -1,0 +1,39 @@
+"""``create_app(settings)``: the ipshare service, wired."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ipshare.settings import IpshareSettings
+from servicekit import migrations
+from servicekit.bus import Bus
+from servicekit.clock import Clock
+from servicekit.service import create_service_app
+
+SERVICE_DIR = Path(__file__).resolve().parents[2]
+
+
+def migrate(url: str) -> None:
+    migrations.upgrade(SERVICE_DIR, url)
+
+
+def create_app(
+    settings: IpshareSettings | None = None,
+    *,
+    bus: Bus | None = None,
+    clock: Clock | None = None,
+    background: bool = True,
+) -> FastAPI:
+    settings = settings or IpshareSettings()
+    return create_service_app(
+        settings,
+        title="ipshare",
+        description="Institution-owned research results, licences and the 30/70 income split.",
+        routers=[],
+        migrate=migrate,
+        bus=bus,
+        clock=clock,
+        background=background,
+    )

@@ -1,0 +1,1 @@
+"""SQLModel tables of the sandbox service (none yet beyond the kit's own)."""
