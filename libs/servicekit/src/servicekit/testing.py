@@ -122,3 +122,42 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
         return out
     finally:
         consumer.close()
+
+
+class AsyncApiMessages:
+    """Validates emitted CloudEvents against the message schemas of ``docs/asyncapi.yaml``.
+
+    Each message's payload is the whole structured CloudEvent; the message for an event
+    is the one whose payload pins ``type`` to the event's type.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import yaml
+        from jsonschema import Draft202012Validator
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
+
+        self.document = yaml.safe_load(path.read_text())
+        base = "urn:most:asyncapi"
+        registry = Registry().with_resource(
+            base, Resource.from_contents({"$id": base, **self.document}, DRAFT202012)
+        )
+        self.validators: dict[str, Any] = {}
+        for name, message in self.document["components"]["messages"].items():
+            payload = self._resolve(message["payload"])
+            event_type = payload.get("properties", {}).get("type", {}).get("const")
+            if event_type:
+                ref = {"$ref": f"{base}#/components/messages/{name}/payload"}
+                self.validators[event_type] = Draft202012Validator(ref, registry=registry)
+
+    def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            target: Any = self.document
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            node = target
+        return node
+
+    def validate(self, event: dict[str, Any]) -> None:
+        """Raise ``jsonschema.ValidationError`` (or KeyError for an undocumented type)."""
+        self.validators[event["type"]].validate(event)
