@@ -39,3 +39,29 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
     if not isinstance(values, list) or len(values) != arity:
         raise Invalid("cursor is not valid", loc=["query", "cursor"])
     return values
+
+
+def keyset_page(
+    session: Any, stmt: Any, created_col: Any, id_col: Any, *, limit: int,
+    cursor: str | None,
+) -> tuple[list[Any], str | None]:
+    """Newest first, paged by ``(created_at, id)``; returns rows and the next cursor."""
+    from sqlalchemy import and_, or_
+
+    from servicekit.clock import as_utc
+
+    after = decode_cursor(cursor, 2)
+    if after is not None:
+        try:
+            created = datetime.fromisoformat(after[0])
+        except (TypeError, ValueError) as exc:
+            raise Invalid("cursor is not valid", loc=["query", "cursor"]) from exc
+        stmt = stmt.where(or_(created_col < created,
+                              and_(created_col == created, id_col < str(after[1]))))
+    rows = session.execute(stmt.order_by(created_col.desc(), id_col.desc()).limit(limit + 1))
+    rows = rows.scalars().all()
+    if len(rows) <= limit:
+        return list(rows), None
+    last = rows[limit - 1]
+    created_value = getattr(last, created_col.key)
+    return list(rows[:limit]), encode_cursor(as_utc(created_value), getattr(last, id_col.key))

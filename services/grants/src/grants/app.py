@@ -6,7 +6,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from grants.api import calls
+from grants.api import applications, calls, grants, portfolio
+from grants.consumers import consumer_specs
 from grants.settings import GrantsSettings
 from servicekit import migrations
 from servicekit.bus import Bus
@@ -32,7 +33,8 @@ def create_app(
         settings,
         title="grants",
         description="Lump-sum research grants managed by outputs, with risk-tolerant closure.",
-        routers=[calls.router],
+        routers=[calls.router, applications.router, grants.router, portfolio.router],
+        consumers=consumer_specs(),
         migrate=migrate,
         bus=bus,
         clock=clock,

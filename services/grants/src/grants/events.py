@@ -9,14 +9,36 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from grants.domain.applications import ApplicationDecided, ApplicationSubmitted
 from grants.domain.calls import CallClosed, CallOpened
+from grants.domain.grants import (
+    BreachRecorded,
+    GrantAwarded,
+    GrantClosed,
+    ResultRegistered,
+    TrancheReleased,
+)
 from servicekit.unit_of_work import UnitOfWork
 
 # Domain event class → (contract name, aggregate id attribute).
 NAMES: dict[type, tuple[str, str]] = {
     CallOpened: ("call.opened", "call_id"),
     CallClosed: ("call.closed", "call_id"),
+    ApplicationSubmitted: ("application.submitted", "application_id"),
+    ApplicationDecided: ("application.decided", "application_id"),
+    # Grant, milestone, tranche and result events share the grant's key, so finance
+    # sees award → releases → close in order.
+    GrantAwarded: ("grant.awarded", "grant_id"),
+    TrancheReleased: ("tranche.released", "grant_id"),
+    ResultRegistered: ("result.registered", "grant_id"),
+    BreachRecorded: ("breach.recorded", "grant_id"),
+    GrantClosed: ("grant.closed", "grant_id"),
 }
+
+# What the grants service consumes (ipshare's finance events, for the portfolio).
+DISTRIBUTION_POSTED = "vn.gov.most.ipshare.distribution.posted.v1"
+DISTRIBUTION_REVERSED = "vn.gov.most.ipshare.distribution.reversed.v1"
+IPSHARE_TOPIC = "ipshare.events.v1"
 
 
 def publish(uow: UnitOfWork, events: list[Any]) -> None:

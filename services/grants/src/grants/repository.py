@@ -7,8 +7,36 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session
 
+from grants.domain.applications import (
+    Application,
+    ApplicationStatus,
+    MilestonePlan,
+    Recommendation,
+    Review,
+    RiskLevel,
+    TeamMember,
+)
 from grants.domain.calls import Call, CallStatus
-from grants.models import CallRow
+from grants.domain.grants import (
+    Breach,
+    BreachKind,
+    Grant,
+    GrantStatus,
+    Liability,
+    Milestone,
+    MilestoneStatus,
+    Outcome,
+)
+from grants.models import (
+    ApplicationRow,
+    BreachRow,
+    CallRow,
+    GrantRow,
+    MilestonePlanRow,
+    MilestoneRow,
+    ReviewRow,
+    TeamMemberRow,
+)
 from servicekit.clock import as_utc
 
 
@@ -45,3 +73,180 @@ def save_call(row: CallRow, call: Call, *, now: datetime) -> None:
     row.status = call.status.value
     row.awarded_vnd = call.awarded_vnd
     row.updated_at = now
+
+
+# --- applications -----------------------------------------------------------------------
+
+def load_application(session: Session, application_id: str, *,
+                     for_update: bool = False) -> tuple[ApplicationRow, Application] | None:
+    stmt = select(ApplicationRow).where(ApplicationRow.id == application_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).scalar_one_or_none()
+    if row is None:
+        return None
+    return row, application_from_row(session, row)
+
+
+def application_from_row(session: Session, row: ApplicationRow) -> Application:
+    team = session.execute(
+        select(TeamMemberRow).where(TeamMemberRow.application_id == row.id)
+        .order_by(TeamMemberRow.position)).scalars().all()
+    plans = session.execute(
+        select(MilestonePlanRow).where(MilestonePlanRow.application_id == row.id)
+        .order_by(MilestonePlanRow.position)).scalars().all()
+    reviews = session.execute(
+        select(ReviewRow).where(ReviewRow.application_id == row.id)
+        .order_by(ReviewRow.created_at, ReviewRow.id)).scalars().all()
+    return Application(
+        id=row.id, call_id=row.call_id, agency_id=row.agency_id,
+        applicant_id=row.applicant_id, institution_id=row.institution_id, title=row.title,
+        abstract=row.abstract, requested_vnd=row.requested_vnd,
+        risk_level=RiskLevel(row.risk_level),
+        team=[TeamMember(t.researcher_id, t.name, t.role, t.contribution_bp) for t in team],
+        milestones=[MilestonePlan(p.title, p.deliverable, p.verification, p.due_date,
+                                  p.tranche_bp) for p in plans],
+        status=ApplicationStatus(row.status),
+        reviews=[Review(r.reviewer_id, r.reviewer_org, r.scores,
+                        Recommendation(r.recommendation), r.comment, as_utc(r.created_at))
+                 for r in reviews],
+        awarded_vnd=row.awarded_vnd, decision_reason=row.decision_reason, grant_id=row.grant_id,
+    )
+
+
+def add_application(session: Session, app: Application, *, now: datetime) -> ApplicationRow:
+    row = ApplicationRow(
+        id=app.id, call_id=app.call_id, agency_id=app.agency_id,
+        applicant_id=app.applicant_id, institution_id=app.institution_id, title=app.title,
+        abstract=app.abstract, requested_vnd=app.requested_vnd,
+        risk_level=app.risk_level.value, status=app.status.value, created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    session.add_all([
+        TeamMemberRow(application_id=app.id, researcher_id=t.researcher_id, position=i,
+                      name=t.name, role=t.role, contribution_bp=t.contribution_bp)
+        for i, t in enumerate(app.team)
+    ])
+    session.add_all([
+        MilestonePlanRow(application_id=app.id, position=i, title=p.title,
+                         deliverable=p.deliverable, verification=p.verification,
+                         due_date=p.due_date, tranche_bp=p.tranche_bp)
+        for i, p in enumerate(app.milestones)
+    ])
+    return row
+
+
+def save_application(row: ApplicationRow, app: Application, *, now: datetime) -> None:
+    if row.status != app.status.value:
+        if app.status == ApplicationStatus.SUBMITTED:
+            row.submitted_at = now
+        if app.status in (ApplicationStatus.APPROVED, ApplicationStatus.REJECTED):
+            row.decided_at = now
+    row.status = app.status.value
+    row.awarded_vnd = app.awarded_vnd
+    row.decision_reason = app.decision_reason
+    row.grant_id = app.grant_id
+    row.updated_at = now
+
+
+def add_review(session: Session, application_id: str, review: Review, review_id: str) -> ReviewRow:
+    row = ReviewRow(id=review_id, application_id=application_id,
+                    reviewer_id=review.reviewer_id, reviewer_org=review.reviewer_org,
+                    scores=review.scores, recommendation=review.recommendation.value,
+                    comment=review.comment, created_at=review.submitted_at)
+    session.add(row)
+    return row
+
+
+# --- grants -----------------------------------------------------------------------------
+
+def load_grant(session: Session, grant_id: str, *,
+               for_update: bool = False) -> tuple[GrantRow, Grant] | None:
+    stmt = select(GrantRow).where(GrantRow.id == grant_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).scalar_one_or_none()
+    if row is None:
+        return None
+    return row, grant_from_row(session, row)
+
+
+def grant_from_row(session: Session, row: GrantRow) -> Grant:
+    team = session.execute(
+        select(TeamMemberRow).where(TeamMemberRow.application_id == row.application_id)
+        .order_by(TeamMemberRow.position)).scalars().all()
+    milestones = session.execute(
+        select(MilestoneRow).where(MilestoneRow.grant_id == row.id)
+        .order_by(MilestoneRow.seq)).scalars().all()
+    breaches = session.execute(
+        select(BreachRow).where(BreachRow.grant_id == row.id)
+        .order_by(BreachRow.created_at)).scalars().all()
+    return Grant(
+        id=row.id, application_id=row.application_id, call_id=row.call_id,
+        agency_id=row.agency_id, institution_id=row.institution_id,
+        awarded_vnd=row.awarded_vnd,
+        team=[TeamMember(t.researcher_id, t.name, t.role, t.contribution_bp) for t in team],
+        milestones=[
+            Milestone(id=m.id, seq=m.seq, title=m.title, deliverable=m.deliverable,
+                      verification=m.verification, due_date=m.due_date,
+                      tranche_bp=m.tranche_bp, tranche_vnd=m.tranche_vnd,
+                      status=MilestoneStatus(m.status), released_vnd=m.released_vnd,
+                      cancelled_vnd=m.cancelled_vnd, completion_bp=m.completion_bp,
+                      report=m.report, reject_reason=m.reject_reason)
+            for m in milestones
+        ],
+        status=GrantStatus(row.status),
+        breaches=[Breach(b.id, BreachKind(b.kind), b.description, b.recorded_by,
+                         as_utc(b.created_at)) for b in breaches],
+        outcome=Outcome(row.outcome) if row.outcome else None,
+        refund_due_vnd=row.refund_due_vnd,
+        liability=Liability(row.liability) if row.liability else None,
+        justification=row.justification, breach_stated=row.breach_stated,
+        procedures_followed=row.procedures_followed,
+        closed_at=as_utc(row.closed_at) if row.closed_at else None,
+    )
+
+
+def add_grant(session: Session, grant: Grant, *, now: datetime) -> GrantRow:
+    row = GrantRow(id=grant.id, application_id=grant.application_id, call_id=grant.call_id,
+                   agency_id=grant.agency_id, institution_id=grant.institution_id,
+                   awarded_vnd=grant.awarded_vnd, status=grant.status.value, created_at=now,
+                   updated_at=now)
+    session.add(row)
+    session.flush()
+    session.add_all([
+        MilestoneRow(id=m.id, grant_id=grant.id, seq=m.seq, title=m.title,
+                     deliverable=m.deliverable, verification=m.verification,
+                     due_date=m.due_date, tranche_bp=m.tranche_bp, tranche_vnd=m.tranche_vnd,
+                     status=m.status.value)
+        for m in grant.milestones
+    ])
+    return row
+
+
+def save_grant(session: Session, row: GrantRow, grant: Grant, *, now: datetime) -> None:
+    """Write the grant's state and every milestone's state back."""
+    row.status = grant.status.value
+    row.disbursed_vnd = grant.disbursed_vnd
+    row.cancelled_vnd = grant.cancelled_vnd
+    row.refund_due_vnd = grant.refund_due_vnd
+    row.outcome = grant.outcome.value if grant.outcome else None
+    row.liability = grant.liability.value if grant.liability else None
+    row.justification = grant.justification
+    row.breach_stated = grant.breach_stated
+    row.procedures_followed = grant.procedures_followed
+    row.closed_at = grant.closed_at
+    row.updated_at = now
+    rows = {m.id: m for m in session.execute(
+        select(MilestoneRow).where(MilestoneRow.grant_id == row.id)).scalars()}
+    for m in grant.milestones:
+        r = rows[m.id]
+        r.status = m.status.value
+        r.released_vnd = m.released_vnd
+        r.cancelled_vnd = m.cancelled_vnd
+        r.completion_bp = m.completion_bp
+        r.report = m.report
+        r.reject_reason = m.reject_reason
+        r.due_date = m.due_date

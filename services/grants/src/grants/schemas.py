@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
+
+from grants.domain.applications import Recommendation, RiskLevel
+from grants.domain.grants import BreachKind, Outcome, ResultKind
 
 # Money is integer đồng: strict, so "100" and 1.5 are refused rather than coerced.
 Vnd = Annotated[int, Field(strict=True, gt=0, le=10**15)]
@@ -42,3 +45,240 @@ class CallRead(BaseModel):
 class CallPage(BaseModel):
     items: list[CallRead]
     next_cursor: str | None = None
+
+
+# --- applications -----------------------------------------------------------------------
+
+Bp = Annotated[int, Field(strict=True, ge=1, le=10_000)]
+
+
+class TeamMemberIn(BaseModel):
+    researcher_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(default="member", max_length=100)
+    contribution_bp: Bp
+
+
+class MilestoneIn(BaseModel):
+    title: str = Field(min_length=1, max_length=300)
+    deliverable: str = Field(min_length=1, max_length=5_000)
+    verification: str = Field(default="", max_length=5_000)
+    due_date: date
+    tranche_bp: Bp
+
+
+class ApplicationCreate(BaseModel):
+    call_id: str = Field(min_length=1, max_length=36)
+    title: str = Field(min_length=1, max_length=300)
+    abstract: str = Field(default="", max_length=20_000)
+    institution_id: str = Field(min_length=1, max_length=200)
+    requested_vnd: Vnd
+    risk_level: RiskLevel
+    team: list[TeamMemberIn] = Field(min_length=1, max_length=100)
+    milestones: list[MilestoneIn] = Field(min_length=1, max_length=50)
+
+
+class TeamMemberOut(BaseModel):
+    researcher_id: str
+    name: str
+    role: str
+    contribution_bp: int
+
+
+class MilestonePlanOut(BaseModel):
+    title: str
+    deliverable: str
+    verification: str
+    due_date: date
+    tranche_bp: int
+
+
+class ApplicationRead(BaseModel):
+    id: str
+    call_id: str
+    agency_id: str
+    applicant_id: str
+    institution_id: str
+    title: str
+    abstract: str
+    requested_vnd: int
+    risk_level: str
+    team: list[TeamMemberOut]
+    milestones: list[MilestonePlanOut]
+    status: str
+    reviews_count: int
+    awarded_vnd: int | None = None
+    decision_reason: str | None = None
+    grant_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    submitted_at: datetime | None = None
+    decided_at: datetime | None = None
+
+
+class ApplicationPage(BaseModel):
+    items: list[ApplicationRead]
+    next_cursor: str | None = None
+
+
+class ReviewCreate(BaseModel):
+    scores: dict[str, Annotated[int, Field(strict=True, ge=1, le=5)]] = Field(min_length=1)
+    recommendation: Recommendation
+    comment: str = Field(default="", max_length=20_000)
+    conflict_of_interest: bool = False
+
+
+class ReviewRead(BaseModel):
+    id: str
+    application_id: str
+    reviewer_id: str
+    scores: dict[str, int]
+    recommendation: str
+    comment: str
+    conflict_of_interest: bool = False
+    created_at: datetime
+
+
+class ReviewPage(BaseModel):
+    items: list[ReviewRead]
+    next_cursor: str | None = None
+
+
+class Approve(BaseModel):
+    decision: Literal["approve"]
+    awarded_vnd: Vnd
+    reason: str | None = Field(default=None, max_length=5_000)
+
+
+class Reject(BaseModel):
+    decision: Literal["reject"]
+    reason: str = Field(min_length=1, max_length=5_000)
+
+
+Decision = Annotated[Approve | Reject, Field(discriminator="decision")]
+
+
+# --- grants -----------------------------------------------------------------------------
+
+class MilestoneRead(BaseModel):
+    id: str
+    seq: int
+    title: str
+    deliverable: str
+    verification: str
+    tranche_bp: int
+    tranche_vnd: int
+    released_vnd: int
+    cancelled_vnd: int
+    completion_bp: int | None = None
+    due_date: date
+    status: str
+    overdue: bool
+    report: dict[str, Any] | None = None
+    reject_reason: str | None = None
+
+
+class BreachRead(BaseModel):
+    id: str
+    kind: str
+    description: str
+    recorded_by: str
+    created_at: datetime
+
+
+class GrantRead(BaseModel):
+    id: str
+    application_id: str
+    call_id: str
+    agency_id: str
+    institution_id: str
+    title: str
+    awarded_vnd: int
+    disbursed_vnd: int
+    cancelled_vnd: int
+    refund_due_vnd: int
+    status: str
+    outcome: str | None = None
+    liability: str | None = None
+    justification: str | None = None
+    breach: str | None = None
+    procedures_followed: bool | None = None
+    team: list[TeamMemberOut]
+    milestones: list[MilestoneRead]
+    breaches: list[BreachRead]
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None
+
+
+class GrantPage(BaseModel):
+    items: list[GrantRead]
+    next_cursor: str | None = None
+
+
+class Evidence(BaseModel):
+    kind: Literal["url", "document", "dataset", "demo", "other"]
+    ref: str = Field(min_length=1, max_length=2_000)
+
+
+class MilestoneReport(BaseModel):
+    """Evidence of the deliverable. There is deliberately no place for invoices."""
+
+    summary: str = Field(min_length=1, max_length=20_000)
+    evidence: list[Evidence] = Field(min_length=1, max_length=50)
+
+
+class Reason(BaseModel):
+    reason: str = Field(min_length=1, max_length=5_000)
+
+
+class Reschedule(BaseModel):
+    due_date: date
+    reason: str = Field(min_length=1, max_length=5_000)
+
+
+class AuthorIn(BaseModel):
+    researcher_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    contribution_bp: Bp
+
+
+class ResultCreate(BaseModel):
+    kind: ResultKind
+    title: str = Field(min_length=1, max_length=300)
+    authors: list[AuthorIn] = Field(min_length=1, max_length=100)
+
+
+class ResultRead(BaseModel):
+    id: str
+    grant_id: str
+    institution_id: str
+    kind: str
+    title: str
+    authors: list[AuthorIn]
+    registered_by: str
+    created_at: datetime
+
+
+class ResultPage(BaseModel):
+    items: list[ResultRead]
+    next_cursor: str | None = None
+
+
+class BreachCreate(BaseModel):
+    kind: BreachKind
+    description: str = Field(min_length=1, max_length=20_000)
+
+
+class PartialIn(BaseModel):
+    milestone_id: str
+    completion_bp: Annotated[int, Field(strict=True, ge=1, le=9_999)]
+
+
+class GrantClose(BaseModel):
+    outcome: Outcome
+    justification: str = Field(default="", max_length=20_000)
+    procedures_followed: bool | None = None
+    breach: str | None = Field(default=None, max_length=20_000)
+    refund_vnd: Annotated[int, Field(strict=True, ge=0, le=10**15)] | None = None
+    partial: list[PartialIn] | None = None

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 
 from fastapi import APIRouter
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 
 from grants import events
 from grants.api.deps import DEFAULT_PAGE, CallHistoryReader, Limit, ProgramManager, problem_from
@@ -18,7 +18,7 @@ from grants.schemas import CallCreate, CallPage, CallRead
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import OptionalPrincipal, Principal
 from servicekit.clock import as_utc
-from servicekit.paging import decode_cursor, encode_cursor
+from servicekit.paging import keyset_page
 from servicekit.problems import Forbidden, NotFound
 from servicekit.unit_of_work import NowDep, SessionDep, UnitOfWorkDep
 
@@ -129,19 +129,9 @@ def read_calls(
         stmt = stmt.where(CallRow.status == status.value)
     if agency_id is not None:
         stmt = stmt.where(CallRow.agency_id == agency_id)
-    after = decode_cursor(cursor, 2)
-    if after is not None:
-        created, last_id = datetime.fromisoformat(after[0]), after[1]
-        stmt = stmt.where(or_(CallRow.created_at < created,
-                              and_(CallRow.created_at == created, CallRow.id < last_id)))
-    rows = session.execute(
-        stmt.order_by(CallRow.created_at.desc(), CallRow.id.desc()).limit(limit + 1)
-    ).scalars().all()
-    items = [to_read(r, now) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(as_utc(last.created_at), last.id)
+    rows, next_cursor = keyset_page(session, stmt, CallRow.created_at, CallRow.id,
+                                    limit=limit, cursor=cursor)
+    items = [to_read(r, now) for r in rows]
     return CallPage(items=items, next_cursor=next_cursor)
 
 

@@ -1,0 +1,271 @@
+"""Applications, reviews and decisions: ``/v1/applications``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends
+from sqlalchemy import select
+from sqlmodel import Session
+
+from grants import access, events
+from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager, problem_from
+from grants.domain.applications import (
+    Application,
+    ApplicationStatus,
+    MilestonePlan,
+    Review,
+    TeamMember,
+)
+from grants.domain.errors import DomainError
+from grants.domain.grants import Grant
+from grants.models import ApplicationRow, ReviewRow
+from grants.repository import (
+    add_application,
+    add_grant,
+    add_review,
+    application_from_row,
+    call_from_row,
+    get_call_row,
+    load_application,
+    save_application,
+    save_call,
+)
+from grants.schemas import (
+    ApplicationCreate,
+    ApplicationPage,
+    ApplicationRead,
+    Approve,
+    Decision,
+    MilestonePlanOut,
+    ReviewCreate,
+    ReviewPage,
+    ReviewRead,
+    TeamMemberOut,
+)
+from servicekit.audit import HistoryPage, history
+from servicekit.auth import CurrentPrincipal, Principal, require_roles
+from servicekit.clock import as_utc
+from servicekit.paging import keyset_page
+from servicekit.problems import Forbidden, NotFound
+from servicekit.unit_of_work import SessionDep, UnitOfWorkDep
+
+router = APIRouter(prefix="/v1", tags=["applications"])
+
+AGGREGATE = "application"
+Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
+Reviewer = Annotated[Principal, Depends(require_roles("reviewer"))]
+
+
+def to_read(row: ApplicationRow, app: Application) -> ApplicationRead:
+    return ApplicationRead(
+        id=app.id, call_id=app.call_id, agency_id=app.agency_id,
+        applicant_id=app.applicant_id, institution_id=app.institution_id, title=app.title,
+        abstract=app.abstract, requested_vnd=app.requested_vnd,
+        risk_level=app.risk_level.value,
+        team=[TeamMemberOut(researcher_id=t.researcher_id, name=t.name, role=t.role,
+                            contribution_bp=t.contribution_bp) for t in app.team],
+        milestones=[MilestonePlanOut(title=m.title, deliverable=m.deliverable,
+                                     verification=m.verification, due_date=m.due_date,
+                                     tranche_bp=m.tranche_bp) for m in app.milestones],
+        status=app.status.value, reviews_count=len(app.reviews), awarded_vnd=app.awarded_vnd,
+        decision_reason=app.decision_reason, grant_id=app.grant_id,
+        created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
+        submitted_at=as_utc(row.submitted_at) if row.submitted_at else None,
+        decided_at=as_utc(row.decided_at) if row.decided_at else None,
+    )
+
+
+def visible(session: Session, application_id: str, p: Principal, *,
+            for_update: bool = False) -> tuple[ApplicationRow, Application]:
+    loaded = load_application(session, application_id, for_update=for_update)
+    if loaded is None or not access.can_read_application(p, loaded[1]):
+        raise NotFound(f"application {application_id} not found")
+    return loaded
+
+
+@router.post("/applications", status_code=201, response_model=ApplicationRead,
+             summary="Draft an application")
+def create_application(body: ApplicationCreate, user: Researcher, uow: UnitOfWorkDep):
+    call_row = get_call_row(uow.session, body.call_id)
+    if call_row is None or call_row.status == "draft":
+        raise NotFound(f"call {body.call_id} not found")
+    try:
+        app = Application.draft(
+            id=str(uuid.uuid4()), call=call_from_row(call_row), applicant_id=user.sub,
+            institution_id=body.institution_id, title=body.title, abstract=body.abstract,
+            requested_vnd=body.requested_vnd, risk_level=body.risk_level,
+            team=[TeamMember(t.researcher_id, t.name, t.role, t.contribution_bp)
+                  for t in body.team],
+            milestones=[MilestonePlan(m.title, m.deliverable, m.verification, m.due_date,
+                                      m.tranche_bp) for m in body.milestones],
+            today=uow.now.date(),
+        )
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    row = add_application(uow.session, app, now=uow.now)
+    uow.record(AGGREGATE, app.id, "draft", to_status=app.status.value)
+    return uow.commit(to_read(row, app), status_code=201)
+
+
+@router.post("/applications/{application_id}/submit", response_model=ApplicationRead,
+             summary="Submit a draft while the call is open")
+def submit_application(application_id: str, user: Researcher, uow: UnitOfWorkDep):
+    row, app = visible(uow.session, application_id, user, for_update=True)
+    if app.applicant_id != user.sub:
+        raise Forbidden("only the researcher who drafted the application submits it")
+    call = call_from_row(get_call_row(uow.session, app.call_id))
+    try:
+        app.submit(call, uow.now)
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    save_application(row, app, now=uow.now)
+    uow.record(AGGREGATE, app.id, "submit", from_status="draft", to_status=app.status.value)
+    events.publish(uow, app.events)
+    return uow.commit(to_read(row, app))
+
+
+@router.post("/applications/{application_id}/reviews", status_code=201,
+             response_model=ReviewRead, summary="Review a submitted application")
+def create_review(application_id: str, body: ReviewCreate, user: Reviewer,
+                  uow: UnitOfWorkDep):
+    loaded = load_application(uow.session, application_id, for_update=True)
+    if loaded is None or loaded[1].status == ApplicationStatus.DRAFT:
+        raise NotFound(f"application {application_id} not found")
+    row, app = loaded
+    before = app.status.value
+    review = Review(user.sub, user.org, dict(body.scores), body.recommendation, body.comment,
+                    uow.now)
+    try:
+        app.add_review(review, declared_conflict=body.conflict_of_interest)
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    review_row = add_review(uow.session, app.id, review, str(uuid.uuid4()))
+    save_application(row, app, now=uow.now)
+    uow.record(AGGREGATE, app.id, "review", from_status=before, to_status=app.status.value,
+               data={"review_id": review_row.id, "recommendation": review.recommendation})
+    return uow.commit(review_read(review_row), status_code=201)
+
+
+def review_read(r: ReviewRow) -> ReviewRead:
+    return ReviewRead(id=r.id, application_id=r.application_id, reviewer_id=r.reviewer_id,
+                      scores=r.scores, recommendation=r.recommendation, comment=r.comment,
+                      created_at=as_utc(r.created_at))
+
+
+@router.get("/applications/{application_id}/reviews", response_model=ReviewPage,
+            summary="Reviews: all to the agency, auditors and admins; a reviewer sees only "
+                    "their own until the decision")
+def read_reviews(application_id: str, session: SessionDep, user: CurrentPrincipal):
+    row, app = visible(session, application_id, user)
+    stmt = select(ReviewRow).where(ReviewRow.application_id == app.id)
+    decided = app.status in (ApplicationStatus.APPROVED, ApplicationStatus.REJECTED)
+    sees_all = user.has(*access.NATIONAL) or (
+        user.has("program_manager") and user.org == app.agency_id)
+    if not sees_all:
+        if not user.has("reviewer"):
+            raise Forbidden("reviews are for the ministry")
+        if not decided:
+            stmt = stmt.where(ReviewRow.reviewer_id == user.sub)
+    rows = session.execute(stmt.order_by(ReviewRow.created_at, ReviewRow.id)).scalars().all()
+    return ReviewPage(items=[review_read(r) for r in rows])
+
+
+@router.post("/applications/{application_id}/decision", response_model=ApplicationRead,
+             summary="Approve (creating a grant) or reject")
+def decide_application(application_id: str, body: Annotated[Decision, Body()],
+                       user: ProgramManager, uow: UnitOfWorkDep):
+    row, app = visible(uow.session, application_id, user, for_update=True)
+    if app.agency_id != user.org:
+        raise Forbidden("programme managers decide only their own agency's applications")
+    # The call's row lock serialises decisions on one call, so the budget holds.
+    call_row = get_call_row(uow.session, app.call_id, for_update=True)
+    call = call_from_row(call_row)
+    before = app.status.value
+    grant: Grant | None = None
+    try:
+        if isinstance(body, Approve):
+            app.approve(call, body.awarded_vnd, uow.now)
+            grant = Grant.award(app, grant_id=str(uuid.uuid4()),
+                                milestone_ids=[str(uuid.uuid4()) for _ in app.milestones],
+                                now=uow.now)
+            app.grant_id = grant.id
+        else:
+            app.reject(call, body.reason, uow.now)
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    save_call(call_row, call, now=uow.now)
+    save_application(row, app, now=uow.now)
+    uow.record(AGGREGATE, app.id, "decide", from_status=before, to_status=app.status.value,
+               reason=body.reason,
+               data={"awarded_vnd": app.awarded_vnd, "grant_id": app.grant_id})
+    events.publish(uow, app.events)
+    if grant is not None:
+        uow.session.flush()
+        add_grant(uow.session, grant, now=uow.now)
+        uow.record("grant", grant.id, "award", to_status=grant.status.value,
+                   data={"awarded_vnd": grant.awarded_vnd, "application_id": app.id})
+        uow.record("call", call.id, "commit_budget", from_status=call.status.value,
+                   to_status=call.status.value,
+                   data={"awarded_vnd": body.awarded_vnd, "application_id": app.id,
+                         "remaining_budget_vnd": call.remaining_budget_vnd})
+        events.publish(uow, grant.events)
+    return uow.commit(to_read(row, app))
+
+
+@router.get("/applications/{application_id}", response_model=ApplicationRead,
+            summary="One application (team, institution, ministry)")
+def read_application(application_id: str, session: SessionDep, user: CurrentPrincipal):
+    row, app = visible(session, application_id, user)
+    return to_read(row, app)
+
+
+@router.get("/applications/{application_id}/history", response_model=HistoryPage,
+            summary="The application's audit trail")
+def read_application_history(application_id: str, session: SessionDep,
+                             user: CurrentPrincipal, limit: Limit = 100,
+                             cursor: str | None = None) -> HistoryPage:
+    visible(session, application_id, user)
+    return history(session, AGGREGATE, application_id, limit=limit, cursor=cursor)
+
+
+def _page(session: Session, user: Principal, *, call_id: str | None, status: str | None,
+          institution_id: str | None, limit: int, cursor: str | None) -> ApplicationPage:
+    stmt = access.scope_applications(user, select(ApplicationRow))
+    if call_id:
+        stmt = stmt.where(ApplicationRow.call_id == call_id)
+    if status:
+        stmt = stmt.where(ApplicationRow.status == status)
+    if institution_id:
+        stmt = stmt.where(ApplicationRow.institution_id == institution_id)
+    rows, next_cursor = keyset_page(session, stmt, ApplicationRow.created_at, ApplicationRow.id,
+                                    limit=limit, cursor=cursor)
+    return ApplicationPage(items=[to_read(r, application_from_row(session, r)) for r in rows],
+                           next_cursor=next_cursor)
+
+
+@router.get("/applications", response_model=ApplicationPage,
+            summary="Applications you may see: a researcher's own, an institution's, an "
+                    "agency's; reviewers see submitted ones without conflicts")
+def read_applications(session: SessionDep, user: CurrentPrincipal,
+                      call_id: str | None = None, status: ApplicationStatus | None = None,
+                      institution_id: str | None = None, limit: Limit = DEFAULT_PAGE,
+                      cursor: str | None = None) -> ApplicationPage:
+    return _page(session, user, call_id=call_id, status=status.value if status else None,
+                 institution_id=institution_id, limit=limit, cursor=cursor)
+
+
+@router.get("/calls/{call_id}/applications", response_model=ApplicationPage,
+            summary="A call's applications (ministry roles)")
+def read_call_applications(
+    call_id: str, session: SessionDep,
+    user: Annotated[Principal, Depends(require_roles("program_manager", "reviewer", "auditor",
+                                                     "admin"))],
+    status: ApplicationStatus | None = None, limit: Limit = DEFAULT_PAGE,
+    cursor: str | None = None,
+) -> ApplicationPage:
+    if get_call_row(session, call_id) is None:
+        raise NotFound(f"call {call_id} not found")
+    return _page(session, user, call_id=call_id, status=status.value if status else None,
+                 institution_id=None, limit=limit, cursor=cursor)

@@ -1,0 +1,330 @@
+"""Grants: milestones, tranches, results, breaches and closure: ``/v1/grants``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from sqlmodel import Session
+
+from grants import access, events
+from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager, problem_from
+from grants.domain.errors import DomainError
+from grants.domain.grants import (
+    GOOD_FAITH_CONDITIONS,
+    Author,
+    Grant,
+    GrantStatus,
+    PartialCompletion,
+)
+from grants.models import ApplicationRow, BreachRow, GrantRow, ResultRow
+from grants.repository import grant_from_row, load_grant, save_grant
+from grants.schemas import (
+    AuthorIn,
+    BreachCreate,
+    BreachRead,
+    GrantClose,
+    GrantPage,
+    GrantRead,
+    MilestoneRead,
+    MilestoneReport,
+    Reason,
+    Reschedule,
+    ResultCreate,
+    ResultPage,
+    ResultRead,
+    TeamMemberOut,
+)
+from servicekit.audit import HistoryPage, history
+from servicekit.auth import CurrentPrincipal, Principal, require_roles
+from servicekit.clock import as_utc
+from servicekit.paging import keyset_page
+from servicekit.problems import Forbidden, NotFound
+from servicekit.unit_of_work import NowDep, SessionDep, UnitOfWork, UnitOfWorkDep
+
+router = APIRouter(prefix="/v1", tags=["grants"])
+
+AGGREGATE = "grant"
+Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
+
+
+def to_read(session: Session, row: GrantRow, grant: Grant, today: date) -> GrantRead:
+    title = session.execute(select(ApplicationRow.title).where(
+        ApplicationRow.id == grant.application_id)).scalar_one()
+    breaches = session.execute(select(BreachRow).where(BreachRow.grant_id == grant.id)
+                               .order_by(BreachRow.created_at)).scalars().all()
+    return GrantRead(
+        id=grant.id, application_id=grant.application_id, call_id=grant.call_id,
+        agency_id=grant.agency_id, institution_id=grant.institution_id, title=title,
+        awarded_vnd=grant.awarded_vnd, disbursed_vnd=grant.disbursed_vnd,
+        cancelled_vnd=grant.cancelled_vnd, refund_due_vnd=grant.refund_due_vnd,
+        status=grant.status.value, outcome=grant.outcome.value if grant.outcome else None,
+        liability=grant.liability.value if grant.liability else None,
+        justification=grant.justification, breach=grant.breach_stated,
+        procedures_followed=grant.procedures_followed,
+        team=[TeamMemberOut(researcher_id=t.researcher_id, name=t.name, role=t.role,
+                            contribution_bp=t.contribution_bp) for t in grant.team],
+        milestones=[
+            MilestoneRead(id=m.id, seq=m.seq, title=m.title, deliverable=m.deliverable,
+                          verification=m.verification, tranche_bp=m.tranche_bp,
+                          tranche_vnd=m.tranche_vnd, released_vnd=m.released_vnd,
+                          cancelled_vnd=m.cancelled_vnd, completion_bp=m.completion_bp,
+                          due_date=m.due_date, status=m.status.value,
+                          overdue=m.overdue(today), report=m.report,
+                          reject_reason=m.reject_reason)
+            for m in grant.milestones
+        ],
+        breaches=[BreachRead(id=b.id, kind=b.kind, description=b.description,
+                             recorded_by=b.recorded_by, created_at=as_utc(b.created_at))
+                  for b in breaches],
+        created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
+        closed_at=as_utc(row.closed_at) if row.closed_at else None,
+    )
+
+
+def visible(session: Session, grant_id: str, p: Principal, *,
+            for_update: bool = False) -> tuple[GrantRow, Grant]:
+    loaded = load_grant(session, grant_id, for_update=for_update)
+    if loaded is None or not access.can_read_grant(p, loaded[1]):
+        raise NotFound(f"grant {grant_id} not found")
+    return loaded
+
+
+def managed(session: Session, grant_id: str, p: Principal) -> tuple[GrantRow, Grant]:
+    """A grant the programme manager's agency funds (locked for the change)."""
+    row, grant = visible(session, grant_id, p, for_update=True)
+    if grant.agency_id != p.org:
+        raise Forbidden("programme managers act only on their own agency's grants")
+    return row, grant
+
+
+def on_team(session: Session, grant_id: str, p: Principal) -> tuple[GrantRow, Grant]:
+    row, grant = visible(session, grant_id, p, for_update=True)
+    if p.sub not in grant.team_ids():
+        raise Forbidden("only the grant's team may do this")
+    return row, grant
+
+
+def milestone_of(grant: Grant, milestone_id: str):
+    try:
+        return grant.milestone(milestone_id)
+    except KeyError:
+        raise NotFound(f"milestone {milestone_id} is not on grant {grant.id}") from None
+
+
+def finish(uow: UnitOfWork, row: GrantRow, grant: Grant, action: str, *, before: str,
+           reason: str | None = None, data: dict | None = None):
+    save_grant(uow.session, row, grant, now=uow.now)
+    uow.record(AGGREGATE, grant.id, action, from_status=before, to_status=grant.status.value,
+               reason=reason, data=data)
+    events.publish(uow, grant.events)
+    uow.session.flush()
+    return uow.commit(to_read(uow.session, row, grant, uow.now.date()))
+
+
+@router.get("/grants/{grant_id}", response_model=GrantRead,
+            summary="Lump sum, exact tranche schedule, disbursed, status")
+def read_grant(grant_id: str, session: SessionDep, user: CurrentPrincipal, now: NowDep):
+    row, grant = visible(session, grant_id, user)
+    return to_read(session, row, grant, now.date())
+
+
+@router.post("/grants/{grant_id}/milestones/{milestone_id}/report", response_model=GrantRead,
+             summary="Report a deliverable with its evidence (no invoices, no receipts)")
+def report_milestone(grant_id: str, milestone_id: str, body: MilestoneReport,
+                     user: Researcher, uow: UnitOfWorkDep):
+    row, grant = on_team(uow.session, grant_id, user)
+    m = milestone_of(grant, milestone_id)
+    before = m.status.value
+    report = {**body.model_dump(mode="json"), "reported_by": user.sub,
+              "reported_at": uow.now.isoformat()}
+    try:
+        grant.report_milestone(milestone_id, report)
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    return finish(uow, row, grant, "report_milestone", before=grant.status.value,
+                  data={"milestone_id": m.id, "from": before, "to": m.status.value,
+                        "evidence": report["evidence"]})
+
+
+@router.post("/grants/{grant_id}/milestones/{milestone_id}/accept", response_model=GrantRead,
+             summary="Accept a reported deliverable: releases its tranche")
+def accept_milestone(grant_id: str, milestone_id: str, user: ProgramManager,
+                     uow: UnitOfWorkDep):
+    row, grant = managed(uow.session, grant_id, user)
+    m = milestone_of(grant, milestone_id)
+    try:
+        grant.accept_milestone(milestone_id, uow.now)
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    return finish(uow, row, grant, "accept_milestone", before=grant.status.value,
+                  data={"milestone_id": m.id, "released_vnd": m.released_vnd})
+
+
+@router.post("/grants/{grant_id}/milestones/{milestone_id}/reject", response_model=GrantRead,
+             summary="Reject a report with a reason; the team may report again")
+def reject_milestone(grant_id: str, milestone_id: str, body: Reason, user: ProgramManager,
+                     uow: UnitOfWorkDep):
+    row, grant = managed(uow.session, grant_id, user)
+    milestone_of(grant, milestone_id)
+    try:
+        grant.reject_milestone(milestone_id, body.reason)
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    return finish(uow, row, grant, "reject_milestone", before=grant.status.value,
+                  reason=body.reason, data={"milestone_id": milestone_id})
+
+
+@router.post("/grants/{grant_id}/milestones/{milestone_id}/reschedule",
+             response_model=GrantRead,
+             summary="Move a due date with a reason: research delay is tolerated")
+def reschedule_milestone(grant_id: str, milestone_id: str, body: Reschedule,
+                         user: ProgramManager, uow: UnitOfWorkDep):
+    row, grant = managed(uow.session, grant_id, user)
+    milestone_of(grant, milestone_id)
+    try:
+        _, previous = grant.reschedule_milestone(milestone_id, body.due_date, body.reason,
+                                                 today=uow.now.date())
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    return finish(uow, row, grant, "reschedule_milestone", before=grant.status.value,
+                  reason=body.reason,
+                  data={"milestone_id": milestone_id, "from_due_date": previous,
+                        "to_due_date": body.due_date})
+
+
+@router.post("/grants/{grant_id}/results", status_code=201, response_model=ResultRead,
+             summary="Register a research result (owned by the grant's institution)")
+def register_result(grant_id: str, body: ResultCreate, user: Researcher, uow: UnitOfWorkDep):
+    row, grant = on_team(uow.session, grant_id, user)
+    try:
+        result = grant.register_result(
+            result_id=str(uuid.uuid4()), kind=body.kind, title=body.title,
+            authors=[Author(a.researcher_id, a.name, a.contribution_bp) for a in body.authors],
+            registered_by=user.sub, now=uow.now)
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    result_row = ResultRow(id=result.id, grant_id=grant.id, kind=result.kind.value,
+                           title=result.title,
+                           authors=[a.model_dump() for a in body.authors],
+                           registered_by=user.sub, created_at=uow.now)
+    uow.session.add(result_row)
+    uow.record(AGGREGATE, grant.id, "register_result", from_status=grant.status.value,
+               to_status=grant.status.value,
+               data={"result_id": result.id, "kind": result.kind.value})
+    events.publish(uow, grant.events)
+    return uow.commit(result_read(result_row, grant.institution_id), status_code=201)
+
+
+def result_read(r: ResultRow, institution_id: str) -> ResultRead:
+    return ResultRead(id=r.id, grant_id=r.grant_id, institution_id=institution_id, kind=r.kind,
+                      title=r.title, authors=[AuthorIn(**a) for a in r.authors],
+                      registered_by=r.registered_by, created_at=as_utc(r.created_at))
+
+
+@router.get("/grants/{grant_id}/results", response_model=ResultPage,
+            summary="The grant's registered results")
+def read_results(grant_id: str, session: SessionDep, user: CurrentPrincipal):
+    _, grant = visible(session, grant_id, user)
+    rows = session.execute(select(ResultRow).where(ResultRow.grant_id == grant.id)
+                           .order_by(ResultRow.created_at, ResultRow.id)).scalars().all()
+    return ResultPage(items=[result_read(r, grant.institution_id) for r in rows])
+
+
+@router.post("/grants/{grant_id}/breaches", status_code=201, response_model=BreachRead,
+             summary="Record a breach found on the grant (bars failed_in_good_faith)")
+def record_breach(grant_id: str, body: BreachCreate, user: ProgramManager, uow: UnitOfWorkDep):
+    row, grant = managed(uow.session, grant_id, user)
+    try:
+        breach = grant.record_breach(breach_id=str(uuid.uuid4()), kind=body.kind,
+                                     description=body.description, recorded_by=user.sub,
+                                     now=uow.now)
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    breach_row = BreachRow(id=breach.id, grant_id=grant.id, kind=breach.kind.value,
+                           description=breach.description, recorded_by=user.sub,
+                           created_at=uow.now)
+    uow.session.add(breach_row)
+    row.updated_at = uow.now
+    uow.record(AGGREGATE, grant.id, "record_breach", from_status=grant.status.value,
+               to_status=grant.status.value, reason=body.description,
+               data={"breach_id": breach.id, "kind": breach.kind.value})
+    events.publish(uow, grant.events)
+    return uow.commit(BreachRead(id=breach.id, kind=breach.kind.value,
+                                 description=breach.description, recorded_by=user.sub,
+                                 created_at=uow.now), status_code=201)
+
+
+@router.post("/grants/{grant_id}/close", response_model=GrantRead,
+             summary="Close with an outcome and its consequences, in one transaction")
+def close_grant(grant_id: str, body: GrantClose, user: ProgramManager, uow: UnitOfWorkDep):
+    row, grant = managed(uow.session, grant_id, user)
+    before = grant.status.value
+    try:
+        grant.close(outcome=body.outcome, justification=body.justification, now=uow.now,
+                    procedures_followed=body.procedures_followed, breach=body.breach,
+                    refund_vnd=body.refund_vnd,
+                    partial=[PartialCompletion(p.milestone_id, p.completion_bp)
+                             for p in body.partial or []])
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    data = {"outcome": grant.outcome, "refund_due_vnd": grant.refund_due_vnd,
+            "liability": grant.liability, "cancelled_vnd": grant.cancelled_vnd,
+            "disbursed_vnd": grant.disbursed_vnd}
+    if body.outcome == "failed_in_good_faith":
+        data["attested_conditions"] = list(GOOD_FAITH_CONDITIONS)
+    return finish(uow, row, grant, "close", before=before, reason=body.justification,
+                  data=data)
+
+
+@router.get("/grants/{grant_id}/history", response_model=HistoryPage,
+            summary="The grant's audit trail")
+def read_grant_history(grant_id: str, session: SessionDep, user: CurrentPrincipal,
+                       limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
+    visible(session, grant_id, user)
+    return history(session, AGGREGATE, grant_id, limit=limit, cursor=cursor)
+
+
+def _grants_page(session: Session, user: Principal, today: date, *, status: str | None,
+                 call_id: str | None, institution_id: str | None, agency_id: str | None,
+                 limit: int, cursor: str | None) -> GrantPage:
+    stmt = access.scope_grants(user, select(GrantRow))
+    for column, value in ((GrantRow.status, status), (GrantRow.call_id, call_id),
+                          (GrantRow.institution_id, institution_id),
+                          (GrantRow.agency_id, agency_id)):
+        if value:
+            stmt = stmt.where(column == value)
+    rows, next_cursor = keyset_page(session, stmt, GrantRow.created_at, GrantRow.id,
+                                    limit=limit, cursor=cursor)
+    return GrantPage(items=[to_read(session, r, grant_from_row(session, r), today)
+                            for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/grants", response_model=GrantPage,
+            summary="Grants you may see (a researcher's, an institution's, an agency's; "
+                    "all for reviewers, auditors, admins), by status and call")
+def read_grants(session: SessionDep, user: CurrentPrincipal, now: NowDep,
+                status: GrantStatus | None = None, call_id: str | None = None,
+                institution_id: str | None = None, agency_id: str | None = None,
+                limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> GrantPage:
+    return _grants_page(session, user, now.date(), status=status.value if status else None,
+                        call_id=call_id, institution_id=institution_id, agency_id=agency_id,
+                        limit=limit, cursor=cursor)
+
+
+@router.get("/institutions/{institution_id}/grants", response_model=GrantPage,
+            summary="An institution's grants")
+def read_institution_grants(
+    institution_id: str, session: SessionDep, now: NowDep,
+    user: Annotated[Principal, Depends(require_roles("institution", "program_manager",
+                                                     "reviewer", "auditor", "admin"))],
+    status: GrantStatus | None = None, limit: Limit = DEFAULT_PAGE, cursor: str | None = None,
+) -> GrantPage:
+    if user.roles == {"institution"} and user.org != institution_id:
+        raise NotFound(f"institution {institution_id} not found")
+    return _grants_page(session, user, now.date(), status=status.value if status else None,
+                        call_id=None, institution_id=institution_id, agency_id=None,
+                        limit=limit, cursor=cursor)

@@ -1,0 +1,44 @@
+"""What the grants service consumes: ipshare's distribution events, attributed to the
+source grant for the portfolio's commercialisation income.
+
+Events for grants this service does not know (yet) are kept, not dropped: the portfolio
+joins on the grant, so they count once it is known. Reversals are stored negative, so
+sums are net of reversals. The inbox makes redelivery a no-op.
+"""
+
+from __future__ import annotations
+
+from cloudevents.core.v1.event import CloudEvent
+from sqlmodel import Session
+
+from grants.events import DISTRIBUTION_POSTED, DISTRIBUTION_REVERSED, IPSHARE_TOPIC
+from grants.models import IncomeRow
+from servicekit.clock import SystemClock, as_utc
+from servicekit.service import ConsumerSpec
+
+CONSUMER = "grants.portfolio-income"
+
+
+def record_income(session: Session, event: CloudEvent) -> None:
+    data = event.get_data()
+    if not isinstance(data, dict):
+        raise ValueError("distribution event without a JSON object payload")
+    source_grant_id = data.get("source_grant_id")
+    if not source_grant_id:
+        return  # income from an asset not born of a grant: not portfolio income
+    sign = -1 if event.get_type() == DISTRIBUTION_REVERSED else 1
+    gross = abs(int(data["gross_vnd"])) * sign
+    researchers = abs(int(data["researcher_pool_vnd"])) * sign
+    session.add(IncomeRow(
+        event_id=event.get_id(), event_type=event.get_type(),
+        distribution_id=str(data["distribution_id"]), source_grant_id=str(source_grant_id),
+        gross_vnd=gross, researchers_vnd=researchers,
+        occurred_at=as_utc(event.get_time()) if event.get_time() else SystemClock().now(),
+        received_at=SystemClock().now(),
+    ))
+
+
+def consumer_specs() -> list[ConsumerSpec]:
+    return [ConsumerSpec(name=CONSUMER, topics=[IPSHARE_TOPIC],
+                         handlers={DISTRIBUTION_POSTED: record_income,
+                                   DISTRIBUTION_REVERSED: record_income})]
