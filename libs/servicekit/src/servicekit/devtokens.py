@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,14 +30,17 @@ PUBLIC = "public.pem"
 
 
 def ensure_dev_keys(key_dir: Path) -> tuple[Path, Path]:
-    """The dev key pair's paths, generating it once (atomically) when missing."""
+    """The dev key pair's paths, generating it once when missing.
+
+    The pair is written to a sibling temporary folder and renamed into place in one
+    step, so processes starting at once never mix halves of two pairs.
+    """
     private, public = key_dir / PRIVATE, key_dir / PUBLIC
     if private.exists() and public.exists():
         return private, public
-    key_dir.mkdir(parents=True, exist_ok=True)
+    key_dir.parent.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    tmp = key_dir / f".{uuid.uuid4().hex}"
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix=".dev-keys-", dir=key_dir.parent))
     (tmp / PRIVATE).write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -43,18 +48,15 @@ def ensure_dev_keys(key_dir: Path) -> tuple[Path, Path]:
             serialization.NoEncryption(),
         )
     )
-    os.chmod(tmp / PRIVATE, 0o600)
     (tmp / PUBLIC).write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    if not private.exists():
-        os.replace(tmp / PRIVATE, private)
-        os.replace(tmp / PUBLIC, public)
-    for leftover in tmp.iterdir():
-        leftover.unlink()
-    tmp.rmdir()
+    try:
+        os.rename(tmp, key_dir)  # atomic; fails when another process got there first
+    except OSError:
+        shutil.rmtree(tmp)
     return private, public
 
 

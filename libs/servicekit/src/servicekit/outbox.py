@@ -159,8 +159,13 @@ class OutboxRelay:
         if not rows:
             return 0
         results = self.bus.publish([_envelope(r) for r in rows])
-        acked = [r.id for r, err in zip(rows, results, strict=True) if err is None]
-        failed = [(r.id, err) for r, err in zip(rows, results, strict=True) if err is not None]
+        # Mark only the acknowledged prefix: after the first failure every later row is
+        # published again (same CloudEvent id), so no aggregate's later event is marked
+        # sent while an earlier one is still pending.
+        first_failure = next((i for i, err in enumerate(results) if err is not None), None)
+        acked = [r.id for r in rows[:first_failure]]
+        failed = [(rows[first_failure].id, results[first_failure])] \
+            if first_failure is not None else []
         if self._after_ack is not None:
             self._after_ack(acked)
         with self.engine.begin() as conn:

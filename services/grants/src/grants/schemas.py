@@ -21,7 +21,7 @@ class CallCreate(BaseModel):
     max_award_vnd: Vnd
     opens_at: AwareDatetime
     closes_at: AwareDatetime
-    min_reviews: int = Field(default=2, ge=1, le=20)
+    min_reviews: int = Field(default=2, ge=1, le=20, strict=True)
 
 
 class CallRead(BaseModel):

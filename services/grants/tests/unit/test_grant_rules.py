@@ -80,7 +80,7 @@ def reviewed(call: Call) -> Application:
 def awarded_grant(amount: int = 1_000_000_001) -> Grant:
     call = open_call()
     app = reviewed(call)
-    app.approve(call, amount, NOW)
+    app.approve(call, amount, NOW, grant_id="g-1")
     return Grant.award(app, grant_id="g-1", milestone_ids=["m1", "m2", "m3"], now=NOW)
 
 
@@ -146,18 +146,18 @@ def test_a_decision_needs_the_calls_minimum_reviews():
     app.submit(call, NOW)
     app.add_review(review("rev-1"), declared_conflict=False)
     with pytest.raises(IllegalTransition, match="at least 2 reviews"):
-        app.approve(call, 100, NOW)
+        app.approve(call, 100, NOW, grant_id="g-1")
 
 
 def test_approval_is_bounded_by_request_max_award_and_remaining_budget():
     call = open_call(budget_vnd=1_500_000_000)
     app = reviewed(call)
     with pytest.raises(InvalidInput):
-        app.approve(call, 1_000_000_002, NOW)
+        app.approve(call, 1_000_000_002, NOW, grant_id="g-1")
     call.awarded_vnd = 1_000_000_000
     with pytest.raises(IllegalTransition, match="remaining budget"):
-        app.approve(call, 500_000_001, NOW)
-    app.approve(call, 500_000_000, NOW)
+        app.approve(call, 500_000_001, NOW, grant_id="g-1")
+    app.approve(call, 500_000_000, NOW, grant_id="g-1")
     assert call.remaining_budget_vnd == 0
 
 

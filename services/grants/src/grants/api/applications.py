@@ -186,11 +186,10 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
     grant: Grant | None = None
     try:
         if isinstance(body, Approve):
-            app.approve(call, body.awarded_vnd, uow.now)
-            grant = Grant.award(app, grant_id=str(uuid.uuid4()),
+            app.approve(call, body.awarded_vnd, uow.now, grant_id=str(uuid.uuid4()))
+            grant = Grant.award(app, grant_id=app.grant_id,
                                 milestone_ids=[str(uuid.uuid4()) for _ in app.milestones],
                                 now=uow.now)
-            app.grant_id = grant.id
         else:
             app.reject(call, body.reason, uow.now)
     except DomainError as exc:

@@ -88,6 +88,7 @@ class ApplicationDecided:
     institution_id: str
     decision: str
     awarded_vnd: int | None
+    grant_id: str | None
     reason: str | None
     reviews: int
     decided_at: datetime
@@ -211,8 +212,9 @@ class Application:
             raise IllegalTransition(f"a decision needs at least {call.min_reviews} reviews "
                                     f"(has {len(self.reviews)})")
 
-    def approve(self, call: Call, awarded_vnd: int, now: datetime) -> None:
-        """Approve; the caller holds the call's row lock so the budget check is race-free."""
+    def approve(self, call: Call, awarded_vnd: int, now: datetime, *, grant_id: str) -> None:
+        """Approve, naming the grant it creates; the caller holds the call's row lock so
+        the budget check is race-free."""
         self._ready_for_decision(call)
         if awarded_vnd <= 0:
             raise InvalidInput("awarded_vnd must be positive", field="awarded_vnd")
@@ -228,6 +230,7 @@ class Application:
         call.awarded_vnd += awarded_vnd
         self.status = ApplicationStatus.APPROVED
         self.awarded_vnd = awarded_vnd
+        self.grant_id = grant_id
         self._decided("approve", now, awarded_vnd=awarded_vnd)
 
     def reject(self, call: Call, reason: str, now: datetime) -> None:
@@ -243,4 +246,4 @@ class Application:
         self.events.append(ApplicationDecided(
             application_id=self.id, call_id=self.call_id, agency_id=self.agency_id,
             institution_id=self.institution_id, decision=decision, awarded_vnd=awarded_vnd,
-            reason=reason, reviews=len(self.reviews), decided_at=now))
+            grant_id=self.grant_id, reason=reason, reviews=len(self.reviews), decided_at=now))

@@ -152,6 +152,7 @@ class TrancheReleased:
     completion_bp: int
     reference: str
     disbursed_vnd: int
+    lines: list[dict[str, Any]]
     released_at: datetime
 
 
@@ -194,6 +195,8 @@ class GrantClosed:
     reference: str
     justification: str
     breach: str | None
+    # A refund due is a receivable from the institution; never a payment to make.
+    receivables: list[dict[str, Any]]
     milestones: list[dict[str, Any]]
     closed_at: datetime
 
@@ -337,7 +340,10 @@ class Grant:
             grant_id=self.id, milestone_id=m.id, milestone_seq=m.seq, call_id=self.call_id,
             agency_id=self.agency_id, payee_id=self.institution_id, payee_kind="institution",
             amount_vnd=amount, tranche_vnd=m.tranche_vnd, completion_bp=completion_bp,
-            reference=self.reference(m), disbursed_vnd=self.disbursed_vnd, released_at=now))
+            reference=self.reference(m), disbursed_vnd=self.disbursed_vnd,
+            lines=[{"payee_id": self.institution_id, "payee_kind": "institution",
+                    "amount_vnd": amount}],
+            released_at=now))
 
     # --- results and breaches -----------------------------------------------------------
     def register_result(self, *, result_id: str, kind: ResultKind, title: str,
@@ -406,6 +412,8 @@ class Grant:
             liability=(self.liability or Liability.NOT_APPLICABLE).value,
             reference=self.reference(), justification=justification,
             breach=self.breach_stated,
+            receivables=[{"payer_id": self.institution_id, "payer_kind": "institution",
+                          "amount_vnd": self.refund_due_vnd}] if self.refund_due_vnd else [],
             milestones=[{"milestone_id": m.id, "seq": m.seq, "status": m.status.value,
                          "tranche_vnd": m.tranche_vnd, "released_vnd": m.released_vnd,
                          "cancelled_vnd": m.cancelled_vnd} for m in self.milestones],
