@@ -66,3 +66,11 @@ def test_call_opened_reaches_an_independent_kafka_consumer_with_the_request_trac
     assert header == event.get_extension("traceparent")
     assert header.split("-")[1] == TRACE_ID  # the HTTP request's trace continues
     assert message.headers["content-type"] == b"application/cloudevents+json"
+
+
+def test_ready_reports_the_database_and_the_broker_answering(grants_on_kafka):
+    client, _ = grants_on_kafka
+    for _ in range(3):  # stays ready once connected, not only while connecting
+        r = client.get("/ready")
+        assert r.status_code == 200, r.text
+        assert r.json()["checks"] == {"database": "ok", "broker": "ok"}

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from servicekit.cloudevent import Envelope
@@ -63,6 +63,7 @@ class KafkaBus:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self._producer: KafkaProducer | None = None
+        self._admin: KafkaAdminClient | None = None
         self._lock = threading.Lock()
 
     @property
@@ -104,13 +105,25 @@ class KafkaBus:
         return KafkaSubscription(self.bootstrap, topics, group_id, self.client_id)
 
     def ready(self) -> bool:
-        return bool(self.producer.bootstrap_connected())
+        """A real metadata round trip (``bootstrap_connected`` is only true while the
+        client is first connecting); raises when the broker does not answer."""
+        with self._lock:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-ready",
+                    request_timeout_ms=3_000)
+            admin = self._admin
+        admin.list_topics()
+        return True
 
     def close(self) -> None:
         with self._lock:
             if self._producer is not None:
                 self._producer.close(timeout=5)
                 self._producer = None
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
 
 
 class KafkaSubscription:

@@ -30,7 +30,8 @@ def create_app(
     return create_service_app(
         settings,
         title="sandbox",
-        description="Regulatory sandbox: applications, pilots under conditions, reports, incidents and exits.",
+        description="Regulatory sandbox: applications, pilots under conditions, reports, "
+        "incidents and exits.",
         routers=[],
         migrate=migrate,
         bus=bus,

@@ -1,0 +1,203 @@
+"""The proxy mode: prefix routing to upstream URLs, headers, and upstream failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from grants.app import create_app as create_grants
+from grants.app import migrate as migrate_grants
+from grants.settings import GrantsSettings
+from servicekit.localservers import free_port
+
+CALL = {
+    "title": "Rice genomics",
+    "budget_vnd": 9_000_000_000,
+    "max_award_vnd": 3_000_000_000,
+    "opens_at": "2026-01-01T00:00:00Z",
+    "closes_at": "2099-01-01T00:00:00Z",
+}
+
+
+def settings(tmp_path: Path, **urls: str) -> GatewaySettings:
+    return GatewaySettings(dev_key_dir=tmp_path / "keys", **urls)
+
+
+class Recorder:
+    """An upstream that answers every request with 200 and remembers it."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.requests: list[httpx.Request] = []
+        self.status = status
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(
+            self.status,
+            json={"path": request.url.raw_path.decode()},
+            headers=[("set-cookie", "a=1"), ("set-cookie", "b=2"), ("keep-alive", "timeout=5"),
+                     ("x-upstream", "yes")],
+        )
+
+
+def raising(exc: Exception) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def client(tmp_path: Path, recorder: Recorder) -> Iterator[TestClient]:
+    mock = httpx.MockTransport(recorder)
+    app = create_app(
+        settings(tmp_path, grants_url="http://grants.internal:8101/"),
+        transports={"grants": mock, "sandbox": mock, "ipshare": mock},
+    )
+    with TestClient(app, base_url="http://api.most.test") as client:
+        yield client
+
+
+def test_prefix_is_replaced_by_the_upstream_url_keeping_path_and_query(
+    client: TestClient, recorder: Recorder
+) -> None:
+    client.get("/grants/v1/calls/a%2Fb?status=open&limit=5")
+    sent = recorder.requests[0]
+    assert (sent.method, sent.url.host, sent.url.port) == ("GET", "grants.internal", 8101)
+    assert sent.url.raw_path == b"/v1/calls/a%2Fb?status=open&limit=5"
+
+
+def test_method_body_and_end_to_end_headers_are_forwarded(
+    client: TestClient, recorder: Recorder
+) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    client.post(
+        "/sandbox/v1/applications", content=b'{"x": 1}',
+        headers={"Authorization": "Bearer t", "Idempotency-Key": "k-1",
+                 "traceparent": traceparent, "content-type": "application/json"},
+    )  # fmt: skip
+    sent = recorder.requests[0]
+    assert sent.method == "POST"
+    assert sent.content == b'{"x": 1}'
+    assert sent.headers["authorization"] == "Bearer t"
+    assert sent.headers["idempotency-key"] == "k-1"
+    assert sent.headers["traceparent"] == traceparent
+    assert sent.headers["content-length"] == "8"
+
+
+def test_hop_by_hop_headers_are_dropped_and_forwarding_headers_added(
+    client: TestClient, recorder: Recorder
+) -> None:
+    client.get(
+        "/ipshare/v1/assets",
+        headers={"Connection": "keep-alive, x-secret-hop", "x-secret-hop": "1",
+                 "Keep-Alive": "timeout=5", "X-Forwarded-For": "203.0.113.7"},
+    )  # fmt: skip
+    sent = recorder.requests[0].headers
+    assert "keep-alive" not in sent
+    assert "x-secret-hop" not in sent
+    assert sent["host"] == "127.0.0.1:8103"  # the upstream's, not the caller's
+    assert sent["x-forwarded-for"].startswith("203.0.113.7, ")
+    assert sent["x-forwarded-proto"] == "http"
+    assert sent["x-forwarded-host"] == "api.most.test"
+    assert sent["x-forwarded-prefix"] == "/ipshare"
+    assert len(sent["x-request-id"]) == 32
+
+
+def test_upstream_response_is_returned_with_repeated_headers_and_request_id(
+    client: TestClient,
+) -> None:
+    response = client.get("/grants/v1/calls", headers={"X-Request-ID": "req-7"})
+    assert response.status_code == 200
+    assert response.json() == {"path": "/v1/calls"}
+    assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    assert response.headers["x-upstream"] == "yes"
+    assert "keep-alive" not in response.headers
+    assert response.headers["x-request-id"] == "req-7"
+
+
+def test_unknown_prefix_is_404_problem_json_and_never_forwarded(
+    client: TestClient, recorder: Recorder
+) -> None:
+    response = client.get("/payroll/v1/salaries")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert recorder.requests == []
+
+
+def test_unreachable_upstream_is_502_problem_json(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    app = create_app(settings(tmp_path, grants_url=closed))
+    with TestClient(app) as client:
+        response = client.get("/grants/v1/calls")
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert (body["status"], body["upstream"], body["instance"]) == (502, "grants",
+                                                                    "/grants/v1/calls")
+
+
+def test_upstream_timeout_is_504_problem_json(tmp_path: Path) -> None:
+    app = create_app(settings(tmp_path),
+                     transports={"grants": raising(httpx.ReadTimeout("slow"))})
+    with TestClient(app) as client:
+        response = client.get("/grants/v1/calls")
+    assert response.status_code == 504
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_ready_when_every_upstream_is_ready(client: TestClient) -> None:
+    response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"grants": "ok", "sandbox": "ok", "ipshare": "ok"}
+
+
+def test_not_ready_names_the_upstreams_that_are_not(tmp_path: Path) -> None:
+    ok = httpx.MockTransport(Recorder())
+    app = create_app(
+        settings(tmp_path),
+        transports={"grants": ok, "sandbox": httpx.MockTransport(Recorder(503)),
+                    "ipshare": raising(httpx.ConnectError("refused"))},
+    )  # fmt: skip
+    with TestClient(app) as client:
+        response = client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {
+        "grants": "ok", "sandbox": "not ready (503)", "ipshare": "unreachable: ConnectError"
+    }
+
+
+def test_dev_token_from_the_gateway_is_accepted_by_grants_behind_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'grants.db'}"
+    migrate_grants(url)
+    grants = create_grants(GrantsSettings(database_url=url, dev_key_dir=tmp_path / "keys"),
+                           background=False)
+    app = create_app(settings(tmp_path),
+                     transports={"grants": httpx.ASGITransport(app=grants)})
+    with TestClient(app) as client:
+        token = client.post("/dev/tokens", json={"sub": "pm-2", "org": "DOST-HN",
+                                                 "roles": ["program_manager"]})
+        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        created = client.post("/grants/v1/calls", json=CALL, headers=auth)
+        read = client.get(f"/grants/v1/calls/{created.json()['id']}", headers=auth)
+    assert created.status_code == 201, created.text
+    assert read.json()["agency_id"] == "DOST-HN"
+
+
+def test_prod_profile_does_not_issue_dev_tokens(tmp_path: Path) -> None:
+    app = create_app(GatewaySettings(profile="prod", jwt_issuer="https://id.most.gov.vn",
+                                     dev_key_dir=tmp_path / "keys"))
+    with TestClient(app) as client:
+        response = client.post("/dev/tokens", json={"sub": "x", "roles": ["admin"]})
+    assert response.status_code == 404
