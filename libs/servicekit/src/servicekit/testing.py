@@ -148,7 +148,8 @@ class AsyncApiMessages:
             event_type = payload.get("properties", {}).get("type", {}).get("const")
             if event_type:
                 ref = {"$ref": f"{base}#/components/messages/{name}/payload"}
-                self.validators[event_type] = Draft202012Validator(ref, registry=registry)
+                self.validators[event_type] = Draft202012Validator(
+                    ref, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
     def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in node:

@@ -1,0 +1,363 @@
+"""Every event the grants service emits matches its message in ``docs/asyncapi.yaml``.
+
+The whole lifecycle runs over HTTP on PostgreSQL; then every row of the outbox (what the
+relay will publish, byte for byte) is validated against the AsyncAPI document, which
+is exact for grants (every field required, ``additionalProperties: false``). A second
+test checks that the document really refuses events that drift from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import FormatChecker, ValidationError
+from sqlalchemy import create_engine, select
+
+from grants.events import NAMES
+from servicekit.cloudevent import event_type
+from servicekit.outbox import OUTBOX
+from servicekit.testing import AsyncApiMessages
+
+pytestmark = pytest.mark.postgres
+
+AGENCY = "MOST"
+INSTITUTION = "HUST"
+TOPIC = "grants.events.v1"
+GRANTS_TYPES = {event_type("grants", name) for name, _key in NAMES.values()}
+
+
+def repo_root() -> Path:
+    """The directory holding ``docs/asyncapi.yaml``, found upwards from this file."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "docs" / "asyncapi.yaml").is_file():
+            return parent
+    raise FileNotFoundError("no docs/asyncapi.yaml above " + __file__)
+
+
+ASYNCAPI = repo_root() / "docs" / "asyncapi.yaml"
+
+# AsyncApiMessages validates without checking formats; these checks also hold every
+# ``format: date-time`` / ``format: date`` of the document to RFC 3339 / YYYY-MM-DD.
+FORMATS = FormatChecker(formats=())
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _rfc3339(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    datetime.fromisoformat(value)
+    return RFC3339.fullmatch(value) is not None
+
+
+@FORMATS.checks("date", raises=ValueError)
+def _iso_date(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    date.fromisoformat(value)
+    return re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is not None
+
+
+@pytest.fixture(scope="module")
+def messages() -> AsyncApiMessages:
+    return AsyncApiMessages(ASYNCAPI)
+
+
+def validate(messages: AsyncApiMessages, event: dict[str, Any]) -> None:
+    """The repo's validation, then the same schema with formats checked."""
+    messages.validate(event)
+    messages.validators[event["type"]].evolve(format_checker=FORMATS).validate(event)
+
+
+def outbox_rows(url: str) -> list[dict[str, Any]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(OUTBOX).order_by(OUTBOX.c.id)).mappings().all()
+    finally:
+        engine.dispose()
+    return [dict(r) for r in rows]
+
+
+class World:
+    """The cast and the HTTP calls of the lifecycle (after test_lifecycle_api.World)."""
+
+    def __init__(self, client, tokens):
+        self.c = client
+        self.pm = tokens.headers("pm-1", "program_manager", org=AGENCY)
+        self.lead = tokens.headers("r-lead", "researcher", org=INSTITUTION)
+        self.member = tokens.headers("r-member", "researcher", org=INSTITUTION)
+        self.rev1 = tokens.headers("rev-1", "reviewer", org="VAST")
+        self.rev2 = tokens.headers("rev-2", "reviewer", org="NAFOSTED")
+
+    def ok(self, method: str, path: str, headers: dict, status: int = 200,
+           **kwargs: Any) -> dict:
+        r = self.c.request(method, path, headers=headers, **kwargs)
+        assert r.status_code == status, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    def open_call(self, budget=6_000_000_000, max_award=1_000_000_001) -> dict:
+        call = self.ok("POST", "/v1/calls", self.pm, 201, json={
+            "title": "Smart agriculture 2027", "description": "Lump-sum, risk-tolerant",
+            "budget_vnd": budget, "max_award_vnd": max_award,
+            "opens_at": "2026-11-01T00:00:00Z", "closes_at": "2027-06-01T00:00:00Z",
+            "min_reviews": 2})
+        self.ok("POST", f"/v1/calls/{call['id']}/open", self.pm)
+        return call
+
+    def reviewed(self, call_id: str, requested=1_000_000_001) -> dict:
+        app = self.ok("POST", "/v1/applications", self.lead, 201, json={
+            "call_id": call_id, "title": "Rice yield forecasting", "abstract": "ML",
+            "institution_id": INSTITUTION, "requested_vnd": requested, "risk_level": "high",
+            "team": [
+                {"researcher_id": "r-lead", "name": "Lead", "role": "PI",
+                 "contribution_bp": 7000},
+                {"researcher_id": "r-member", "name": "Member", "role": "member",
+                 "contribution_bp": 3000},
+            ],
+            "milestones": [
+                {"title": f"M{i}", "deliverable": f"D{i}", "verification": "demo",
+                 "due_date": f"2027-0{i + 1}-15", "tranche_bp": bp}
+                for i, bp in enumerate([3333, 3333, 3334])
+            ]})
+        self.ok("POST", f"/v1/applications/{app['id']}/submit", self.lead)
+        for reviewer in (self.rev1, self.rev2):
+            self.ok("POST", f"/v1/applications/{app['id']}/reviews", reviewer, 201, json={
+                "scores": {"novelty": 5, "feasibility": 4}, "recommendation": "fund",
+                "comment": "solid", "conflict_of_interest": False})
+        return app
+
+    def grant(self, call_id: str, awarded=1_000_000_001) -> dict:
+        app = self.reviewed(call_id)
+        decided = self.ok("POST", f"/v1/applications/{app['id']}/decision", self.pm,
+                          json={"decision": "approve", "awarded_vnd": awarded})
+        return self.ok("GET", f"/v1/grants/{decided['grant_id']}", self.pm)
+
+    def milestone(self, grant: dict, seq: int, action: str, headers: dict | None = None,
+                  **kwargs: Any) -> dict:
+        m = grant["milestones"][seq - 1]
+        return self.ok("POST", f"/v1/grants/{grant['id']}/milestones/{m['id']}/{action}",
+                       headers or self.pm, **kwargs)
+
+    def report(self, grant: dict, seq: int) -> dict:
+        return self.milestone(grant, seq, "report", self.lead, json={
+            "summary": "delivered", "evidence": [{"kind": "dataset", "ref": "doi:10.1/x"}]})
+
+    def accept(self, grant: dict, seq: int) -> dict:
+        return self.milestone(grant, seq, "accept")
+
+    def close(self, grant: dict, **body: Any) -> dict:
+        return self.ok("POST", f"/v1/grants/{grant['id']}/close", self.pm, json=body)
+
+
+@pytest.fixture
+def w(client, tokens) -> World:
+    return World(client, tokens)
+
+
+def run_the_whole_lifecycle(w: World) -> dict[str, str]:
+    """Every command that emits an event, at least once each; returns the ids used."""
+    call = w.open_call()
+
+    # Grant 1: accept, reject and report again, reschedule, register a result.
+    g1 = w.grant(call["id"])
+    w.report(g1, 1)
+    w.accept(g1, 1)
+    w.report(g1, 2)
+    w.milestone(g1, 2, "reject", json={"reason": "the dataset link is dead"})
+    w.report(g1, 2)
+    w.milestone(g1, 3, "reschedule", json={"due_date": "2027-06-30",
+                                           "reason": "harvest failed"})
+    w.ok("POST", f"/v1/grants/{g1['id']}/results", w.member, 201, json={
+        "kind": "patent", "title": "Yield model",
+        "authors": [{"researcher_id": "r-lead", "name": "Lead", "contribution_bp": 7000},
+                    {"researcher_id": "r-member", "name": "Member", "contribution_bp": 3000}]})
+
+    # Grant 2: a breach, then terminated for breach with a refund.
+    g2 = w.grant(call["id"])
+    w.report(g2, 1)
+    w.accept(g2, 1)
+    w.ok("POST", f"/v1/grants/{g2['id']}/breaches", w.pm, 201,
+         json={"kind": "misuse", "description": "bought a car"})
+    closed = w.close(g2, outcome="terminated_for_breach", justification="funds misused",
+                     breach="grant money spent on a private car", refund_vnd=200_000_000)
+    assert (closed["refund_due_vnd"], closed["liability"]) == (200_000_000, "not_exempt")
+
+    # Grant 3: partially completed, half of a reported milestone released at close.
+    g3 = w.grant(call["id"])
+    w.report(g3, 1)
+    w.accept(g3, 1)
+    w.report(g3, 2)
+    m2 = g3["milestones"][1]
+    closed = w.close(g3, outcome="partially_completed", justification="half of M2",
+                     partial=[{"milestone_id": m2["id"], "completion_bp": 5000}])
+    assert closed["disbursed_vnd"] == 333_300_000 + 166_650_000
+
+    # Grant 4: failed in good faith. A 2-đồng award: its first tranche is 0 đồng, and
+    # accepting that milestone still releases it (amount_vnd 0 is valid).
+    g4 = w.grant(call["id"], awarded=2)
+    assert [m["tranche_vnd"] for m in g4["milestones"]] == [0, 0, 2]
+    w.report(g4, 1)
+    w.accept(g4, 1)
+    closed = w.close(g4, outcome="failed_in_good_faith",
+                     justification="the approach did not work", procedures_followed=True)
+    assert (closed["refund_due_vnd"], closed["liability"]) == (0, "exempt")
+
+    # Grant 5: completed, every milestone accepted.
+    g5 = w.grant(call["id"])
+    for seq in (1, 2, 3):
+        w.report(g5, seq)
+        w.accept(g5, seq)
+    closed = w.close(g5, outcome="completed", justification="all delivered")
+    assert closed["liability"] == "n/a" and closed["disbursed_vnd"] == 1_000_000_001
+
+    # A rejected application, then the call closes.
+    rejected = w.reviewed(call["id"])
+    w.ok("POST", f"/v1/applications/{rejected['id']}/decision", w.pm,
+         json={"decision": "reject", "reason": "out of scope"})
+    w.ok("POST", f"/v1/calls/{call['id']}/close", w.pm)
+    return {"call": call["id"], "g1": g1["id"], "g2": g2["id"], "g3": g3["id"],
+            "g4": g4["id"], "g5": g5["id"], "rejected": rejected["id"]}
+
+
+def test_every_event_of_the_lifecycle_matches_its_asyncapi_message(w, grants_db, messages):
+    ids = run_the_whole_lifecycle(w)
+    rows = outbox_rows(grants_db)
+    assert rows, "the lifecycle emitted nothing"
+
+    failures: list[str] = []
+    events: list[dict[str, Any]] = []
+    for row in rows:
+        event = json.loads(row["value"])
+        events.append(event)
+        # The outbox row agrees with the event it carries.
+        assert row["event_type"] == event["type"]
+        assert row["key"] == event["subject"]
+        assert row["topic"] == TOPIC
+        assert row["headers"].get("content-type") == "application/cloudevents+json"
+        try:
+            validate(messages, event)
+        except KeyError:
+            failures.append(f"{event['type']}: no message of docs/asyncapi.yaml has this type")
+        except ValidationError as exc:
+            path = "/".join(str(p) for p in exc.absolute_path)
+            failures.append(f"{event['type']} at /{path}: {exc.message}")
+    assert not failures, "events that do not match docs/asyncapi.yaml:\n" + "\n".join(failures)
+
+    emitted = {e["type"] for e in events}
+    assert not emitted - GRANTS_TYPES, f"not in NAMES: {emitted - GRANTS_TYPES}"
+    assert not GRANTS_TYPES - emitted, f"never emitted: {GRANTS_TYPES - emitted}"
+
+    # The lifecycle covered the variants the schemas distinguish.
+    def data_of(name: str) -> list[dict[str, Any]]:
+        return [e["data"] for e in events if e["type"] == event_type("grants", name)]
+
+    assert {d["decision"] for d in data_of("application.decided")} == {"approve", "reject"}
+    assert {d["outcome"] for d in data_of("grant.closed")} == {
+        "completed", "partially_completed", "failed_in_good_faith", "terminated_for_breach"}
+    assert {d["completion_bp"] for d in data_of("tranche.released")} == {5000, 10000}
+    assert 0 in {d["amount_vnd"] for d in data_of("tranche.released")}
+    by_grant = {d["grant_id"]: d for d in data_of("grant.closed")}
+    assert by_grant[ids["g2"]]["receivables"] == [
+        {"payer_id": INSTITUTION, "payer_kind": "institution", "amount_vnd": 200_000_000}]
+    assert all(by_grant[ids[g]]["receivables"] == [] for g in ("g3", "g4", "g5"))
+    assert [d["call_id"] for d in data_of("call.closed")] == [ids["call"]]
+    assert data_of("call.closed")[0]["awarded_vnd"] == 4 * 1_000_000_001 + 2
+    # Grant events are keyed by the grant, so finance sees award → releases → close.
+    g3_types = [e["type"] for e in events if e["subject"] == ids["g3"]]
+    assert g3_types == [event_type("grants", n) for n in (
+        "grant.awarded", "tranche.released", "tranche.released", "grant.closed")]
+
+
+Tamper = Callable[[dict[str, Any]], None]
+
+# (event name, what is changed, the change): each must make the event invalid.
+TAMPERINGS: list[tuple[str, str, Tamper]] = [
+    ("tranche.released", "an extra data field",
+     lambda e: e["data"].update(iban="VN00 0000")),
+    ("tranche.released", "amount_vnd as a string",
+     lambda e: e["data"].update(amount_vnd=str(e["data"]["amount_vnd"]))),
+    ("tranche.released", "amount_vnd as a float",
+     lambda e: e["data"].update(amount_vnd=e["data"]["amount_vnd"] + 0.5)),
+    ("tranche.released", "a negative amount_vnd",
+     lambda e: e["data"].update(amount_vnd=-1)),
+    ("tranche.released", "a missing reference", lambda e: e["data"].pop("reference")),
+    ("tranche.released", "completion_bp 0", lambda e: e["data"].update(completion_bp=0)),
+    ("tranche.released", "completion_bp over 10000",
+     lambda e: e["data"].update(completion_bp=10_001)),
+    ("tranche.released", "an extra field on a payment line",
+     lambda e: e["data"]["lines"][0].update(bank="x")),
+    ("tranche.released", "a researcher payee", lambda e: e["data"].update(
+        payee_kind="researcher")),
+    ("tranche.released", "released_at not RFC 3339",
+     lambda e: e["data"].update(released_at="23/11/2026 09:00")),
+    ("grant.awarded", "a negative tranche", lambda e: e["data"]["tranches"][0].update(
+        tranche_vnd=-5)),
+    ("grant.awarded", "an extra field on a tranche",
+     lambda e: e["data"]["tranches"][0].update(note="x")),
+    ("grant.awarded", "a due_date with a time",
+     lambda e: e["data"]["tranches"][0].update(due_date="2027-01-15T00:00:00Z")),
+    ("grant.awarded", "an extra field on a team member",
+     lambda e: e["data"]["team"][0].update(email="a@b.c")),
+    ("application.decided", "an approval with a rejection reason",
+     lambda e: e["data"].update(reason="no")),
+    ("application.decided", "an unknown decision", lambda e: e["data"].update(
+        decision="defer")),
+    ("breach.recorded", "an unknown breach kind", lambda e: e["data"].update(kind="theft")),
+    ("breach.recorded", "an empty description", lambda e: e["data"].update(description="")),
+    ("grant.closed", "a breach termination exempt from liability",
+     lambda e: e["data"].update(liability="exempt")),
+    ("grant.closed", "a refund without its receivable",
+     lambda e: e["data"].update(receivables=[])),
+    ("grant.closed", "a refund as a string",
+     lambda e: e["data"].update(refund_due_vnd="200000000")),
+    ("grant.closed", "an extra field on a milestone",
+     lambda e: e["data"]["milestones"][0].update(completion_bp=None)),
+    ("grant.closed", "an open milestone status",
+     lambda e: e["data"]["milestones"][0].update(status="pending")),
+    ("grant.closed", "an extra field on a receivable",
+     lambda e: e["data"]["receivables"][0].update(due_on="2027-01-01")),
+    ("grant.closed", "a null data", lambda e: e.update(data=None)),
+    ("call.opened", "budget_vnd as a string",
+     lambda e: e["data"].update(budget_vnd=str(e["data"]["budget_vnd"]))),
+    ("call.opened", "the wrong source", lambda e: e.update(source="/sandbox")),
+    ("call.opened", "a missing envelope id", lambda e: e.pop("id")),
+]
+
+
+def test_events_that_drift_from_the_document_are_refused(w, grants_db, messages):
+    call = w.open_call()
+    grant = w.grant(call["id"])
+    w.report(grant, 1)
+    w.accept(grant, 1)
+    w.ok("POST", f"/v1/grants/{grant['id']}/breaches", w.pm, 201,
+         json={"kind": "fraud", "description": "fabricated data"})
+    w.close(grant, outcome="terminated_for_breach", justification="fraud",
+            breach="fabricated data", refund_vnd=100_000_000)
+    events: dict[str, dict[str, Any]] = {}
+    for row in outbox_rows(grants_db):
+        event = json.loads(row["value"])
+        if event["subject"] in (call["id"], grant["id"], grant["application_id"]):
+            events.setdefault(event["type"], event)
+
+    for name, what, tamper in TAMPERINGS:
+        original = events[event_type("grants", name)]
+        validate(messages, original)  # the untouched event is valid
+        tampered = copy.deepcopy(original)
+        tamper(tampered)
+        with pytest.raises(ValidationError):
+            validate(messages, tampered)
+            pytest.fail(f"{name} with {what} passed validation")
+
+    unknown = copy.deepcopy(events[event_type("grants", "call.opened")])
+    unknown["type"] = event_type("grants", "call.reopened")
+    with pytest.raises(KeyError):
+        messages.validate(unknown)
+
