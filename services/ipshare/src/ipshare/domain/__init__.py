@@ -1,0 +1,1 @@
+"""The ipshare domain: plain Python, no FastAPI, SQL, Kafka, settings or clock imports."""
