@@ -102,9 +102,14 @@ def append(
     to_status: str | None = None,
     reason: str | None = None,
     data: dict[str, Any] | None = None,
+    new: bool = False,
 ) -> None:
-    """Append one record to the aggregate's chain, in the caller's transaction."""
-    head = session.execute(
+    """Append one record to the aggregate's chain, in the caller's transaction.
+
+    ``new=True`` starts the chain of an aggregate created in this transaction without
+    looking for a head (the unique ``(type, id, seq)`` still refuses a second start).
+    """
+    head = None if new else session.execute(
         select(AUDIT.c.seq, AUDIT.c.hash)
         .where(AUDIT.c.aggregate_type == aggregate_type, AUDIT.c.aggregate_id == aggregate_id)
         .order_by(AUDIT.c.seq.desc())

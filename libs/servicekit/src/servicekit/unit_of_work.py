@@ -69,13 +69,14 @@ class UnitOfWork:
         to_status: str | None = None,
         reason: str | None = None,
         data: dict[str, Any] | None = None,
+        new: bool = False,
     ) -> None:
         """Append to the aggregate's audit chain (who, when, what, why)."""
         audit.append(
             self.session, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
             actor=self.actor, action=action, at=self.now, from_status=from_status,
             to_status=to_status, reason=reason,
-            data=jsonable_encoder(data) if data is not None else None,
+            data=jsonable_encoder(data) if data is not None else None, new=new,
         )
 
     def emit(self, name: str, subject: str, data: Any) -> str:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from ipshare.api import agreements, assets, distributions
+from ipshare.consumers import consumer_specs
 from ipshare.settings import IpshareSettings
 from servicekit import migrations
 from servicekit.bus import Bus
@@ -31,7 +33,8 @@ def create_app(
         settings,
         title="ipshare",
         description="Institution-owned research results, licences and the 30/70 income split.",
-        routers=[],
+        routers=[assets.router, agreements.router, distributions.router],
+        consumers=consumer_specs(),
         migrate=migrate,
         bus=bus,
         clock=clock,

@@ -1,0 +1,1 @@
+"""HTTP routers of the ipshare service, one module per resource."""

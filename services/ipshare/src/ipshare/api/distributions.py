@@ -1,0 +1,316 @@
+"""Income, distributions, reversals, payee statements and the trial balance.
+
+The income path is the hot write path: it uses SQLAlchemy Core inserts on the same
+tables (one statement per table, executemany for lines and entries) rather than the
+ORM's unit of work, which costs several times the SQL itself (architecture.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime
+from sqlalchemy import func, insert, select, update
+from sqlmodel import Session
+
+from ipshare import access, events
+from ipshare.api.deps import DEFAULT_PAGE, Limit, problem_from
+from ipshare.domain.assets import DistributionStatus, reverse
+from ipshare.domain.errors import DomainError
+from ipshare.domain.ledger import Entry, income_entries, reversing_entries
+from ipshare.models import AgreementRow, AssetRow, DistributionRow, LedgerEntryRow, LineRow
+from ipshare.schemas import (
+    AccountBalance,
+    DistributionPage,
+    DistributionRead,
+    IncomeCreate,
+    Line,
+    PolicyUsed,
+    Reason,
+    Statement,
+    StatementItem,
+    TrialBalance,
+)
+from ipshare.store import agreement_from_row, authors_of, current_policy
+from servicekit.audit import HistoryPage, history
+from servicekit.auth import CurrentPrincipal, Principal, require_roles
+from servicekit.clock import as_utc
+from servicekit.paging import keyset_page
+from servicekit.problems import Conflict, Forbidden, Invalid, NotFound
+from servicekit.unit_of_work import SessionDep, UnitOfWork, UnitOfWorkDep
+
+router = APIRouter(prefix="/v1", tags=["income"])
+
+DIST = DistributionRow.__table__
+LINES = LineRow.__table__
+LEDGER = LedgerEntryRow.__table__
+AGREEMENTS = AgreementRow.__table__
+ASSETS = AssetRow.__table__
+
+Poster = Annotated[Principal, Depends(require_roles("institution", "finance"))]
+Books = Annotated[Principal, Depends(require_roles("finance", "auditor", "admin"))]
+
+
+def _payload(dist: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """The distribution as the API and the finance events show it."""
+    return {
+        "id": dist["id"], "agreement_id": dist["agreement_id"], "asset_id": dist["asset_id"],
+        "institution_id": dist["institution_id"], "source_grant_id": dist["source_grant_id"],
+        "reference": dist["reference"], "period": dist["period"],
+        "gross_vnd": dist["gross_vnd"], "costs_vnd": dist["costs_vnd"],
+        "basis_vnd": dist["basis_vnd"], "researcher_pool_vnd": dist["researcher_pool_vnd"],
+        "institution_vnd": dist["institution_vnd"],
+        "policy": {"researcher_share_bp": dist["researcher_share_bp"],
+                   "basis": dist["basis"], "version": dist["policy_version"]},
+        "lines": [{"payee_id": ln["payee_id"], "payee_kind": ln["payee_kind"],
+                   "amount_vnd": ln["amount_vnd"]} for ln in lines],
+        "in_kind": dist["in_kind"], "status": dist["status"],
+        "reversal_reason": dist.get("reversal_reason"),
+        "created_at": as_utc(dist["created_at"]),
+        "reversed_at": as_utc(dist["reversed_at"]) if dist.get("reversed_at") else None,
+    }
+
+
+def _read(payload: dict[str, Any], viewer: Principal | None = None) -> DistributionRead:
+    lines = payload["lines"]
+    if viewer is not None and not access.can_read_institution_data(
+            viewer, payload["institution_id"]):
+        lines = [ln for ln in lines if ln["payee_id"] == viewer.sub]  # a payee: own line
+    return DistributionRead(**{**payload, "policy": PolicyUsed(**payload["policy"]),
+                               "lines": [Line(**ln) for ln in lines]})
+
+
+@router.post("/agreements/{agreement_id}/income", status_code=201,
+             response_model=DistributionRead,
+             summary="Record income: exactly one distribution, split to the đồng")
+def post_income(agreement_id: str, body: IncomeCreate, user: Poster, uow: UnitOfWorkDep):
+    s = uow.session
+    found = s.execute(
+        select(AgreementRow, ASSETS.c.source_grant_id)
+        .join(ASSETS, ASSETS.c.id == AGREEMENTS.c.asset_id)
+        .where(AGREEMENTS.c.id == agreement_id).with_for_update(of=AGREEMENTS)
+    ).first()
+    if found is None or not access.can_read_institution_data(user, found[0].institution_id):
+        raise NotFound(f"agreement {agreement_id} not found")
+    row, source_grant_id = found
+    if not access.can_post_income(user, row.institution_id):
+        raise Forbidden("only the owning institution or finance records income")
+    agreement = agreement_from_row(row)
+    policy, _ = current_policy(s, row.institution_id)
+    try:
+        split = agreement.split_income(gross_vnd=body.gross_vnd, costs_vnd=body.costs_vnd,
+                                       policy=policy, authors=authors_of(s, row.asset_id))
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    standing = s.execute(select(DIST.c.id).where(
+        DIST.c.agreement_id == agreement_id, DIST.c.reference == body.reference,
+        DIST.c.status == DistributionStatus.POSTED.value)).first()
+    if standing is not None:
+        raise Conflict(f"reference '{body.reference}' is already posted on this agreement "
+                       f"(distribution {standing.id}); reverse it first to post again",
+                       kind="duplicate-reference")
+
+    dist_id = str(uuid.uuid4())
+    dist = {
+        "id": dist_id, "agreement_id": agreement_id, "asset_id": row.asset_id,
+        "institution_id": row.institution_id, "source_grant_id": source_grant_id,
+        "reference": body.reference, "period": body.period, "gross_vnd": split.gross_vnd,
+        "costs_vnd": split.costs_vnd, "basis_vnd": split.basis_vnd,
+        "researcher_pool_vnd": split.researcher_pool_vnd,
+        "institution_vnd": split.institution_vnd,
+        "researcher_share_bp": policy.researcher_share_bp, "basis": policy.basis.value,
+        "policy_version": policy.version, "in_kind": agreement.in_kind,
+        "status": DistributionStatus.POSTED.value, "created_by": user.sub,
+        "created_at": uow.now,
+    }
+    lines = [{"distribution_id": dist_id, "seq": i, "payee_id": rid,
+              "payee_kind": "researcher", "amount_vnd": amount}
+             for i, (rid, amount) in enumerate(split.researcher_lines)]
+    lines.append({"distribution_id": dist_id, "seq": len(lines),
+                  "payee_id": row.institution_id, "payee_kind": "institution",
+                  "amount_vnd": split.institution_vnd})
+    s.execute(insert(DIST), [dist])
+    s.execute(insert(LINES), lines)
+    _post_entries(uow, dist, dist_id, "distribution",
+                  income_entries(split, row.institution_id))
+    payload = _payload(dist, lines)
+    uow.record("distribution", dist_id, "post", to_status=dist["status"], new=True,
+               data={"reference": body.reference, "gross_vnd": body.gross_vnd,
+                     "agreement_id": agreement_id})
+    uow.emit(events.DISTRIBUTION_POSTED, dist_id, _event_data(payload))
+    return uow.commit(_read(payload), status_code=201)
+
+
+def _post_entries(uow: UnitOfWork, dist: dict[str, Any], posting_id: str, kind: str,
+                  entries: list[Entry]) -> None:
+    uow.session.execute(insert(LEDGER), [
+        {"posting_id": posting_id, "seq": i, "kind": kind, "distribution_id": dist["id"],
+         "institution_id": dist["institution_id"], "account": e.account,
+         "amount_vnd": e.amount_vnd, "payee_id": e.payee_id, "payee_kind": e.payee_kind,
+         "reference": dist["reference"], "created_at": uow.now}
+        for i, e in enumerate(entries)])
+
+
+def _event_data(payload: dict[str, Any]) -> dict[str, Any]:
+    data = {k: v for k, v in payload.items()
+            if k not in ("id", "status", "reversal_reason", "created_at", "reversed_at")}
+    data["distribution_id"] = payload["id"]
+    data["posted_at"] = payload["created_at"]
+    return data
+
+
+def _load(session: Session, distribution_id: str, *, for_update: bool = False
+          ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    stmt = select(DIST).where(DIST.c.id == distribution_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    dist = session.execute(stmt).mappings().first()
+    if dist is None:
+        return None
+    lines = session.execute(select(LINES).where(LINES.c.distribution_id == distribution_id)
+                            .order_by(LINES.c.seq)).mappings().all()
+    return dict(dist), [dict(ln) for ln in lines]
+
+
+def _visible(session: Session, distribution_id: str, user: Principal, *,
+             for_update: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    loaded = _load(session, distribution_id, for_update=for_update)
+    if loaded is None:
+        raise NotFound(f"distribution {distribution_id} not found")
+    dist, lines = loaded
+    payee = any(ln["payee_id"] == user.sub for ln in lines) and user.has("researcher")
+    if not (access.can_read_institution_data(user, dist["institution_id"]) or payee):
+        raise NotFound(f"distribution {distribution_id} not found")
+    return dist, lines
+
+
+@router.get("/distributions/{distribution_id}", response_model=DistributionRead,
+            summary="A distribution's lines (a payee sees the totals and their own line)")
+def read_distribution(distribution_id: str, session: SessionDep, user: CurrentPrincipal):
+    dist, lines = _visible(session, distribution_id, user)
+    return _read(_payload(dist, lines), viewer=user)
+
+
+@router.post("/distributions/{distribution_id}/reverse", response_model=DistributionRead,
+             summary="Reverse with compensating entries, never an edit")
+def reverse_distribution(distribution_id: str, body: Reason, user: Poster,
+                         uow: UnitOfWorkDep):
+    dist, lines = _visible(uow.session, distribution_id, user, for_update=True)
+    if not access.can_post_income(user, dist["institution_id"]):
+        raise Forbidden("only the owning institution or finance reverses income")
+    try:
+        new_status = reverse(DistributionStatus(dist["status"]))
+    except DomainError as exc:
+        raise problem_from(exc) from exc
+    posted = uow.session.execute(
+        select(LEDGER).where(LEDGER.c.posting_id == distribution_id).order_by(LEDGER.c.seq)
+    ).mappings().all()
+    reversal_id = str(uuid.uuid4())
+    _post_entries(uow, dist, reversal_id, "reversal", reversing_entries(
+        [Entry(e["account"], e["amount_vnd"], e["payee_id"], e["payee_kind"]) for e in posted]))
+    uow.session.execute(update(DIST).where(DIST.c.id == distribution_id).values(
+        status=new_status.value, reversed_at=uow.now, reversal_reason=body.reason))
+    dist.update(status=new_status.value, reversed_at=uow.now, reversal_reason=body.reason)
+    payload = _payload(dist, lines)
+    uow.record("distribution", distribution_id, "reverse", from_status="posted",
+               to_status=new_status.value, reason=body.reason,
+               data={"reversal_id": reversal_id})
+    data = _event_data(payload)
+    data.update(
+        reversal_id=reversal_id, reason=body.reason, reversed_at=uow.now,
+        gross_vnd=-payload["gross_vnd"], costs_vnd=-payload["costs_vnd"],
+        basis_vnd=-payload["basis_vnd"], researcher_pool_vnd=-payload["researcher_pool_vnd"],
+        institution_vnd=-payload["institution_vnd"],
+        lines=[{**ln, "amount_vnd": -ln["amount_vnd"]} for ln in payload["lines"]])
+    uow.emit(events.DISTRIBUTION_REVERSED, distribution_id, data)
+    return uow.commit(_read(payload))
+
+
+@router.get("/distributions/{distribution_id}/history", response_model=HistoryPage,
+            summary="The distribution's audit trail")
+def read_distribution_history(distribution_id: str, session: SessionDep,
+                              user: CurrentPrincipal, limit: Limit = 100,
+                              cursor: str | None = None) -> HistoryPage:
+    dist, _ = _visible(session, distribution_id, user)
+    if not access.can_read_institution_data(user, dist["institution_id"]):
+        raise NotFound(f"distribution {distribution_id} not found")
+    return history(session, "distribution", distribution_id, limit=limit, cursor=cursor)
+
+
+@router.get("/agreements/{agreement_id}/distributions", response_model=DistributionPage,
+            summary="An agreement's distributions")
+def read_distributions(agreement_id: str, session: SessionDep, user: CurrentPrincipal,
+                       status: DistributionStatus | None = None, limit: Limit = DEFAULT_PAGE,
+                       cursor: str | None = None) -> DistributionPage:
+    agreement = session.get(AgreementRow, agreement_id)
+    if agreement is None or not access.can_read_institution_data(user,
+                                                                 agreement.institution_id):
+        raise NotFound(f"agreement {agreement_id} not found")
+    stmt = select(DistributionRow).where(DistributionRow.agreement_id == agreement_id)
+    if status:
+        stmt = stmt.where(DistributionRow.status == status.value)
+    rows, next_cursor = keyset_page(session, stmt, DistributionRow.created_at,
+                                    DistributionRow.id, limit=limit, cursor=cursor)
+    items = []
+    for r in rows:
+        dist, lines = _load(session, r.id)
+        items.append(_read(_payload(dist, lines)))
+    return DistributionPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/payees/{payee_id}/statement", response_model=Statement,
+            summary="Every line of a payee, with the running balance carried forward")
+def read_statement(
+    payee_id: str, session: SessionDep, user: CurrentPrincipal,
+    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    to: AwareDatetime | None = None, limit: Limit = 100, cursor: str | None = None,
+) -> Statement:
+    base = [LEDGER.c.payee_id == payee_id]
+    if user.has(*access.ALL_SEEING) or user.sub == payee_id or (
+            user.has("institution") and user.org == payee_id):
+        pass  # the payee, or the books
+    elif user.has("institution"):
+        base.append(LEDGER.c.institution_id == user.org)  # lines from its own distributions
+    else:
+        raise NotFound(f"payee {payee_id} not found")
+    if from_ and to and to <= from_:
+        raise Invalid("'to' must be after 'from'", loc=["query", "to"])
+    after = int(cursor) if cursor and cursor.isdigit() else 0
+    window = [*base]
+    if from_:
+        window.append(LEDGER.c.created_at >= from_)
+    if to:
+        window.append(LEDGER.c.created_at < to)
+    owed = -func.coalesce(func.sum(LEDGER.c.amount_vnd), 0)
+    opening = 0
+    if from_:
+        opening += session.execute(select(owed).where(*base, LEDGER.c.created_at < from_)
+                                   ).scalar_one()
+    if after:
+        opening += session.execute(select(owed).where(*window, LEDGER.c.id <= after)
+                                   ).scalar_one()
+    rows = session.execute(select(LEDGER).where(*window, LEDGER.c.id > after)
+                           .order_by(LEDGER.c.id).limit(limit + 1)).mappings().all()
+    balance = int(opening)
+    items = []
+    for r in rows[:limit]:
+        balance += -r["amount_vnd"]
+        items.append(StatementItem(entry_id=r["id"], at=as_utc(r["created_at"]),
+                                   distribution_id=r["distribution_id"], kind=r["kind"],
+                                   account=r["account"], reference=r["reference"],
+                                   amount_vnd=-r["amount_vnd"], balance_vnd=balance))
+    next_cursor = str(items[-1].entry_id) if len(rows) > limit else None
+    return Statement(payee_id=payee_id, opening_balance_vnd=int(opening), items=items,
+                     closing_balance_vnd=balance, next_cursor=next_cursor)
+
+
+@router.get("/ledger/trial-balance", response_model=TrialBalance,
+            summary="Balance per account; the grand total is always 0")
+def read_trial_balance(session: SessionDep, user: Books) -> TrialBalance:
+    rows = session.execute(select(LEDGER.c.account, func.sum(LEDGER.c.amount_vnd))
+                           .group_by(LEDGER.c.account).order_by(LEDGER.c.account)).all()
+    accounts = [AccountBalance(account=a, balance_vnd=int(b)) for a, b in rows]
+    return TrialBalance(accounts=accounts, total_vnd=sum(a.balance_vnd for a in accounts))
+

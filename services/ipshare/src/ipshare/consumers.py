@@ -1,0 +1,54 @@
+"""What ipshare consumes: results registered on grants become assets owned by the grant's
+institution (Law 93/2025/QH15 Art. 25(2): no assignment procedure, no repayment).
+
+The inbox makes redelivery a no-op, and ``assets.source_result_id`` is unique besides.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+
+from cloudevents.core.v1.event import CloudEvent
+from fastapi.encoders import jsonable_encoder
+from sqlmodel import Session
+
+from ipshare.domain.assets import Author, validate_authors
+from ipshare.events import GRANTS_TOPIC, RESULT_REGISTERED
+from ipshare.store import add_asset
+from servicekit import audit, cloudevent, outbox
+from servicekit.clock import SystemClock
+from servicekit.service import ConsumerSpec
+
+CONSUMER = "ipshare.assets-from-results"
+SYSTEM = audit.Actor(id=f"system:{CONSUMER}", role=audit.SYSTEM_ROLE)
+
+
+def asset_from_result(session: Session, event: CloudEvent) -> None:
+    data = event.get_data()
+    if not isinstance(data, dict):
+        raise ValueError("result.registered without a JSON object payload")
+    authors = [Author(str(a["researcher_id"]), str(a.get("name", "")),
+                      int(a["contribution_bp"])) for a in data["authors"]]
+    validate_authors(authors)
+    now = SystemClock().now()
+    asset_id = str(uuid.uuid4())
+    registered = add_asset(
+        session, asset_id=asset_id, institution_id=str(data["institution_id"]),
+        kind=str(data["kind"]), title=str(data["title"]), authors=authors,
+        source_grant_id=str(data["grant_id"]), source_result_id=str(data["result_id"]),
+        registered_by=SYSTEM.id, now=now)
+    audit.append(session, aggregate_type="asset", aggregate_id=asset_id, actor=SYSTEM,
+                 action="register", at=now, to_status="registered", new=True,
+                 data={"from_event": event.get_id(), "grant_id": data["grant_id"]})
+    out = cloudevent.build(service="ipshare",
+                           type_=cloudevent.event_type("ipshare", "asset.registered"),
+                           subject=asset_id, data=jsonable_encoder(asdict(registered)),
+                           time=now, traceparent=str(event.get_extension("traceparent") or "")
+                           or None)
+    outbox.stage(session, out, topic="ipshare.events.v1", now=now)
+
+
+def consumer_specs() -> list[ConsumerSpec]:
+    return [ConsumerSpec(name=CONSUMER, topics=[GRANTS_TOPIC],
+                         handlers={RESULT_REGISTERED: asset_from_result})]

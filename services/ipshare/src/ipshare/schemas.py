@@ -1,0 +1,164 @@
+"""Request and response models of the ipshare API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from ipshare.domain.assets import AgreementKind, AssetKind
+from ipshare.domain.split import Basis
+
+Vnd = Annotated[int, Field(strict=True, gt=0, le=10**15)]
+NonNegativeVnd = Annotated[int, Field(strict=True, ge=0, le=10**15)]
+Bp = Annotated[int, Field(strict=True, ge=1, le=10_000)]
+
+
+class AuthorIn(BaseModel):
+    researcher_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    contribution_bp: Bp
+
+
+class AssetCreate(BaseModel):
+    institution_id: str | None = Field(default=None, max_length=200,
+                                       description="defaults to the caller's organisation")
+    kind: AssetKind
+    title: str = Field(min_length=1, max_length=300)
+    authors: list[AuthorIn] = Field(min_length=1, max_length=100)
+    source_grant_id: str | None = Field(default=None, max_length=64)
+
+
+class AssetRead(BaseModel):
+    id: str
+    institution_id: str
+    kind: str
+    title: str
+    authors: list[AuthorIn]
+    source_grant_id: str | None
+    source_result_id: str | None = None
+    created_at: datetime
+
+
+class AssetPage(BaseModel):
+    items: list[AssetRead]
+    next_cursor: str | None = None
+
+
+class PolicyUpdate(BaseModel):
+    researcher_share_bp: Annotated[int, Field(strict=True, le=10_000)] = 3000
+    basis: Basis = Basis.NET
+
+
+class PolicyRead(BaseModel):
+    institution_id: str
+    researcher_share_bp: int
+    basis: str
+    version: int
+    updated_at: datetime | None = None
+
+
+class AgreementCreate(BaseModel):
+    kind: AgreementKind
+    counterparty: str = Field(min_length=1, max_length=300)
+    signed_on: date
+    terms: str = Field(default="", max_length=50_000)
+
+
+class AgreementRead(BaseModel):
+    id: str
+    asset_id: str
+    institution_id: str
+    kind: str
+    counterparty: str
+    signed_on: date
+    terms: str
+    status: str
+    termination_reason: str | None = None
+    created_at: datetime
+
+
+class AgreementPage(BaseModel):
+    items: list[AgreementRead]
+    next_cursor: str | None = None
+
+
+class Reason(BaseModel):
+    reason: str = Field(min_length=1, max_length=5_000)
+
+
+class IncomeCreate(BaseModel):
+    period: str = Field(min_length=1, max_length=100)
+    gross_vnd: Vnd
+    costs_vnd: NonNegativeVnd = 0
+    reference: str = Field(min_length=1, max_length=200)
+
+
+class PolicyUsed(BaseModel):
+    researcher_share_bp: int
+    basis: str
+    version: int
+
+
+class Line(BaseModel):
+    payee_id: str
+    payee_kind: Literal["researcher", "institution"]
+    amount_vnd: int
+    contribution_bp: int | None = None
+
+
+class DistributionRead(BaseModel):
+    id: str
+    agreement_id: str
+    asset_id: str
+    institution_id: str
+    source_grant_id: str | None
+    reference: str
+    period: str
+    gross_vnd: int
+    costs_vnd: int
+    basis_vnd: int
+    researcher_pool_vnd: int
+    institution_vnd: int
+    policy: PolicyUsed
+    lines: list[Line]
+    in_kind: bool
+    status: str
+    reversal_reason: str | None = None
+    created_at: datetime
+    reversed_at: datetime | None = None
+
+
+class DistributionPage(BaseModel):
+    items: list[DistributionRead]
+    next_cursor: str | None = None
+
+
+class StatementItem(BaseModel):
+    entry_id: int
+    at: datetime
+    distribution_id: str
+    kind: str
+    account: str
+    reference: str
+    amount_vnd: int
+    balance_vnd: int
+
+
+class Statement(BaseModel):
+    payee_id: str
+    opening_balance_vnd: int
+    items: list[StatementItem]
+    closing_balance_vnd: int
+    next_cursor: str | None = None
+
+
+class AccountBalance(BaseModel):
+    account: str
+    balance_vnd: int
+
+
+class TrialBalance(BaseModel):
+    accounts: list[AccountBalance]
+    total_vnd: int

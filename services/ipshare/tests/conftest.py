@@ -1,0 +1,47 @@
+"""Fixtures for the ipshare service tests: the app on a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ipshare.app import create_app, migrate
+from ipshare.settings import IpshareSettings
+from servicekit.clock import FixedClock
+from servicekit.testing import DatabaseFactory, Tokens
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dev-keys")
+
+
+@pytest.fixture(scope="session")
+def tokens(key_dir: Path) -> Tokens:
+    return Tokens(key_dir)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture(scope="module")
+def ipshare_db(databases: DatabaseFactory) -> str:
+    """One migrated database per test module (tests use their own data in it)."""
+    return databases.fresh("ipshare", migrate)
+
+
+@pytest.fixture
+def client(ipshare_db: str, key_dir: Path, clock: FixedClock) -> Iterator[TestClient]:
+    settings = IpshareSettings(database_url=ipshare_db, dev_key_dir=key_dir,
+                              migrate_on_start=False)
+    app = create_app(settings, clock=clock, background=False)
+    with TestClient(app) as test_client:
+        yield test_client

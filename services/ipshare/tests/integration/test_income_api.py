@@ -1,0 +1,266 @@
+"""Assets, policies, agreements, income, reversal and the ledger over HTTP on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from ipshare.models import DistributionRow, LedgerEntryRow
+
+pytestmark = pytest.mark.postgres
+
+INST = "HUST"
+AUTHORS = [{"researcher_id": "r-a", "name": "A", "contribution_bp": 7000},
+           {"researcher_id": "r-b", "name": "B", "contribution_bp": 3000}]
+
+
+class World:
+    def __init__(self, client, tokens):
+        self.c = client
+        self.office = tokens.headers("off-1", "institution", org=INST)
+        self.other_office = tokens.headers("off-2", "institution", org="VNU")
+        self.finance = tokens.headers("fin-1", "finance", org="MOF")
+        self.auditor = tokens.headers("aud-1", "auditor", org="SAV")
+        self.a = tokens.headers("r-a", "researcher", org=INST)
+        self.b = tokens.headers("r-b", "researcher", org=INST)
+        self.outsider = tokens.headers("r-x", "researcher", org="VNU")
+
+    def asset(self, authors=None) -> dict:
+        r = self.c.post("/v1/assets", headers=self.office, json={
+            "kind": "patent", "title": "Salinity sensor", "authors": authors or AUTHORS,
+            "source_grant_id": None})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def agreement(self, kind="licence", asset=None) -> dict:
+        asset = asset or self.asset()
+        r = self.c.post(f"/v1/assets/{asset['id']}/agreements", headers=self.office, json={
+            "kind": kind, "counterparty": "Viettel", "signed_on": "2026-11-01",
+            "terms": "5% royalty"})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def income(self, agreement_id, gross=1_000_000_007, costs=0, reference=None,
+               who=None):
+        return self.c.post(f"/v1/agreements/{agreement_id}/income", headers=who or self.office,
+                           json={"period": "2026-Q4", "gross_vnd": gross, "costs_vnd": costs,
+                                 "reference": reference or f"INV-{uuid.uuid4().hex[:8]}"})
+
+    def gross_policy(self, share=3000):
+        r = self.c.put(f"/v1/institutions/{INST}/policy", headers=self.office,
+                       json={"researcher_share_bp": share, "basis": "gross"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+@pytest.fixture
+def w(client, tokens) -> World:
+    return World(client, tokens)
+
+
+def trial_balance(w) -> dict:
+    r = w.c.get("/v1/ledger/trial-balance", headers=w.finance)
+    assert r.status_code == 200
+    return r.json()
+
+
+def ledger_rows(url: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(LedgerEntryRow.__table__)
+                         ).scalar_one()
+    engine.dispose()
+    return n
+
+
+def test_the_contract_example_on_a_gross_policy(w):
+    w.gross_policy(3000)
+    agreement = w.agreement()
+    r = w.income(agreement["id"], gross=1_000_000_007)
+    assert r.status_code == 201, r.text
+    d = r.json()
+    assert d["researcher_pool_vnd"] == 300_000_003 and d["institution_vnd"] == 700_000_004
+    assert [(ln["payee_id"], ln["amount_vnd"]) for ln in d["lines"]] == [
+        ("r-a", 210_000_002), ("r-b", 90_000_001), (INST, 700_000_004)]
+    assert sum(ln["amount_vnd"] for ln in d["lines"]) == d["gross_vnd"]
+    assert d["policy"]["basis"] == "gross" and d["policy"]["version"] >= 1
+    assert d["status"] == "posted" and d["in_kind"] is False
+    assert trial_balance(w)["total_vnd"] == 0
+
+
+def test_the_default_policy_is_30_percent_of_net(w, tokens):
+    other = tokens.headers("off-9", "institution", org="NEU")
+    asset = w.c.post("/v1/assets", headers=other, json={
+        "kind": "software", "title": "x", "authors": AUTHORS}).json()
+    agreement = w.c.post(f"/v1/assets/{asset['id']}/agreements", headers=other, json={
+        "kind": "licence", "counterparty": "FPT", "signed_on": "2026-11-01"}).json()
+    d = w.income(agreement["id"], gross=1_000, costs=400, who=other).json()
+    assert (d["basis_vnd"], d["researcher_pool_vnd"], d["institution_vnd"]) == (600, 180, 820)
+    assert d["policy"] == {"researcher_share_bp": 3000, "basis": "net", "version": 0}
+
+
+def test_a_policy_below_30_percent_is_refused_and_changes_are_versioned(w):
+    r = w.c.put(f"/v1/institutions/{INST}/policy", headers=w.office,
+                json={"researcher_share_bp": 2999, "basis": "net"})
+    assert r.status_code == 422
+    first = w.gross_policy(3500)
+    second = w.gross_policy(4000)
+    assert second["version"] == first["version"] + 1
+    assert w.c.put(f"/v1/institutions/{INST}/policy", headers=w.other_office,
+                   json={"researcher_share_bp": 5000}).status_code == 403
+
+
+def test_spin_off_income_is_in_kind_on_the_contributed_value(w):
+    agreement = w.agreement(kind="spin_off")
+    d = w.income(agreement["id"], gross=2_000_000_000).json()
+    assert d["in_kind"] is True and d["basis_vnd"] == 2_000_000_000
+    assert w.income(agreement["id"], gross=1_000, costs=1).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"gross_vnd": 0}, 422), ({"gross_vnd": -1}, 422), ({"gross_vnd": 1.5}, 422),
+        ({"gross_vnd": "100"}, 422), ({"gross_vnd": 100, "costs_vnd": 101}, 422),
+        ({"gross_vnd": 100, "costs_vnd": -1}, 422),
+    ],
+)
+def test_bad_income_is_refused_and_the_ledger_is_unchanged(w, ipshare_db, body, status):
+    agreement = w.agreement()
+    before = ledger_rows(ipshare_db)
+    r = w.c.post(f"/v1/agreements/{agreement['id']}/income", headers=w.office,
+                 json={"period": "p", "reference": "R", **body})
+    assert r.status_code == status
+    assert r.headers["content-type"] == "application/problem+json"
+    assert ledger_rows(ipshare_db) == before
+    assert trial_balance(w)["total_vnd"] == 0
+
+
+def test_income_on_an_unknown_or_terminated_agreement_is_refused(w):
+    assert w.income(str(uuid.uuid4())).status_code == 404
+    agreement = w.agreement()
+    r = w.c.post(f"/v1/agreements/{agreement['id']}/terminate", headers=w.office,
+                 json={"reason": "licensee bankrupt"})
+    assert r.json()["status"] == "terminated"
+    refused = w.income(agreement["id"])
+    assert refused.status_code == 409 and "terminated" in refused.json()["detail"]
+
+
+def test_authors_shares_must_sum_to_10000(w):
+    r = w.c.post("/v1/assets", headers=w.office, json={
+        "kind": "patent", "title": "x",
+        "authors": [{"researcher_id": "r-a", "name": "A", "contribution_bp": 6000}]})
+    assert r.status_code == 422
+
+
+def test_a_reference_posts_once_until_reversed(w):
+    agreement = w.agreement()
+    first = w.income(agreement["id"], reference="INV-1").json()
+    again = w.income(agreement["id"], reference="INV-1")
+    assert again.status_code == 409 and "INV-1" in again.json()["detail"]
+    reversed_ = w.c.post(f"/v1/distributions/{first['id']}/reverse", headers=w.finance,
+                         json={"reason": "wrong amount"})
+    assert reversed_.status_code == 200 and reversed_.json()["status"] == "reversed"
+    twice = w.c.post(f"/v1/distributions/{first['id']}/reverse", headers=w.finance,
+                     json={"reason": "again"})
+    assert twice.status_code == 409
+    corrected = w.income(agreement["id"], reference="INV-1", gross=900_000_000)
+    assert corrected.status_code == 201
+    assert trial_balance(w)["total_vnd"] == 0
+
+
+def test_concurrent_posts_of_one_reference_post_once(w, tokens, ipshare_db):
+    agreement = w.agreement()
+    start = threading.Barrier(6)
+
+    def post(i: int) -> int:
+        start.wait()
+        return w.income(agreement["id"], reference="RACE-1").status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = sorted(pool.map(post, range(6)))
+    assert statuses == [201] + [409] * 5
+    engine = create_engine(ipshare_db)
+    with engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(DistributionRow.__table__).where(
+            DistributionRow.reference == "RACE-1")).scalar_one()
+    engine.dispose()
+    assert n == 1
+
+
+def test_an_idempotent_retry_replays_instead_of_conflicting(w):
+    agreement = w.agreement()
+    headers = {**w.office, "Idempotency-Key": "income-once"}
+    body = {"period": "Q4", "gross_vnd": 5_000, "costs_vnd": 0, "reference": "IDEM-1"}
+    first = w.c.post(f"/v1/agreements/{agreement['id']}/income", headers=headers, json=body)
+    again = w.c.post(f"/v1/agreements/{agreement['id']}/income", headers=headers, json=body)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+
+
+def test_a_payee_sees_the_totals_and_only_their_own_line(w):
+    agreement = w.agreement()
+    d = w.income(agreement["id"]).json()
+    mine = w.c.get(f"/v1/distributions/{d['id']}", headers=w.b).json()
+    assert [ln["payee_id"] for ln in mine["lines"]] == ["r-b"]
+    assert mine["gross_vnd"] == d["gross_vnd"]
+    assert w.c.get(f"/v1/distributions/{d['id']}", headers=w.outsider).status_code == 404
+    assert len(w.c.get(f"/v1/distributions/{d['id']}", headers=w.auditor).json()["lines"]) \
+        == 3
+
+
+def test_statements_carry_the_running_balance_and_are_private(w):
+    agreement = w.agreement()
+    d1 = w.income(agreement["id"], gross=1_000).json()
+    d2 = w.income(agreement["id"], gross=2_000).json()
+
+    def line_of_a(d):
+        return next(ln["amount_vnd"] for ln in d["lines"] if ln["payee_id"] == "r-a")
+    w.c.post(f"/v1/distributions/{d1['id']}/reverse", headers=w.office, json={"reason": "x"})
+    pages, cursor = [], None
+    while True:
+        page = w.c.get("/v1/payees/r-a/statement", headers=w.a,
+                       params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    for before, after in zip(pages, pages[1:], strict=False):
+        assert after["opening_balance_vnd"] == before["closing_balance_vnd"]
+    amounts = [i["amount_vnd"] for p in pages for i in p["items"]]
+    assert amounts[-3:] == [line_of_a(d1), line_of_a(d2), -line_of_a(d1)]
+    assert pages[-1]["closing_balance_vnd"] == sum(amounts)
+    balances = [i["balance_vnd"] for p in pages for i in p["items"]]
+    assert balances[-1] == sum(amounts)
+    assert w.c.get("/v1/payees/r-a/statement", headers=w.b).status_code == 404
+    assert w.c.get("/v1/payees/r-a/statement", headers=w.finance).status_code == 200
+
+
+def test_the_ledger_refuses_edits(w, ipshare_db):
+    agreement = w.agreement()
+    w.income(agreement["id"])
+    engine = create_engine(ipshare_db)
+    with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_entries SET amount_vnd = 0"))
+    engine.dispose()
+
+
+def test_roles_and_ownership(w):
+    asset = w.asset()
+    assert w.c.get(f"/v1/assets/{asset['id']}", headers=w.a).status_code == 200
+    assert w.c.get(f"/v1/assets/{asset['id']}", headers=w.outsider).status_code == 404
+    assert w.c.get(f"/v1/assets/{asset['id']}", headers=w.other_office).status_code == 404
+    r = w.c.post(f"/v1/assets/{asset['id']}/agreements", headers=w.other_office, json={
+        "kind": "licence", "counterparty": "x", "signed_on": "2026-11-01"})
+    assert r.status_code == 404
+    agreement = w.agreement(asset=asset)
+    assert w.income(agreement["id"], who=w.a).status_code == 403
+    assert w.income(agreement["id"], who=w.finance).status_code == 201
+    assert w.c.get("/v1/ledger/trial-balance", headers=w.a).status_code == 403
+    listed = w.c.get("/v1/assets", headers=w.a).json()["items"]
+    assert asset["id"] in [a["id"] for a in listed]
+    assert w.c.get("/v1/assets", headers=w.outsider).json()["items"] == []
