@@ -162,3 +162,54 @@ class AsyncApiMessages:
     def validate(self, event: dict[str, Any]) -> None:
         """Raise ``jsonschema.ValidationError`` (or KeyError for an undocumented type)."""
         self.validators[event["type"]].validate(event)
+
+
+KIT_TABLES = frozenset({"outbox", "processed_events", "idempotency_keys", "audit_log",
+                        "audit_checkpoints"})
+
+
+def table_names(url: str) -> set[str]:
+    from sqlalchemy import inspect
+
+    engine = create_engine(normalise_url(url))
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def assert_migrations_round_trip(service_dir: Path, url: str, tables: set[str]) -> None:
+    """Upgrade to head, downgrade to base (empty), upgrade again."""
+    from servicekit import migrations
+
+    migrations.upgrade(service_dir, url)
+    assert {*tables, *KIT_TABLES} <= table_names(url)
+    migrations.downgrade(service_dir, url, "base")
+    assert table_names(url) == set()
+    migrations.upgrade(service_dir, url)
+    assert {*tables, *KIT_TABLES} <= table_names(url)
+
+
+def schema_drift(service_dir: Path, url: str, tables: set[str]) -> list[Any]:
+    """What autogenerate would change after migrating ``url`` to head, looking only at
+    the service's own tables and the kit's (other services' models share the metadata)."""
+    from alembic.autogenerate import compare_metadata
+    from sqlmodel import SQLModel
+
+    from servicekit import migrations
+
+    migrations.upgrade(service_dir, url)
+    own = {*tables, *KIT_TABLES}
+
+    def mine(obj: Any, name: str | None, type_: str, _reflected: bool, _other: Any) -> bool:
+        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name",
+                                                      None)
+        return table is None or table in own
+
+    engine = create_engine(normalise_url(url))
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"include_object": mine})
+            return list(compare_metadata(context, SQLModel.metadata))
+    finally:
+        engine.dispose()
