@@ -13,7 +13,7 @@ from cloudevents.core.v1.event import CloudEvent
 from fastapi.encoders import jsonable_encoder
 from sqlmodel import Session
 
-from ipshare.domain.assets import Author, validate_authors
+from ipshare.domain.assets import AssetKind, Author, validate_authors
 from ipshare.events import GRANTS_TOPIC, RESULT_REGISTERED
 from ipshare.store import add_asset
 from servicekit import audit, cloudevent, outbox
@@ -28,14 +28,15 @@ def asset_from_result(session: Session, event: CloudEvent) -> None:
     data = event.get_data()
     if not isinstance(data, dict):
         raise ValueError("result.registered without a JSON object payload")
-    authors = [Author(str(a["researcher_id"]), str(a.get("name", "")),
-                      int(a["contribution_bp"])) for a in data["authors"]]
+    authors = [Author(str(a["researcher_id"]), str(a["name"]), int(a["contribution_bp"]))
+               for a in data["authors"]]
+    kind = AssetKind(data["kind"])  # an unknown kind is dead-lettered, never emitted
     validate_authors(authors)
     now = SystemClock().now()
     asset_id = str(uuid.uuid4())
     registered = add_asset(
         session, asset_id=asset_id, institution_id=str(data["institution_id"]),
-        kind=str(data["kind"]), title=str(data["title"]), authors=authors,
+        kind=kind.value, title=str(data["title"]), authors=authors,
         source_grant_id=str(data["grant_id"]), source_result_id=str(data["result_id"]),
         registered_by=SYSTEM.id, now=now)
     audit.append(session, aggregate_type="asset", aggregate_id=asset_id, actor=SYSTEM,

@@ -14,6 +14,7 @@ NAMES: dict[type, tuple[str, str]] = {
     AgreementTerminated: ("agreement.terminated", "agreement_id"),
 }
 
+POLICY_CHANGED = "policy.changed"
 DISTRIBUTION_POSTED = "distribution.posted"
 DISTRIBUTION_REVERSED = "distribution.reversed"
 

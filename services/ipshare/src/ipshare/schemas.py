@@ -27,7 +27,7 @@ class AssetCreate(BaseModel):
     kind: AssetKind
     title: str = Field(min_length=1, max_length=300)
     authors: list[AuthorIn] = Field(min_length=1, max_length=100)
-    source_grant_id: str | None = Field(default=None, max_length=64)
+    source_grant_id: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class AssetRead(BaseModel):

@@ -74,6 +74,8 @@ def visible_asset(session: Session, asset_id: str, p: Principal) -> AssetRow:
              summary="Register an asset not born of a grant")
 def create_asset(body: AssetCreate, user: Institution, uow: UnitOfWorkDep):
     institution_id = body.institution_id or user.org
+    if not user.org:
+        raise Forbidden("the token carries no organisation (org) to own the asset")
     if institution_id != user.org:
         raise Forbidden("an institution registers assets for its own organisation only")
     authors = [Author(a.researcher_id, a.name, a.contribution_bp) for a in body.authors]
@@ -191,7 +193,7 @@ def put_policy(institution_id: str, body: PolicyUpdate, user: Institution, uow: 
     uow.record("policy", institution_id, "change", from_status=f"v{policy.version}",
                to_status=f"v{new.version}",
                data={"researcher_share_bp": new.researcher_share_bp, "basis": new.basis})
-    uow.emit("policy.changed", institution_id, {
+    uow.emit(events.POLICY_CHANGED, institution_id, {
         "institution_id": institution_id, "researcher_share_bp": new.researcher_share_bp,
         "basis": new.basis.value, "version": new.version})
     uow.session.flush()
