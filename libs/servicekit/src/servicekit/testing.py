@@ -7,6 +7,7 @@ cloned from a template database migrated once per session (a fraction of a secon
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -124,6 +125,58 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
         consumer.close()
 
 
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+def strict_formats() -> Any:
+    """``date-time`` as RFC 3339 and ``date`` as YYYY-MM-DD, checked for real."""
+    from datetime import date, datetime
+
+    from jsonschema import FormatChecker
+
+    checker = FormatChecker(formats=())
+
+    @checker.checks("date-time", raises=ValueError)
+    def _rfc3339(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        datetime.fromisoformat(value)
+        return RFC3339.fullmatch(value) is not None
+
+    @checker.checks("date", raises=ValueError)
+    def _date(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        date.fromisoformat(value)
+        return re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is not None
+
+    return checker
+
+
+def repo_asyncapi() -> Path:
+    """``docs/asyncapi.yaml`` of this repository, found upwards from this module."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "docs" / "asyncapi.yaml").is_file():
+            return parent / "docs" / "asyncapi.yaml"
+    raise FileNotFoundError("no docs/asyncapi.yaml above " + __file__)
+
+
+def outbox_rows(url: str, after: int = 0) -> list[dict[str, Any]]:
+    """Every outbox row after row id ``after``, in order."""
+    from sqlalchemy import select
+
+    from servicekit.outbox import OUTBOX
+
+    engine = create_engine(normalise_url(url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(OUTBOX).where(OUTBOX.c.id > after)
+                                .order_by(OUTBOX.c.id)).mappings().all()
+    finally:
+        engine.dispose()
+    return [dict(r) for r in rows]
+
+
 class AsyncApiMessages:
     """Validates emitted CloudEvents against the message schemas of ``docs/asyncapi.yaml``.
 
@@ -149,7 +202,7 @@ class AsyncApiMessages:
             if event_type:
                 ref = {"$ref": f"{base}#/components/messages/{name}/payload"}
                 self.validators[event_type] = Draft202012Validator(
-                    ref, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
+                    ref, registry=registry, format_checker=strict_formats())
 
     def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in node:

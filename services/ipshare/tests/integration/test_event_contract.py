@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from jsonschema import FormatChecker, ValidationError
+from jsonschema import ValidationError
 from sqlalchemy import create_engine, func, select
 
 from ipshare.consumers import asset_from_result
@@ -28,7 +26,7 @@ from ipshare.events import DISTRIBUTION_POSTED, DISTRIBUTION_REVERSED, NAMES, RE
 from servicekit import cloudevent
 from servicekit.cloudevent import event_type
 from servicekit.outbox import OUTBOX
-from servicekit.testing import AsyncApiMessages
+from servicekit.testing import AsyncApiMessages, outbox_rows, repo_asyncapi
 
 pytestmark = pytest.mark.postgres
 
@@ -47,36 +45,7 @@ THREE_AUTHORS = [{"researcher_id": "r-c", "name": "C", "contribution_bp": 3334},
                  {"researcher_id": "r-e", "name": "E", "contribution_bp": 3333}]
 
 
-def repo_root() -> Path:
-    """The directory holding ``docs/asyncapi.yaml``, found upwards from this file."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "docs" / "asyncapi.yaml").is_file():
-            return parent
-    raise FileNotFoundError("no docs/asyncapi.yaml above " + __file__)
-
-
-ASYNCAPI = repo_root() / "docs" / "asyncapi.yaml"
-
-# AsyncApiMessages validates without checking formats; these checks also hold every
-# ``format: date-time`` / ``format: date`` of the document to RFC 3339 / YYYY-MM-DD.
-FORMATS = FormatChecker(formats=())
-RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-
-
-@FORMATS.checks("date-time", raises=ValueError)
-def _rfc3339(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    datetime.fromisoformat(value)
-    return RFC3339.fullmatch(value) is not None
-
-
-@FORMATS.checks("date", raises=ValueError)
-def _iso_date(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    date.fromisoformat(value)
-    return re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is not None
+ASYNCAPI = repo_asyncapi()
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +54,8 @@ def messages() -> AsyncApiMessages:
 
 
 def validate(messages: AsyncApiMessages, event: dict[str, Any]) -> None:
-    """The repo's validation, then the same schema with formats checked."""
+    """The repo's validation (formats included)."""
     messages.validate(event)
-    messages.validators[event["type"]].evolve(format_checker=FORMATS).validate(event)
 
 
 def last_outbox_id(url: str) -> int:
@@ -98,18 +66,6 @@ def last_outbox_id(url: str) -> int:
                        .scalar_one())
     finally:
         engine.dispose()
-
-
-def outbox_rows(url: str, after: int = 0) -> list[dict[str, Any]]:
-    """The outbox rows staged after row ``after`` (the module shares one database)."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(select(OUTBOX).where(OUTBOX.c.id > after)
-                                .order_by(OUTBOX.c.id)).mappings().all()
-    finally:
-        engine.dispose()
-    return [dict(r) for r in rows]
 
 
 class World:
