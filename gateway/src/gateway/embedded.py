@@ -23,6 +23,7 @@ from gateway.settings import GatewaySettings
 from servicekit.bus import InProcessBus
 from servicekit.clock import Clock
 from servicekit.settings import default_var_dir
+from servicekit.telemetry import setup_tracing
 
 
 def sqlite_url(var_dir: Path, service: str) -> str:
@@ -67,6 +68,7 @@ def create_embedded_app(
     """One app: gateway routes, the three services mounted, dev tokens on."""
     var_dir = Path(var_dir)
     var_dir.mkdir(parents=True, exist_ok=True)
+    setup_tracing("most-embedded")  # one process, one tracer provider for all services
     bus = bus or InProcessBus()
     services = create_service_apps(var_dir, bus, clock=clock)
 
