@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,11 +128,14 @@ class KafkaBus:
 
 
 class KafkaSubscription:
+    """One consumer of a service's group, committing offsets only when told to."""
+
+    METADATA_WAIT_SECONDS = 30.0
+
     def __init__(
         self, bootstrap: str, topics: Sequence[str], group_id: str, client_id: str
     ) -> None:
         self._consumer = KafkaConsumer(
-            *topics,
             bootstrap_servers=bootstrap,
             group_id=group_id,
             client_id=f"{client_id}-{group_id}-{uuid.uuid4().hex[:6]}",
@@ -139,6 +143,16 @@ class KafkaSubscription:
             auto_offset_reset="earliest",
             max_poll_records=200,
         )
+        # Join the group only once the topics' partitions are known: kafka-python can
+        # otherwise join with no partition metadata, hold no partitions and never recover.
+        deadline = time.monotonic() + self.METADATA_WAIT_SECONDS
+        for topic in topics:
+            while not self._consumer.partitions_for_topic(topic):
+                if time.monotonic() > deadline:
+                    log.warning("no partitions known for %s yet; subscribing anyway", topic)
+                    break
+                time.sleep(0.2)
+        self._consumer.subscribe(list(topics))
 
     def poll(self, timeout: float) -> list[Delivery]:
         batches = self._consumer.poll(timeout_ms=int(timeout * 1000))

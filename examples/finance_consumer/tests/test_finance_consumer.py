@@ -1,0 +1,340 @@
+"""The reference finance consumer against the real Kafka broker.
+
+Each test gets its own topic (``kafka_topic``) and output directory; events are built the
+way the ipshare service builds them (``servicekit.cloudevent``) and produced keyed by the
+distribution id, as the outbox relay does.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sqlite3
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from servicekit import cloudevent
+
+pytestmark = pytest.mark.kafka
+
+PROGRAM = Path(__file__).resolve().parents[1] / "finance_consumer.py"
+
+
+def _load_program():
+    name = "finance_consumer"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, PROGRAM)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+fc = _load_program()
+
+HEADER = ["payee_id", "payee_kind", "amount_vnd", "reference", "event_id", "distribution_id"]
+
+
+# --- events --------------------------------------------------------------------------------
+
+def posted_data(*, distribution_id: str | None = None, gross: int = 1_000_000_007,
+                in_kind: bool = False, reference: str = "INV-2026-001") -> dict[str, Any]:
+    """A ``distribution.posted`` payload as ipshare builds it: 30% (rounded up) to the
+    researchers split 70/30, the rest to the institution."""
+    pool = -(-gross * 3000 // 10000)
+    a = pool * 7000 // 10000
+    b = pool - a
+    return {
+        "distribution_id": distribution_id or str(uuid.uuid4()),
+        "agreement_id": str(uuid.uuid4()), "asset_id": str(uuid.uuid4()),
+        "institution_id": "HUST", "source_grant_id": str(uuid.uuid4()),
+        "reference": reference, "period": "2026-Q3",
+        "gross_vnd": gross, "costs_vnd": 0, "basis_vnd": gross,
+        "researcher_pool_vnd": pool, "institution_vnd": gross - pool,
+        "policy": {"researcher_share_bp": 3000, "basis": "net", "version": 1},
+        "lines": [{"payee_id": "r-a", "payee_kind": "researcher", "amount_vnd": a},
+                  {"payee_id": "r-b", "payee_kind": "researcher", "amount_vnd": b},
+                  {"payee_id": "HUST", "payee_kind": "institution",
+                   "amount_vnd": gross - pool}],
+        "in_kind": in_kind, "posted_at": "2026-11-23T09:00:00Z",
+    }
+
+
+def reversed_data(posted: dict[str, Any]) -> dict[str, Any]:
+    data = dict(posted)
+    data.update(
+        reversal_id=str(uuid.uuid4()), reason="invoice cancelled",
+        reversed_at="2026-11-24T09:00:00Z",
+        **{k: -posted[k] for k in ("gross_vnd", "costs_vnd", "basis_vnd",
+                                   "researcher_pool_vnd", "institution_vnd")},
+        lines=[{**ln, "amount_vnd": -ln["amount_vnd"]} for ln in posted["lines"]])
+    return data
+
+
+def event(verb: str, data: dict[str, Any], *, source: str = "ipshare",
+          subject: str | None = None) -> bytes:
+    return cloudevent.encode(cloudevent.build(
+        service=source, type_=cloudevent.event_type("ipshare", verb),
+        subject=subject or data.get("distribution_id") or "x", data=data,
+        time=datetime.now(UTC)))
+
+
+class Topic:
+    def __init__(self, bootstrap: str, name: str) -> None:
+        self.bootstrap = bootstrap
+        self.name = name
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+
+    def send(self, value: bytes, key: str = "k") -> None:
+        self.producer.send(self.name, key=key.encode(), value=value).get(timeout=30)
+
+    def send_event(self, verb: str, data: dict[str, Any]) -> bytes:
+        value = event(verb, data)
+        self.send(value, key=data["distribution_id"])
+        return value
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+@pytest.fixture
+def topic(kafka_server, kafka_topic):
+    t = Topic(kafka_server.bootstrap, kafka_topic)
+    yield t
+    t.close()
+
+
+def run(topic: Topic, out: Path, group: str = "finance-test", *extra: str) -> dict[str, Any]:
+    """One ``--once`` run of the program, in process, as cron would start it."""
+    source = fc.KafkaSource(topic.bootstrap, topic.name, group, replay="--replay" in extra)
+    try:
+        report = fc.run_cycle(source, out, idle_seconds=1.0, max_seconds=60)
+    finally:
+        source.close()
+    return report.__dict__
+
+
+def batches(out: Path) -> list[Path]:
+    return sorted(out.glob("batch-*.csv"))
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def rows_of(path: Path) -> list[tuple[str, str, int, str, str, str]]:
+    header, *rows = read_csv(path)
+    assert header == HEADER
+    return [(r[0], r[1], int(r[2]), r[3], r[4], r[5]) for r in rows]
+
+
+def expected_rows(data: dict[str, Any], value: bytes) -> list[tuple]:
+    event_id = json.loads(value)["id"]
+    return [(ln["payee_id"], ln["payee_kind"], ln["amount_vnd"], data["reference"], event_id,
+             data["distribution_id"]) for ln in data["lines"]]
+
+
+def paid_ids(out: Path) -> list[str]:
+    with sqlite3.connect(out / "paid.db") as db:
+        return [r[0] for r in db.execute("SELECT event_id FROM paid ORDER BY rowid")]
+
+
+# --- tests -------------------------------------------------------------------------------
+
+def test_a_posted_cash_distribution_becomes_one_row_per_line(topic, tmp_path):
+    data = posted_data()
+    value = topic.send_event("distribution.posted", data)
+    topic.send_event("asset.registered", {"distribution_id": "not-finance"})  # not payable
+
+    report = run(topic, tmp_path)
+
+    [batch] = batches(tmp_path)
+    assert batch.name == report["batch_file"]
+    assert rows_of(batch) == expected_rows(data, value)
+    assert [r[:3] for r in rows_of(batch)] == [("r-a", "researcher", 210_000_002),
+                                               ("r-b", "researcher", 90_000_001),
+                                               ("HUST", "institution", 700_000_004)]
+    assert sum(r[2] for r in rows_of(batch)) == data["gross_vnd"]  # exact to the đồng
+    assert report["cash_total_vnd"] == data["gross_vnd"] and report["cash_rows"] == 3
+    assert report["ignored"] == 1 and report["rejected"] == 0
+    assert report["offsets_committed"] is True
+    assert not (tmp_path / "in-kind-register.csv").exists()
+    assert not (tmp_path / "rejects.jsonl").exists()
+
+
+def test_an_in_kind_distribution_goes_to_the_register_not_the_batch(topic, tmp_path):
+    cash = posted_data(gross=5_000_000, reference="LIC-1")
+    spin_off = posted_data(gross=2_000_000_000, in_kind=True, reference="SPIN-1")
+    cash_value = topic.send_event("distribution.posted", cash)
+    spin_value = topic.send_event("distribution.posted", spin_off)
+
+    report = run(topic, tmp_path)
+
+    [batch] = batches(tmp_path)
+    assert rows_of(batch) == expected_rows(cash, cash_value)  # the spin-off is not paid
+    header, *register = read_csv(tmp_path / "in-kind-register.csv")
+    assert header == [*HEADER, "run"]
+    assert [tuple(r[:6]) for r in register] == [
+        (p, k, str(a), ref, e, d) for p, k, a, ref, e, d in expected_rows(spin_off, spin_value)]
+    assert {r[6] for r in register} == {report["run"]}
+    assert report["in_kind_rows"] == 3
+
+    # A run with only in-kind events writes no payment batch at all.
+    topic.send_event("distribution.posted", posted_data(in_kind=True, reference="SPIN-2"))
+    assert run(topic, tmp_path)["batch_file"] is None
+    assert len(batches(tmp_path)) == 1
+    assert len(read_csv(tmp_path / "in-kind-register.csv")) == 1 + 6  # appended
+
+
+def test_a_reversal_becomes_claw_back_rows_in_the_next_batch(topic, tmp_path):
+    data = posted_data()
+    spin_off = posted_data(in_kind=True, reference="SPIN-1")
+    topic.send_event("distribution.posted", data)
+    topic.send_event("distribution.posted", spin_off)
+    run(topic, tmp_path)
+    [first] = batches(tmp_path)
+
+    reversal = reversed_data(data)
+    value = topic.send_event("distribution.reversed", reversal)
+    topic.send_event("distribution.reversed", reversed_data(spin_off))
+    report = run(topic, tmp_path)
+
+    first_again, second = batches(tmp_path)
+    assert first_again == first and second.name == report["batch_file"]
+    assert rows_of(second) == expected_rows(reversal, value)
+    assert all(r[2] < 0 for r in rows_of(second))
+    assert sum(r[2] for r in rows_of(first) + rows_of(second)) == 0  # nets out
+    assert report["cash_total_vnd"] == -data["gross_vnd"]
+    _, *register = read_csv(tmp_path / "in-kind-register.csv")
+    assert [int(r[2]) for r in register] == (
+        [ln["amount_vnd"] for ln in spin_off["lines"]]
+        + [-ln["amount_vnd"] for ln in spin_off["lines"]])
+
+
+def test_the_same_event_is_paid_once_across_redelivery_restarts_and_offset_resets(
+    topic, tmp_path
+):
+    data = posted_data()
+    value = topic.send_event("distribution.posted", data)
+    topic.send(value, key=data["distribution_id"])  # the relay republished it
+
+    first = run(topic, tmp_path, "finance-a")
+    assert first["paid_events"] == 1 and first["duplicates"] == 1
+    assert rows_of(batches(tmp_path)[0]) == expected_rows(data, value)
+
+    topic.send(value, key=data["distribution_id"])  # delivered a third time, later
+    again = run(topic, tmp_path, "finance-a")  # a restart with the same group
+    assert again["paid_events"] == 0 and again["duplicates"] == 1
+    reset = run(topic, tmp_path, "finance-b")  # a new group: the offsets start over
+    assert reset["paid_events"] == 0 and reset["duplicates"] == 3
+    replay = run(topic, tmp_path, "finance-a", "--replay")  # the same group, rewound
+    assert replay["paid_events"] == 0 and replay["duplicates"] == 3
+    assert len(batches(tmp_path)) == 1
+    assert paid_ids(tmp_path) == [json.loads(value)["id"]]
+
+
+def test_a_second_posting_event_for_one_distribution_is_not_paid(topic, tmp_path):
+    data = posted_data()
+    topic.send_event("distribution.posted", data)
+    run(topic, tmp_path)
+    topic.send_event("distribution.posted", data)  # same distribution, a new event id
+    report = run(topic, tmp_path)
+    assert report["paid_events"] == 0 and report["rejected"] == 1
+    assert len(batches(tmp_path)) == 1
+    [reject] = [json.loads(ln) for ln in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert "already paid" in reject["reason"]
+
+
+def test_invalid_messages_go_to_rejects_and_are_never_paid(topic, tmp_path):
+    good = posted_data(reference="GOOD")
+    float_amount = posted_data(reference="FLOAT")
+    float_amount["lines"][0]["amount_vnd"] = float(float_amount["lines"][0]["amount_vnd"])
+    short = posted_data(reference="SHORT")
+    short["lines"][2]["amount_vnd"] -= 1  # lines no longer sum to the gross
+    no_specversion = json.loads(event("distribution.posted", posted_data()))
+    del no_specversion["specversion"]
+    never_posted = reversed_data(posted_data())
+    bad_kind = posted_data()
+    bad_kind["lines"][0]["payee_kind"] = "friend"
+    cases = {
+        "not JSON": b"\x00garbage",
+        "specversion": json.dumps(no_specversion).encode(),
+        "CloudEvents": json.dumps({"specversion": "1.0", "id": "x", "source": "/ipshare",
+                                   "type": fc.POSTED}).replace('"x"', '""').encode(),
+        "integer number": event("distribution.posted", float_amount),
+        "lines sum": event("distribution.posted", short),
+        "must come from /ipshare": event("distribution.posted", posted_data(),
+                                         source="grants"),
+        "never paid": event("distribution.reversed", never_posted),
+        "payee_kind": event("distribution.posted", bad_kind),
+        "subject": event("distribution.posted", posted_data(), subject="other"),
+    }
+    for value in cases.values():
+        topic.send(value)
+    good_value = topic.send_event("distribution.posted", good)
+
+    report = run(topic, tmp_path)
+
+    assert report["rejected"] == len(cases) and report["paid_events"] == 1
+    [batch] = batches(tmp_path)
+    assert rows_of(batch) == expected_rows(good, good_value)  # only the valid one is paid
+    rejects = [json.loads(ln) for ln in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert len(rejects) == len(cases)
+    # One key, one partition: the rejects are in the order the messages were sent.
+    for (expected, value), reject in zip(cases.items(), rejects, strict=True):
+        assert reject["value"].encode() == value or expected == "not JSON"
+        assert expected in reject["reason"], (expected, reject["reason"])
+        assert {"topic", "partition", "offset", "event_id", "at"} <= reject.keys()
+    assert len(paid_ids(tmp_path)) == 1
+
+    # Read again from the beginning: nothing new is paid and no reject is written twice.
+    again = run(topic, tmp_path, "another-group")
+    assert again["rejected"] == 0 and again["paid_events"] == 0
+    assert len((tmp_path / "rejects.jsonl").read_text().splitlines()) == len(cases)
+
+
+def test_a_crash_after_the_ledger_commit_is_recovered_without_paying_twice(
+    topic, tmp_path, monkeypatch
+):
+    data = posted_data()
+    value = topic.send_event("distribution.posted", data)
+
+    def crash(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(fc, "write_atomically", crash)
+        with pytest.raises(OSError):
+            run(topic, tmp_path)  # the ledger committed; no file; offsets not committed
+    assert batches(tmp_path) == [] and len(paid_ids(tmp_path)) == 1
+
+    report = run(topic, tmp_path)  # the restart redelivers the event
+    assert report["recovered_runs"] and report["duplicates"] == 1
+    assert report["paid_events"] == 0 and report["batch_file"] is None
+    [batch] = batches(tmp_path)  # written from the ledger by the recovery
+    assert rows_of(batch) == expected_rows(data, value)
+
+
+def test_the_program_runs_from_the_command_line(topic, tmp_path):
+    data = posted_data()
+    value = topic.send_event("distribution.posted", data)
+    done = subprocess.run(
+        [sys.executable, str(PROGRAM), "--bootstrap", topic.bootstrap, "--topic", topic.name,
+         "--out", str(tmp_path / "out"), "--group", "finance-cli", "--once",
+         "--idle-seconds", "1"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["paid_events"] == 1
+    [batch] = batches(tmp_path / "out")
+    assert rows_of(batch) == expected_rows(data, value)
