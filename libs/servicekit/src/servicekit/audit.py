@@ -17,7 +17,17 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, func, insert, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Index,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    func,
+    insert,
+    select,
+)
 from sqlmodel import Field, Session, SQLModel
 
 from servicekit.clock import as_utc
@@ -65,6 +75,17 @@ AUDIT = AuditRecord.__table__
 CHECKPOINTS = AuditCheckpoint.__table__
 SYSTEM_ROLE = "system"
 
+# Built once: every command appends a record, and building a statement (and keying
+# ``.values()`` literals for the compiled cache) costs more than executing it.
+_HEAD = (
+    select(AUDIT.c.seq, AUDIT.c.hash)
+    .where(AUDIT.c.aggregate_type == bindparam("head_type"),
+           AUDIT.c.aggregate_id == bindparam("head_id"))
+    .order_by(AUDIT.c.seq.desc())
+    .limit(1)
+)
+_APPEND = insert(AUDIT)
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -109,11 +130,30 @@ def append(
     ``new=True`` starts the chain of an aggregate created in this transaction without
     looking for a head (the unique ``(type, id, seq)`` still refuses a second start).
     """
+    session.execute(_APPEND, chained(
+        session, aggregate_type=aggregate_type, aggregate_id=aggregate_id, actor=actor,
+        action=action, at=at, from_status=from_status, to_status=to_status, reason=reason,
+        data=data, new=new,
+    ))
+
+
+def chained(
+    session: Session,
+    *,
+    aggregate_type: str,
+    aggregate_id: str,
+    actor: Actor,
+    action: str,
+    at: datetime,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+    new: bool = False,
+) -> dict[str, Any]:
+    """The ``audit_log`` row :func:`append` writes, linked to the chain's head."""
     head = None if new else session.execute(
-        select(AUDIT.c.seq, AUDIT.c.hash)
-        .where(AUDIT.c.aggregate_type == aggregate_type, AUDIT.c.aggregate_id == aggregate_id)
-        .order_by(AUDIT.c.seq.desc())
-        .limit(1)
+        _HEAD, {"head_type": aggregate_type, "head_id": aggregate_id}
     ).first()
     values = dict(
         aggregate_type=aggregate_type, aggregate_id=aggregate_id,
@@ -122,7 +162,7 @@ def append(
         reason=reason, data=data, prev_hash=head.hash if head else None,
     )
     values["hash"] = _record_hash(_Row(values))
-    session.execute(insert(AUDIT).values(**values))
+    return values
 
 
 class _Row:

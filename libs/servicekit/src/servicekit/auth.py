@@ -7,10 +7,13 @@ allowed list. ``exp``, ``iat``, ``aud``, ``iss``, ``sub`` and ``jti`` are requir
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,8 @@ log = logging.getLogger(__name__)
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
+_DECODE_OPTIONS = {"require": REQUIRED_CLAIMS}
+SIGNED_TOKEN_CACHE_SIZE = 4096
 
 ROLES = frozenset(
     {
@@ -129,6 +134,15 @@ class TokenVerifier:
         if not public_keys:
             raise ValueError("TokenVerifier needs at least one public key")
         self._keys = public_keys
+        # (key index, alg) -> the key as PyJWT prepares it for alg, so a PEM is parsed
+        # once, not on every request; None when preparing it fails (PyJWT then gets the
+        # key as given and fails exactly as it would without the cache).
+        self._prepared: dict[tuple[int, str], Any] = {}
+        # Tokens whose signature verified. A caller sends the same token for its whole
+        # life; checking the signature again costs an RSA operation that also releases the
+        # GIL on the event loop's thread. Claims (expiry included) and revocation are
+        # still checked on every request.
+        self._signed: dict[str, dict[str, Any]] = {}
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_seconds
@@ -155,34 +169,89 @@ class TokenVerifier:
             claims=claims,
         )
 
+    def _prepared_key(self, index: int, key: Any, alg: str | None) -> Any:
+        if alg is None or alg not in ALGORITHMS:
+            return key
+        cache_key = (index, alg)
+        if cache_key not in self._prepared:
+            try:
+                prepared = jwt.get_algorithm_by_name(alg).prepare_key(key)
+            except Exception:  # noqa: BLE001 - left to jwt.decode to report
+                prepared = None
+            self._prepared[cache_key] = prepared
+        prepared = self._prepared[cache_key]
+        return key if prepared is None else prepared
+
     def _decode(self, token: str) -> dict[str, Any]:
+        signed = self._signed.get(token)
+        if signed is not None:
+            self._check_times(signed)
+            return copy.deepcopy(signed)
+        claims = self._verify(token)
+        if len(self._signed) >= SIGNED_TOKEN_CACHE_SIZE:
+            self._signed.clear()
+        self._signed[token] = copy.deepcopy(claims)
+        return claims
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """For a token whose signature and claims already verified: the only checks whose
+        outcome changes with time (``exp``, ``nbf``), with the same leeway and errors as
+        ``jwt.decode``. ``iss``, ``aud`` and the required claims are signed and were
+        checked when the token was first seen."""
+        now = time.time()
+        if float(claims["exp"]) <= now - self._leeway:
+            raise Unauthenticated("token has expired")
+        nbf = claims.get("nbf")
+        if nbf is not None and float(nbf) > now + self._leeway:
+            raise Unauthenticated("token is not yet valid")
+
+    def _verify(self, token: str) -> dict[str, Any]:
         last_error: Exception | None = None
-        for key in self._keys:
+        alg = _header_alg(token)
+        for index, key in enumerate(self._keys):
             try:
                 return jwt.decode(
                     token,
-                    key,
+                    self._prepared_key(index, key, alg),
                     algorithms=ALGORITHMS,
                     audience=self._audience,
                     issuer=self._issuer,
                     leeway=self._leeway,
-                    options={"require": REQUIRED_CLAIMS},
+                    options=_DECODE_OPTIONS,  # type: ignore[arg-type]
                 )
             except jwt.InvalidSignatureError as exc:
                 last_error = exc  # try the next key (rotation)
-            except jwt.ExpiredSignatureError as exc:
-                raise Unauthenticated("token has expired") from exc
-            except jwt.InvalidAudienceError as exc:
-                raise Unauthenticated("token audience is not accepted here") from exc
-            except jwt.InvalidIssuerError as exc:
-                raise Unauthenticated("token issuer is not trusted") from exc
-            except jwt.MissingRequiredClaimError as exc:
-                raise Unauthenticated(f"token lacks the '{exc.claim}' claim") from exc
-            except jwt.InvalidAlgorithmError as exc:
-                raise Unauthenticated("token algorithm is not accepted") from exc
             except jwt.PyJWTError as exc:
-                raise Unauthenticated("token is malformed") from exc
+                raise _refusal(exc) from exc
         raise Unauthenticated("token signature does not verify") from last_error
+
+
+def _refusal(exc: jwt.PyJWTError) -> Unauthenticated:
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return Unauthenticated("token has expired")
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return Unauthenticated("token is not yet valid")
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return Unauthenticated("token audience is not accepted here")
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return Unauthenticated("token issuer is not trusted")
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return Unauthenticated(f"token lacks the '{exc.claim}' claim")
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return Unauthenticated("token algorithm is not accepted")
+    return Unauthenticated("token is malformed")
+
+
+def _header_alg(token: str) -> str | None:
+    """The ``alg`` the token's header names, or None when it cannot be read (jwt.decode
+    then reports the token as it always does)."""
+    try:
+        segment = token.split(".", 1)[0].encode("ascii")
+        header = json.loads(base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4)))
+        alg = header.get("alg") if isinstance(header, dict) else None
+    except Exception:  # noqa: BLE001 - malformed: jwt.decode says so
+        return None
+    return alg if isinstance(alg, str) else None
 
 
 def bearer_token(request: Request) -> str | None:
@@ -199,7 +268,12 @@ def _verifier(request: Request) -> TokenVerifier:
     return request.app.state.kit.verifier
 
 
-def optional_principal(request: Request) -> Principal | None:
+# The dependencies below are ``async def`` on purpose: they do no I/O (the revocation
+# file is re-read only when it changes), and FastAPI runs a plain ``def`` dependency in
+# the thread pool, a thread hop per dependency and request.
+
+
+async def optional_principal(request: Request) -> Principal | None:
     """The caller when a token is presented; ``None`` for anonymous calls."""
     token = bearer_token(request)
     if token is None:
@@ -210,7 +284,7 @@ def optional_principal(request: Request) -> Principal | None:
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
-def current_principal(principal: OptionalPrincipal) -> Principal:
+async def current_principal(principal: OptionalPrincipal) -> Principal:
     """The authenticated caller; 401 problem+json otherwise."""
     if principal is None:
         raise Unauthenticated()
@@ -232,7 +306,7 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
     if unknown:
         raise ValueError(f"unknown roles: {sorted(unknown)}")
 
-    def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
+    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
         if not principal.has(*roles):
             raise Forbidden(f"this action needs one of the roles: {', '.join(roles)}")
         request.state.acting_role = principal.acting_role(roles)

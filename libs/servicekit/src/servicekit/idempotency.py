@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import Column, Text, insert, select
+from sqlalchemy import Column, Text, bindparam, insert, select
 from sqlmodel import Field, Session, SQLModel
 
 from servicekit.problems import Invalid
@@ -37,6 +37,13 @@ class IdempotencyRecord(SQLModel, table=True):
 
 
 IDEMPOTENCY = IdempotencyRecord.__table__
+# Built once (every POST with a key runs both).
+_LOOKUP = select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.status_code, IDEMPOTENCY.c.body).where(
+    IDEMPOTENCY.c.principal == bindparam("lookup_principal"),
+    IDEMPOTENCY.c.route == bindparam("lookup_route"),
+    IDEMPOTENCY.c.key == bindparam("lookup_key"),
+)
+_REMEMBER = insert(IDEMPOTENCY)
 
 
 @dataclass(frozen=True)
@@ -86,13 +93,13 @@ def _canonical_body(body: bytes) -> bytes:
 
 def lookup(session: Session, principal: str, claim: IdempotencyClaim) -> StoredResponse | None:
     """The stored response for this claim; 422 when the key was used with another body."""
-    row = session.execute(
-        select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.status_code, IDEMPOTENCY.c.body).where(
-            IDEMPOTENCY.c.principal == principal,
-            IDEMPOTENCY.c.route == claim.route,
-            IDEMPOTENCY.c.key == claim.key,
-        )
-    ).first()
+    from servicekit.unit_of_work import fetch_all  # imports this module
+
+    found = fetch_all(
+        session.connection(), _LOOKUP,
+        {"lookup_principal": principal, "lookup_route": claim.route, "lookup_key": claim.key},
+    )
+    row = found[0] if found else None
     if row is None:
         return None
     if row.request_hash != claim.request_hash:
@@ -110,14 +117,19 @@ def remember(
     response: StoredResponse,
     now: datetime,
 ) -> None:
-    session.execute(
-        insert(IDEMPOTENCY).values(
-            principal=principal,
-            route=claim.route,
-            key=claim.key,
-            request_hash=claim.request_hash,
-            status_code=response.status_code,
-            body=json.dumps(response.body, separators=(",", ":")),
-            created_at=now,
-        )
-    )
+    session.execute(_REMEMBER, record(principal, claim, response, now))
+
+
+def record(
+    principal: str, claim: IdempotencyClaim, response: StoredResponse, now: datetime
+) -> dict[str, Any]:
+    """The ``idempotency_keys`` row :func:`remember` writes."""
+    return {
+        "principal": principal,
+        "route": claim.route,
+        "key": claim.key,
+        "request_hash": claim.request_hash,
+        "status_code": response.status_code,
+        "body": json.dumps(response.body, separators=(",", ":")),
+        "created_at": now,
+    }

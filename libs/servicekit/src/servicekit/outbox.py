@@ -10,12 +10,21 @@ On PostgreSQL one relay per service is active: it holds ``pg_try_advisory_lock``
 dedicated connection; a standby retries and takes over when the holder's connection
 dies. ``FOR UPDATE SKIP LOCKED`` alone would let two relays publish one aggregate's rows
 out of order.
+
+Waking: a commit wakes its own process's relay. With several processes (uvicorn
+workers) the active relay also LISTENs on its lock connection, and a standby that was
+woken by its process's commits passes that on with ``pg_notify`` (from its own thread,
+at most every ``NOTIFY_INTERVAL_S``), so an event committed in any process is published
+within milliseconds instead of at the next poll.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
+import select as select_module
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -56,24 +65,31 @@ class OutboxMessage(SQLModel, table=True):
 
 
 OUTBOX = OutboxMessage.__table__
+_STAGE = insert(OUTBOX)  # built once: every command that emits runs it
 
 
 def stage(session: Session, event: CloudEvent, *, topic: str, now: datetime) -> None:
     """Write ``event`` to the outbox in the caller's transaction (keyed by its subject)."""
+    session.execute(_STAGE, staged(event, topic=topic, now=now))
+
+
+def staged(event: CloudEvent, *, topic: str, now: datetime) -> dict[str, Any]:
+    """The ``outbox`` row :func:`stage` writes for ``event``."""
     key = str(event.get_subject())
     envelope = to_kafka(event, topic, key)
-    session.execute(
-        insert(OUTBOX).values(
-            event_id=event.get_id(),
-            event_type=event.get_type(),
-            topic=topic,
-            key=key,
-            value=envelope.value.decode(),
-            headers={k: v.decode() for k, v in envelope.headers},
-            created_at=now,
-            attempts=0,
-        )
-    )
+    return {
+        "event_id": event.get_id(),
+        "event_type": event.get_type(),
+        "topic": topic,
+        "key": key,
+        "value": envelope.value.decode(),
+        "headers": {k: v.decode() for k, v in envelope.headers},
+        "created_at": now,
+        "attempts": 0,
+    }
+
+
+NOTIFY_INTERVAL_S = 0.02  # a standby forwards its process's wake-ups at most this often
 
 
 def advisory_key(name: str) -> int:
@@ -105,7 +121,14 @@ class OutboxRelay:
         self._after_ack = after_ack  # test seam: called between the ack and the mark
         self._lock_key = advisory_key(name)
         self._lock_conn: Connection | None = None
+        self._listening: Any = None  # the psycopg connection LISTENing, when active
+        self._channel = f"outbox:{name}"
         self._wake = threading.Event()
+        # Wake-ups by this process's commits, and how many had been counted at the last
+        # notify: a standby forwards them when the two differ (no lock needed).
+        self._local_wakes = 0
+        self._forwarded_wakes = 0
+        self._pipe: tuple[int, int] | None = None  # wakes the thread out of select()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -116,22 +139,57 @@ class OutboxRelay:
         if self._lock_conn is not None:
             try:
                 self._lock_conn.exec_driver_sql("SELECT 1")
+                self._lock_conn.rollback()
                 return True
             except Exception:
                 log.warning("outbox relay %s lost its lock connection", self.name, exc_info=True)
                 self._release()
+        return self._acquire()
+
+    def _acquire(self, notify: bool = False) -> bool:
+        """Try to take the lock; ``notify``: also wake the active relay (same round trip)."""
         conn = self.engine.connect()
-        got = conn.execute(select(func.pg_try_advisory_lock(self._lock_key))).scalar()
-        conn.commit()
+        try:
+            attempt = select(func.pg_try_advisory_lock(self._lock_key))
+            if notify:
+                # pg_notify gives the transaction an xid; committing it need not wait for
+                # a WAL flush (the wake-up is worthless after a crash anyway).
+                attempt = attempt.add_columns(
+                    func.set_config("synchronous_commit", "off", True),
+                    func.pg_notify(self._channel, ""))
+            got = conn.execute(attempt).scalar()
+            conn.commit()
+            if got:
+                self._listen(conn)
+        except BaseException:
+            conn.invalidate()
+            conn.close()
+            raise
         if got:
             self._lock_conn = conn
             log.info("outbox relay %s is active", self.name)
             return True
-        conn.invalidate()
+        # Not acquired, so this session holds nothing: back to the pool with it (dropping
+        # it would make the next request pay for a new database session, twice a second).
         conn.close()
         return False
 
+    def _listen(self, conn: Connection) -> None:
+        """LISTEN for the standbys' wake-ups on the lock connection (psycopg only)."""
+        driver = conn.connection.driver_connection
+        if conn.dialect.driver != "psycopg" or driver is None:
+            return
+        from psycopg import sql  # PostgreSQL only
+
+        conn.exec_driver_sql(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
+                             .as_string(driver))
+        conn.commit()
+        # Notifications read while the relay runs its own statements arrive here.
+        driver.add_notify_handler(lambda _notify: self._poke())
+        self._listening = driver
+
     def _release(self) -> None:
+        self._listening = None
         if self._lock_conn is not None:
             conn, self._lock_conn = self._lock_conn, None
             try:
@@ -145,17 +203,31 @@ class OutboxRelay:
     # --- publishing ---------------------------------------------------------------
     def publish_pending(self) -> int:
         """Publish one batch of unsent rows in order; returns how many were acked."""
-        if not self.is_leader():
+        if is_sqlite(self.engine):
+            with self.engine.connect() as conn:
+                return self._publish(conn)
+        if self._lock_conn is None and not self._acquire():
             return 0
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.value,
-                       OUTBOX.c.headers)
-                .where(OUTBOX.c.sent_at.is_(None))
-                .order_by(OUTBOX.c.id)
-                .limit(self.batch_size)
-            ).all()
-            conn.rollback()
+        # The active relay reads and marks on the connection that holds its lock: no pool
+        # checkout (and ping) per batch, and a failing statement is how a lost lock
+        # connection shows (the lock went with it).
+        conn = self._lock_conn
+        assert conn is not None
+        try:
+            return self._publish(conn)
+        except Exception:
+            self._release()  # whatever broke, start again from a fresh lock connection
+            raise
+
+    def _publish(self, conn: Connection) -> int:
+        rows = conn.execute(
+            select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.value,
+                   OUTBOX.c.headers)
+            .where(OUTBOX.c.sent_at.is_(None))
+            .order_by(OUTBOX.c.id)
+            .limit(self.batch_size)
+        ).all()
+        conn.rollback()
         if not rows:
             return 0
         results = self.bus.publish([_envelope(r) for r in rows])
@@ -168,7 +240,7 @@ class OutboxRelay:
             if first_failure is not None else []
         if self._after_ack is not None:
             self._after_ack(acked)
-        with self.engine.begin() as conn:
+        try:
             if acked:
                 conn.execute(
                     update(OUTBOX).where(OUTBOX.c.id.in_(acked)).values(sent_at=self.clock.now())
@@ -179,39 +251,100 @@ class OutboxRelay:
                     .where(OUTBOX.c.id == row_id)
                     .values(attempts=OUTBOX.c.attempts + 1, last_error=repr(err)[:2000])
                 )
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise
         if failed:
             log.error("outbox relay %s: %d of %d messages not acked; will retry",
                       self.name, len(failed), len(rows))
         return len(acked)
 
     def wake(self) -> None:
+        """A commit in this process staged events."""
+        self._local_wakes += 1
+        self._poke()
+
+    def _poke(self) -> None:
         self._wake.set()
+        pipe = self._pipe
+        if pipe is not None:
+            with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+                os.write(pipe[1], b"\0")
 
     # --- thread -------------------------------------------------------------------
     def start(self) -> None:
         self._stop.clear()
+        if self._pipe is None:
+            read_end, write_end = os.pipe()
+            os.set_blocking(read_end, False)
+            os.set_blocking(write_end, False)
+            self._pipe = (read_end, write_end)
         self._thread = threading.Thread(target=self._run, name=f"outbox-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._wake.set()
+        self._poke()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
         self._release()
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            for fd in pipe:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            published = 0
             try:
+                if self._lock_conn is None and not is_sqlite(self.engine):
+                    # Not active: try the lock, and tell the active relay (in another
+                    # process) about this process's commits in the same round trip.
+                    wakes = self._local_wakes
+                    notify = wakes != self._forwarded_wakes
+                    self._forwarded_wakes = wakes
+                    if not self._acquire(notify=notify):
+                        if notify:
+                            self._stop.wait(NOTIFY_INTERVAL_S)
+                        self._wait(self.poll_seconds)
+                        continue
                 published = self.publish_pending()
             except Exception:
                 log.exception("outbox relay %s failed; retrying", self.name)
                 self._release()
                 published = 0
             if published < self.batch_size:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
+                self._wait(self.poll_seconds)
+
+    def _wait(self, timeout: float) -> None:
+        """Until woken (a local commit, a standby's notify, stop) or ``timeout``."""
+        pipe = self._pipe
+        if pipe is None:  # pragma: no cover - not started
+            self._wake.wait(timeout)
+            self._wake.clear()
+            return
+        try:
+            if not self._wake.is_set():
+                sources = [pipe[0]]
+                if self._listening is not None:
+                    sources.append(self._listening.pgconn.socket)
+                select_module.select(sources, [], [], timeout)
+            self._wake.clear()
+            with contextlib.suppress(BlockingIOError):
+                while os.read(pipe[0], 4096):
+                    pass
+            if self._listening is not None:
+                self._listening.pgconn.consume_input()
+                while self._listening.pgconn.notifies() is not None:
+                    pass  # any notification just means: look again
+        except Exception:
+            log.warning("outbox relay %s lost its lock connection", self.name, exc_info=True)
+            self._release()
+            self._stop.wait(min(timeout, 0.1))
 
 
 def _envelope(row: Any) -> Envelope:

@@ -6,9 +6,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.propagate import inject
@@ -23,6 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _setup_lock = threading.Lock()
 _tracing_ready = False
@@ -67,24 +67,49 @@ def instrument(app: FastAPI, service_name: str) -> None:
         registry=registry,
     )
     app.state.metrics_registry = registry
-
-    @app.middleware("http")
-    async def _measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        latency.labels(service_name, request.method, template).observe(
-            time.perf_counter() - start
-        )
-        requests.labels(service_name, request.method, template, str(response.status_code)).inc()
-        return response
+    # A plain ASGI middleware, not ``@app.middleware("http")``: Starlette's
+    # BaseHTTPMiddleware runs every request through a task group and memory streams,
+    # which costs more CPU than many endpoints do. Same measurements: latency up to the
+    # response start, counted by route template and status.
+    app.add_middleware(_Metrics, service_name=service_name, requests=requests,
+                       latency=latency)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Metrics:
+    """Request count and latency (to the response start) per route template."""
+
+    def __init__(self, app: ASGIApp, *, service_name: str, requests: Counter,
+                 latency: Histogram) -> None:
+        self.app = app
+        self.service_name = service_name
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        recorded = False
+
+        async def measured_send(message: Message) -> None:
+            nonlocal recorded
+            if not recorded and message["type"] == "http.response.start":
+                recorded = True
+                template = getattr(scope.get("route"), "path", "unmatched")
+                method = scope["method"]
+                self.latency.labels(self.service_name, method, template).observe(
+                    time.perf_counter() - start
+                )
+                self.requests.labels(self.service_name, method, template,
+                                     str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, measured_send)
 
 
 class _TraceIds(logging.Filter):

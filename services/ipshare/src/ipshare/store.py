@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, bindparam, func, insert, select
 from sqlmodel import Session
 
 from ipshare.domain.assets import (
@@ -13,18 +15,96 @@ from ipshare.domain.assets import (
     AgreementStatus,
     AssetRegistered,
     Author,
+    DistributionStatus,
     Policy,
 )
 from ipshare.domain.split import Basis
-from ipshare.models import AgreementRow, AssetRow, AuthorRow, PolicyRow
+from ipshare.models import AgreementRow, AssetRow, AuthorRow, DistributionRow, PolicyRow
+from servicekit.unit_of_work import fetch_all
 
 AUTHORS = AuthorRow.__table__
+POLICIES = PolicyRow.__table__
+DISTRIBUTIONS = DistributionRow.__table__
+
+# Built once: the income path reads both on every posting.
+_AUTHORS_OF = (
+    select(AUTHORS.c.researcher_id, AUTHORS.c.name, AUTHORS.c.contribution_bp)
+    .where(AUTHORS.c.asset_id == bindparam("authors_asset_id"))
+    .order_by(AUTHORS.c.position)
+)
+_CURRENT_POLICY = (
+    select(POLICIES.c.researcher_share_bp, POLICIES.c.basis, POLICIES.c.version,
+           POLICIES.c.created_at)
+    .where(POLICIES.c.institution_id == bindparam("policy_institution_id"))
+    .order_by(POLICIES.c.version.desc())
+    .limit(1)
+)
+_STANDING = select(DISTRIBUTIONS.c.id).where(
+    DISTRIBUTIONS.c.agreement_id == bindparam("standing_agreement_id"),
+    DISTRIBUTIONS.c.reference == bindparam("standing_reference"),
+    DISTRIBUTIONS.c.status == DistributionStatus.POSTED.value)
+
+
+_LATEST_VERSION = (
+    select(func.max(POLICIES.c.version))
+    .where(POLICIES.c.institution_id == bindparam("inputs_institution_id"))
+    .scalar_subquery()
+)
+_STANDING_ID = (
+    select(DISTRIBUTIONS.c.id)
+    .where(DISTRIBUTIONS.c.agreement_id == bindparam("inputs_agreement_id"),
+           DISTRIBUTIONS.c.reference == bindparam("inputs_reference"),
+           DISTRIBUTIONS.c.status == DistributionStatus.POSTED.value)
+    .limit(1)
+    .scalar_subquery()
+)
+# What an income posting reads once it holds the agreement's lock, in one statement: the
+# asset's authors (one row each), the institution's current policy and the distribution
+# (if any) that already stands under the same reference on the agreement.
+_INCOME_INPUTS = (
+    select(AUTHORS.c.researcher_id, AUTHORS.c.name, AUTHORS.c.contribution_bp,
+           POLICIES.c.researcher_share_bp, POLICIES.c.basis, POLICIES.c.version,
+           _STANDING_ID.label("standing_id"))
+    .select_from(AUTHORS.outerjoin(POLICIES, and_(
+        POLICIES.c.institution_id == bindparam("inputs_institution_id"),
+        POLICIES.c.version == _LATEST_VERSION)))
+    .where(AUTHORS.c.asset_id == bindparam("inputs_asset_id"))
+    .order_by(AUTHORS.c.position)
+)
+
+
+@dataclass(frozen=True)
+class IncomeInputs:
+    policy: Policy
+    authors: list[Author]
+    standing_id: str | None  # a posted distribution with the same reference
+
+
+def income_inputs(session: Session, *, agreement_id: str, asset_id: str,
+                  institution_id: str, reference: str) -> IncomeInputs:
+    """The same as :func:`current_policy`, :func:`authors_of` and :func:`standing_id`,
+    in one round trip."""
+    rows = fetch_all(session.connection(), _INCOME_INPUTS, {
+        "inputs_institution_id": institution_id, "inputs_agreement_id": agreement_id,
+        "inputs_reference": reference, "inputs_asset_id": asset_id})
+    if not rows:  # no authors: nothing to join the policy and the reference to
+        return IncomeInputs(current_policy(session, institution_id)[0], [],
+                            standing_id(session, agreement_id, reference))
+    first = rows[0]
+    policy = Policy(institution_id) if first.version is None else Policy(
+        institution_id, first.researcher_share_bp, Basis(first.basis), first.version)
+    return IncomeInputs(policy, [Author(r.researcher_id, r.name, r.contribution_bp)
+                                 for r in rows], first.standing_id)
+
+
+def standing_id(session: Session, agreement_id: str, reference: str) -> str | None:
+    """The posted distribution under ``reference`` on the agreement, if there is one."""
+    return session.execute(_STANDING, {"standing_agreement_id": agreement_id,
+                                       "standing_reference": reference}).scalar()
 
 
 def authors_of(session: Session, asset_id: str) -> list[Author]:
-    rows = session.execute(
-        select(AUTHORS.c.researcher_id, AUTHORS.c.name, AUTHORS.c.contribution_bp)
-        .where(AUTHORS.c.asset_id == asset_id).order_by(AUTHORS.c.position)).all()
+    rows = session.execute(_AUTHORS_OF, {"authors_asset_id": asset_id}).all()
     return [Author(r.researcher_id, r.name, r.contribution_bp) for r in rows]
 
 
@@ -49,15 +129,15 @@ def add_asset(session: Session, *, asset_id: str, institution_id: str, kind: str
 
 
 def current_policy(session: Session, institution_id: str) -> tuple[Policy, datetime | None]:
-    row = session.execute(
-        select(PolicyRow).where(PolicyRow.institution_id == institution_id)
-        .order_by(PolicyRow.version.desc()).limit(1)).scalar_one_or_none()
+    row = session.execute(_CURRENT_POLICY, {"policy_institution_id": institution_id}).first()
     if row is None:
         return Policy(institution_id), None
     return Policy(institution_id, row.researcher_share_bp, Basis(row.basis),
                   row.version), row.created_at
 
 
-def agreement_from_row(row: AgreementRow) -> Agreement:
+def agreement_from_row(row: AgreementRow | Any) -> Agreement:
+    """The domain agreement from its row (an ``AgreementRow`` or a Core row with its
+    ``id``, ``asset_id``, ``institution_id``, ``kind`` and ``status``)."""
     return Agreement(id=row.id, asset_id=row.asset_id, institution_id=row.institution_id,
                      kind=AgreementKind(row.kind), status=AgreementStatus(row.status))

@@ -11,8 +11,9 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from ipshare import access, events
@@ -33,13 +34,19 @@ from ipshare.schemas import (
     StatementItem,
     TrialBalance,
 )
-from ipshare.store import agreement_from_row, authors_of, current_policy
+from ipshare.store import agreement_from_row, income_inputs
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
 from servicekit.paging import keyset_page
 from servicekit.problems import Conflict, Forbidden, Invalid, NotFound
-from servicekit.unit_of_work import SessionDep, UnitOfWork, UnitOfWorkDep
+from servicekit.unit_of_work import (
+    AsyncUnitOfWorkDep,
+    SessionDep,
+    UnitOfWork,
+    UnitOfWorkDep,
+    fetch_all,
+)
 
 router = APIRouter(prefix="/v1", tags=["income"])
 
@@ -48,6 +55,17 @@ LINES = LineRow.__table__
 LEDGER = LedgerEntryRow.__table__
 AGREEMENTS = AgreementRow.__table__
 ASSETS = AssetRow.__table__
+
+# The income path's statements, built once (building and keying a statement per request
+# costs about as much CPU as executing it).
+_LOCK_AGREEMENT = (
+    select(AGREEMENTS.c.id, AGREEMENTS.c.asset_id, AGREEMENTS.c.institution_id,
+           AGREEMENTS.c.kind, AGREEMENTS.c.status, ASSETS.c.source_grant_id)
+    .join(ASSETS, ASSETS.c.id == AGREEMENTS.c.asset_id)
+    .where(AGREEMENTS.c.id == bindparam("lock_agreement_id"))
+    .with_for_update(of=AGREEMENTS)
+)
+_INSERT_LEDGER = insert(LEDGER)
 
 Poster = Annotated[Principal, Depends(require_roles("institution", "finance"))]
 Books = Annotated[Principal, Depends(require_roles("finance", "auditor", "admin"))]
@@ -85,37 +103,41 @@ def _read(payload: dict[str, Any], viewer: Principal | None = None) -> Distribut
 @router.post("/agreements/{agreement_id}/income", status_code=201,
              response_model=DistributionRead,
              summary="Record income: exactly one distribution, split to the đồng")
-def post_income(agreement_id: str, body: IncomeCreate, user: Poster, uow: UnitOfWorkDep):
+async def post_income(agreement_id: str, body: IncomeCreate, user: Poster,
+                      uow: AsyncUnitOfWorkDep):
+    # The whole command in one thread-pool call (a plain ``def`` route with a ``def``
+    # dependency would hop threads three times).
+    return await run_in_threadpool(_post_income, agreement_id, body, user, uow)
+
+
+def _post_income(agreement_id: str, body: IncomeCreate, user: Principal, uow: UnitOfWork):
     s = uow.session
-    found = s.execute(
-        select(AgreementRow, ASSETS.c.source_grant_id)
-        .join(ASSETS, ASSETS.c.id == AGREEMENTS.c.asset_id)
-        .where(AGREEMENTS.c.id == agreement_id).with_for_update(of=AGREEMENTS)
-    ).first()
-    if found is None or not access.can_read_institution_data(user, found[0].institution_id):
+    found = fetch_all(s.connection(), _LOCK_AGREEMENT, {"lock_agreement_id": agreement_id})
+    row = found[0] if found else None
+    if row is None or not access.can_read_institution_data(user, row.institution_id):
         raise NotFound(f"agreement {agreement_id} not found")
-    row, source_grant_id = found
     if not access.can_post_income(user, row.institution_id):
         raise Forbidden("only the owning institution or finance records income")
     agreement = agreement_from_row(row)
-    policy, _ = current_policy(s, row.institution_id)
+    # Read after the lock: a concurrent posting of the same reference has committed (and
+    # shows as standing) or has not started.
+    inputs = income_inputs(s, agreement_id=agreement_id, asset_id=row.asset_id,
+                           institution_id=row.institution_id, reference=body.reference)
+    policy = inputs.policy
     try:
         split = agreement.split_income(gross_vnd=body.gross_vnd, costs_vnd=body.costs_vnd,
-                                       policy=policy, authors=authors_of(s, row.asset_id))
+                                       policy=policy, authors=inputs.authors)
     except DomainError as exc:
         raise problem_from(exc) from exc
-    standing = s.execute(select(DIST.c.id).where(
-        DIST.c.agreement_id == agreement_id, DIST.c.reference == body.reference,
-        DIST.c.status == DistributionStatus.POSTED.value)).first()
-    if standing is not None:
+    if inputs.standing_id is not None:
         raise Conflict(f"reference '{body.reference}' is already posted on this agreement "
-                       f"(distribution {standing.id}); reverse it first to post again",
+                       f"(distribution {inputs.standing_id}); reverse it first to post again",
                        kind="duplicate-reference")
 
     dist_id = str(uuid.uuid4())
     dist = {
         "id": dist_id, "agreement_id": agreement_id, "asset_id": row.asset_id,
-        "institution_id": row.institution_id, "source_grant_id": source_grant_id,
+        "institution_id": row.institution_id, "source_grant_id": row.source_grant_id,
         "reference": body.reference, "period": body.period, "gross_vnd": split.gross_vnd,
         "costs_vnd": split.costs_vnd, "basis_vnd": split.basis_vnd,
         "researcher_pool_vnd": split.researcher_pool_vnd,
@@ -131,10 +153,12 @@ def post_income(agreement_id: str, body: IncomeCreate, user: Poster, uow: UnitOf
     lines.append({"distribution_id": dist_id, "seq": len(lines),
                   "payee_id": row.institution_id, "payee_kind": "institution",
                   "amount_vnd": split.institution_vnd})
-    s.execute(insert(DIST), [dist])
-    s.execute(insert(LINES), lines)
-    _post_entries(uow, dist, dist_id, "distribution",
-                  income_entries(split, row.institution_id))
+    # Queued, not executed: the unit of work writes them with the audit record, the
+    # event and the idempotency record in one round trip at commit.
+    uow.insert(DIST, [dist])
+    uow.insert(LINES, lines)
+    uow.insert(LEDGER, _ledger_rows(uow, dist, dist_id, "distribution",
+                                    income_entries(split, row.institution_id)))
     payload = _payload(dist, lines)
     uow.record("distribution", dist_id, "post", to_status=dist["status"], new=True,
                data={"reference": body.reference, "gross_vnd": body.gross_vnd,
@@ -145,12 +169,17 @@ def post_income(agreement_id: str, body: IncomeCreate, user: Poster, uow: UnitOf
 
 def _post_entries(uow: UnitOfWork, dist: dict[str, Any], posting_id: str, kind: str,
                   entries: list[Entry]) -> None:
-    uow.session.execute(insert(LEDGER), [
+    uow.session.execute(_INSERT_LEDGER, _ledger_rows(uow, dist, posting_id, kind, entries))
+
+
+def _ledger_rows(uow: UnitOfWork, dist: dict[str, Any], posting_id: str, kind: str,
+                 entries: list[Entry]) -> list[dict[str, Any]]:
+    return [
         {"posting_id": posting_id, "seq": i, "kind": kind, "distribution_id": dist["id"],
          "institution_id": dist["institution_id"], "account": e.account,
          "amount_vnd": e.amount_vnd, "payee_id": e.payee_id, "payee_kind": e.payee_kind,
          "reference": dist["reference"], "created_at": uow.now}
-        for i, e in enumerate(entries)])
+        for i, e in enumerate(entries)]
 
 
 def _event_data(payload: dict[str, Any]) -> dict[str, Any]:

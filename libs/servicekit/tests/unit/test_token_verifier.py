@@ -1,0 +1,66 @@
+"""The verifier remembers tokens whose signature verified; a remembered token is still
+refused once it expires, is revoked, or is altered in any byte."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from servicekit import auth
+from servicekit.auth import RevocationList, TokenVerifier
+from servicekit.devtokens import DevIssuer
+from servicekit.problems import Unauthenticated
+from servicekit.settings import DEV_ISSUER, PLATFORM_AUDIENCE
+
+
+@pytest.fixture
+def issuer(tmp_path) -> DevIssuer:
+    return DevIssuer(tmp_path / "keys")
+
+
+@pytest.fixture
+def verifier(tmp_path, issuer) -> TokenVerifier:
+    return TokenVerifier([(tmp_path / "keys" / "public.pem").read_bytes()],
+                         issuer=DEV_ISSUER, audience=PLATFORM_AUDIENCE,
+                         revocations=RevocationList(), leeway_seconds=5)
+
+
+def token(issuer: DevIssuer, ttl: timedelta = timedelta(minutes=5)) -> str:
+    return issuer.issue("r-1", name="R", org="HUST", roles=["researcher"], ttl=ttl)
+
+
+def test_a_remembered_token_expires_like_a_fresh_one(issuer, verifier, monkeypatch):
+    t = token(issuer, ttl=timedelta(seconds=60))
+    assert verifier.verify(t).sub == "r-1"
+    assert verifier.verify(t).sub == "r-1"  # served from memory
+    real = time.time
+    monkeypatch.setattr(auth.time, "time", lambda: real() + 64)  # within the leeway
+    assert verifier.verify(t).sub == "r-1"
+    monkeypatch.setattr(auth.time, "time", lambda: real() + 66)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(t)
+
+
+def test_a_remembered_token_is_refused_once_revoked(issuer, verifier):
+    t = token(issuer)
+    principal = verifier.verify(t)
+    verifier.revocations.revoke_jti(principal.jti)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        verifier.verify(t)
+
+
+def test_an_altered_remembered_token_is_verified_again(issuer, verifier):
+    t = token(issuer)
+    verifier.verify(t)
+    header, body, signature = t.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    with pytest.raises(Unauthenticated, match="signature"):
+        verifier.verify(f"{header}.{body}.{flipped}")
+
+
+def test_the_caller_cannot_change_what_the_verifier_remembers(issuer, verifier):
+    t = token(issuer)
+    verifier.verify(t).claims["roles"].append("admin")
+    assert verifier.verify(t).roles == frozenset({"researcher"})
