@@ -23,6 +23,7 @@ from gateway.proxy import ProxyApp, Upstream
 from gateway.request_ids import RequestIdMiddleware
 from gateway.settings import GatewaySettings
 from servicekit import devtokens, problems
+from servicekit.telemetry import TELEMETRY
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -51,7 +52,8 @@ def build_gateway(
                 await stack.enter_async_context(lifespan(app))
             yield
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=_lifespan)
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=_lifespan,
+                  telemetry=TELEMETRY)
     problems.install(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(operations_router(probes))

@@ -28,7 +28,7 @@ from servicekit.idempotency import IdempotentReplay
 from servicekit.inbox import EventConsumer, Handler
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
-from servicekit.telemetry import configure_logging, instrument, setup_tracing
+from servicekit.telemetry import TELEMETRY, configure_logging, instrument, setup_tracing
 from servicekit.unit_of_work import replay_response
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def create_service_app(
         bus = KafkaBus(settings.kafka_bootstrap, client_id=name) if settings.kafka_bootstrap \
             else InProcessBus()
     relay = OutboxRelay(engine, bus, name=name, batch_size=settings.relay_batch_size,
-                        poll_seconds=settings.relay_poll_seconds, clock=clock)
+                        poll_seconds=settings.relay_poll_seconds,
+                        linger_seconds=settings.relay_linger_seconds, clock=clock)
     kit = Kit(name=name, settings=settings, engine=engine, clock=clock, bus=bus,
               verifier=build_verifier(settings), relay=relay)
     kit.consumers = [
@@ -150,7 +151,8 @@ def create_service_app(
                 bus.close()
             engine.dispose()
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan,
+                  telemetry=TELEMETRY)
     app.state.kit = kit
     problems.install(app)
 

@@ -27,7 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import JSON, Connection, Executable, Table, insert
+from sqlalchemy import Connection, Executable, Table, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
@@ -192,40 +192,68 @@ def _insert_of(table: Table) -> Any:
 
 
 def write_rows(conn: Connection, queued: list[tuple[Table, list[dict[str, Any]]]]) -> None:
-    """INSERT every queued row, in order, in ``conn``'s transaction.
+    """INSERT every queued row in ``conn``'s transaction.
 
-    On PostgreSQL through psycopg the statements go out in one pipeline (one round trip
-    instead of one per statement), with the values SQLAlchemy would bind: JSON columns
-    serialised by the dialect's serialiser, everything else as psycopg adapts it. Errors
-    surface as the same SQLAlchemy exceptions. Elsewhere: SQLAlchemy Core, statement by
-    statement.
+    On PostgreSQL through psycopg: **one statement**. Each table's rows travel as one JSON
+    array that PostgreSQL expands against the table's row type (``json_populate_recordset``)
+    in a data-modifying CTE per table; the columns a row leaves out keep their defaults.
+    Foreign keys and unique indexes are checked as for separate INSERTs (at the end of
+    the statement at the latest), and rows of one table get their generated ids in the
+    order they were queued. This costs one parse and one round trip instead of one per
+    statement, and a single ``json.dumps`` instead of binding every value. Errors surface
+    as the same SQLAlchemy exceptions.
+
+    Elsewhere (SQLite), or when one command queues rows with different column sets for
+    the same table: SQLAlchemy Core, statement by statement.
     """
-    if not _is_psycopg(conn):
+    tables: dict[Table, tuple[tuple[str, ...], list[dict[str, Any]]]] = {}
+    uniform = True
+    for table, rows in queued:
+        for row in rows:
+            columns, group = tables.setdefault(table, (tuple(row), []))
+            uniform = uniform and columns == tuple(row)
+            group.append(row)
+    if not uniform or not _is_psycopg(conn):
         for table, rows in queued:
             conn.execute(_insert_of(table), rows[0] if len(rows) == 1 else rows)
         return
     from psycopg import Error as PsycopgError  # PostgreSQL only
-    from psycopg.types.json import Json
 
-    dumps = getattr(conn.dialect, "_json_serializer", None) or json.dumps
-    driver = conn.connection.driver_connection
-    statement, params = "", None
+    shape = tuple((table, columns) for table, (columns, _) in tables.items())
+    statement = _insert_sql(conn, shape)
+    params = [json.dumps(rows, default=_json_default, separators=(",", ":"))
+              for _, rows in tables.values()]
     try:
-        with driver.cursor() as cursor, driver.pipeline():  # synced before the cursor closes
-            for table, rows in queued:
-                for columns, group in _by_columns(rows):
-                    statement, json_columns = _insert_sql(conn, table, columns)
-                    params = [
-                        tuple(Json(row[c], dumps=dumps) if c in json_columns else row[c]
-                              for c in columns)
-                        for row in group
-                    ]
-                    if len(params) == 1:
-                        cursor.execute(statement, params[0])
-                    else:
-                        cursor.executemany(statement, params)
+        conn.connection.driver_connection.execute(statement, params)
     except PsycopgError as exc:
         raise DBAPIError.instance(statement, params, exc, PsycopgError) from exc
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return jsonable_encoder(value)
+
+
+_SQL: dict[tuple[str, tuple[tuple[Table, tuple[str, ...]], ...]], str] = {}
+
+
+def _insert_sql(conn: Connection, shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
+    """``WITH w0 AS (INSERT ...), ... INSERT ...``: one INSERT per (table, columns)."""
+    key = (conn.dialect.name, shape)
+    found = _SQL.get(key)
+    if found is None:
+        quote = conn.dialect.identifier_preparer
+        inserts = []
+        for table, columns in shape:
+            name = quote.format_table(table)
+            names = ", ".join(quote.quote(table.c[c].name) for c in columns)
+            inserts.append(f"INSERT INTO {name} ({names}) SELECT {names} "
+                           f"FROM json_populate_recordset(NULL::{name}, %s::json)")
+        *first, last = inserts
+        ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(first))
+        found = _SQL[key] = f"WITH {ctes} {last}" if ctes else last
+    return found
 
 
 def fetch_all(conn: Connection, statement: Executable, params: dict[str, Any]) -> list[Any]:
@@ -265,36 +293,6 @@ def _compiled(conn: Connection, statement: Executable) -> tuple[str, dict[str, A
 
 def _is_psycopg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
-
-
-def _by_columns(rows: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
-    groups: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
-    for row in rows:
-        columns = tuple(row)
-        if groups and groups[-1][0] == columns:
-            groups[-1][1].append(row)
-        else:
-            groups.append((columns, [row]))
-    return groups
-
-
-_SQL: dict[tuple[str, Table, tuple[str, ...]], tuple[str, frozenset[str]]] = {}
-
-
-def _insert_sql(conn: Connection, table: Table, columns: tuple[str, ...]
-                ) -> tuple[str, frozenset[str]]:
-    key = (conn.dialect.name, table, columns)
-    found = _SQL.get(key)
-    if found is None:
-        quote = conn.dialect.identifier_preparer
-        names = ", ".join(quote.quote(table.c[c].name) for c in columns)
-        marks = ", ".join(["%s"] * len(columns))
-        json_columns = frozenset(c for c in columns if isinstance(table.c[c].type, JSON))
-        found = _SQL[key] = (
-            f"INSERT INTO {quote.format_table(table)} ({names}) VALUES ({marks})",
-            json_columns,
-        )
-    return found
 
 
 def replay_response(stored: idempotency.StoredResponse) -> JSONResponse:
