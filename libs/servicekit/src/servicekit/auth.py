@@ -294,6 +294,29 @@ async def current_principal(principal: OptionalPrincipal) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+def authorize(request: Request, principal: Principal | None, roles: Iterable[str]) -> Principal:
+    """The caller if they hold one of ``roles``: 401 without a token, 403 without the role.
+
+    Records the role they act in on ``request.state`` for the audit trail.
+    """
+    if principal is None:
+        raise Unauthenticated()
+    roles = tuple(roles)
+    if not principal.has(*roles):
+        raise Forbidden(f"this action needs one of the roles: {', '.join(roles)}")
+    request.state.acting_role = principal.acting_role(roles)
+    return principal
+
+
+def check_roles(roles: Iterable[str]) -> tuple[str, ...]:
+    """``roles``, refused at import time when one is not a platform role."""
+    roles = tuple(roles)
+    unknown = set(roles) - ROLES
+    if unknown:
+        raise ValueError(f"unknown roles: {sorted(unknown)}")
+    return roles
+
+
 def require_roles(*roles: str) -> Callable[..., Principal]:
     """A dependency admitting callers holding any of ``roles`` (403 otherwise).
 
@@ -302,15 +325,10 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
         @router.post("/v1/calls")
         def create_call(user: Annotated[Principal, Depends(require_roles("program_manager"))]):
     """
-    unknown = set(roles) - ROLES
-    if unknown:
-        raise ValueError(f"unknown roles: {sorted(unknown)}")
+    check_roles(roles)
 
-    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
-        if not principal.has(*roles):
-            raise Forbidden(f"this action needs one of the roles: {', '.join(roles)}")
-        request.state.acting_role = principal.acting_role(roles)
-        return principal
+    async def dependency(request: Request, principal: OptionalPrincipal) -> Principal:
+        return authorize(request, principal, roles)
 
     dependency.__name__ = f"require_{'_or_'.join(roles)}"
     return dependency

@@ -43,7 +43,7 @@ class ServiceSettings(BaseSettings):
 
     relay_poll_seconds: float = 0.5
     relay_batch_size: int = 500
-    relay_linger_seconds: float = 0.01
+    relay_linger_seconds: float = 0.05
     audit_checkpoint_seconds: float = 300.0
 
     otlp_endpoint: str | None = None

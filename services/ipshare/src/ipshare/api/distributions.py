@@ -11,7 +11,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session
@@ -41,11 +40,12 @@ from servicekit.clock import as_utc
 from servicekit.paging import keyset_page
 from servicekit.problems import Conflict, Forbidden, Invalid, NotFound
 from servicekit.unit_of_work import (
-    AsyncUnitOfWorkDep,
     SessionDep,
+    ThreadedCommand,
     UnitOfWork,
     UnitOfWorkDep,
     fetch_all,
+    threaded_command,
 )
 
 router = APIRouter(prefix="/v1", tags=["income"])
@@ -67,7 +67,9 @@ _LOCK_AGREEMENT = (
 )
 _INSERT_LEDGER = insert(LEDGER)
 
-Poster = Annotated[Principal, Depends(require_roles("institution", "finance"))]
+POSTERS = ("institution", "finance")
+Poster = Annotated[Principal, Depends(require_roles(*POSTERS))]
+PostingCommand = Annotated[ThreadedCommand, Depends(threaded_command(*POSTERS))]
 Books = Annotated[Principal, Depends(require_roles("finance", "auditor", "admin"))]
 
 
@@ -103,14 +105,12 @@ def _read(payload: dict[str, Any], viewer: Principal | None = None) -> Distribut
 @router.post("/agreements/{agreement_id}/income", status_code=201,
              response_model=DistributionRead,
              summary="Record income: exactly one distribution, split to the đồng")
-async def post_income(agreement_id: str, body: IncomeCreate, user: Poster,
-                      uow: AsyncUnitOfWorkDep):
-    # The whole command in one thread-pool call (a plain ``def`` route with a ``def``
-    # dependency would hop threads three times).
-    return await run_in_threadpool(_post_income, agreement_id, body, user, uow)
+async def post_income(agreement_id: str, body: IncomeCreate, command: PostingCommand):
+    # The hot write path: one dependency, the whole command in one thread-pool call.
+    return await command.run(_post_income, agreement_id, body, command.principal)
 
 
-def _post_income(agreement_id: str, body: IncomeCreate, user: Principal, uow: UnitOfWork):
+def _post_income(uow: UnitOfWork, agreement_id: str, body: IncomeCreate, user: Principal):
     s = uow.session
     found = fetch_all(s.connection(), _LOCK_AGREEMENT, {"lock_agreement_id": agreement_id})
     row = found[0] if found else None
