@@ -7,11 +7,13 @@ SQLite runs in WAL mode with a busy timeout, and every transaction starts with
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
@@ -31,17 +33,46 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
-def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False,
+                     ping_after_idle: float = PING_AFTER_IDLE_SECONDS) -> Engine:
     url = normalise_url(url)
     if is_sqlite(url):
         return _sqlite_engine(url, echo=echo)
-    return create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        echo=echo,
-    )
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, echo=echo)
+    _ping_when_idle(engine, ping_after_idle)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Pessimistic disconnect handling, paid only where it helps.
+
+    SQLAlchemy's ``pool_pre_ping`` costs a round trip on *every* checkout. Here a pooled
+    connection is pinged at checkout only when it sat idle for ``idle_seconds`` or more
+    (a restarted or failed-over server, a connection cut by a firewall: what happens to
+    idle connections); on a dead one the whole pool is invalidated and the checkout is
+    retried on a new connection, as ``pool_pre_ping`` does. Under load connections are
+    reused within milliseconds and nothing is sent; a server lost in that window fails
+    the statements in flight, and SQLAlchemy invalidates the pool when it sees the
+    disconnect.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as err:
+            raise InvalidatePoolError(f"connection idle for {idle_seconds}s or more "
+                                      f"is gone: {err}") from err
 
 
 def _sqlite_engine(url: str, *, echo: bool) -> Engine:
