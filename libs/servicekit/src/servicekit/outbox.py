@@ -313,8 +313,8 @@ class OutboxRelay:
                     notify = wakes != self._forwarded_wakes
                     self._forwarded_wakes = wakes
                     if not self._acquire(notify=notify):
-                        if notify:
-                            self._stop.wait(NOTIFY_INTERVAL_S)
+                        if notify:  # the active relay lingers anyway: no use telling it sooner
+                            self._stop.wait(max(NOTIFY_INTERVAL_S, self.linger_seconds))
                         self._wait(self.poll_seconds)
                         continue
                 published = self.publish_pending()

@@ -21,7 +21,9 @@ def kill(url: str, pid: int) -> None:
     other = create_db_engine(url)
     try:
         with other.connect() as conn:
-            assert conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}).scalar()
+            terminated = conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"),
+                                      {"pid": pid}).scalar()
+            assert terminated
     finally:
         other.dispose()
 
