@@ -57,7 +57,7 @@ migrate: sync
 	$(UV) run python -m gateway migrate
 
 bench: sync
-	@shopt -s nullglob; benches=(bench/*.py); \
+	@shopt -s nullglob; benches=(bench/[!_]*.py); \
 	if (( $${#benches[@]} == 0 )); then echo "no benchmarks yet (bench/*.py)"; fi; \
 	for bench in "$${benches[@]}"; do echo "== $$bench"; $(UV) run python "$$bench"; done
 

@@ -6,8 +6,9 @@
   fsync and synchronous_commit on; the test-suite mode turns both off), stopped and
   deleted at the end;
 - a single-node Kafka with topic ``ipshare.events.v1``;
-- the ipshare service under ``uvicorn --workers N`` (N=2 by default, the box's cores),
-  relay and consumers on, ``IPSHARE_LOG_LEVEL=WARNING``, ``--log-level warning``.
+- the ipshare service as N single-process uvicorn servers (N=2 by default, the box's
+  cores) on one port, each with its own ``SO_REUSEPORT`` socket (``_reuseport.py``), relay
+  and consumers on, ``IPSHARE_LOG_LEVEL=WARNING``, ``--log-level warning``.
 
 It seeds over HTTP (one asset with 3 authors, one licence agreement per client
 connection so the agreement's row lock does not serialise the run, a 30 % net policy),
@@ -33,7 +34,7 @@ Every process started here is stopped on exit, on Ctrl-C and on SIGTERM (not on
 SIGKILL: PostgreSQL runs in its own session so that Ctrl-C cannot stop it before the
 bench does).
 
-``--profile DIR`` runs each uvicorn worker under cProfile (thread CPU time) and dumps
+``--profile DIR`` runs each uvicorn server under cProfile (thread CPU time) and dumps
 per-worker stats for the event loop's thread and for the thread pool; see README.md.
 """
 
@@ -148,6 +149,7 @@ class Processes:
     pg: Any = None
     kafka: Any = None
     service: subprocess.Popen[bytes] | None = None
+    workers: list[int] = field(default_factory=list)  # the servers' pids
     stopped: bool = False
 
     def stop(self) -> None:
@@ -537,14 +539,27 @@ def start_servers(procs: Processes, workers: int, key_dir: Path,
         env["PYTHONPATH"] = os.pathsep.join(
             [str(Path(__file__).parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         factory = "income:profiled_app"
-    cmd = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers), "--lifespan", "on",
-           "--log-level", "warning"]
+    # N single-process uvicorn servers on SO_REUSEPORT sockets, not ``uvicorn --workers
+    # N``: see _reuseport.py (one shared socket often hands every connection to one worker).
+    cmd = [sys.executable, str(Path(__file__).parent / "_reuseport.py"), factory, str(port),
+           str(workers)]
     log = open(procs.root / "ipshare.log", "wb")  # noqa: SIM115 - closed with the process
     procs.service = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
     wait_ready(procs, port)
+    procs.workers = server_pids(procs.service.pid)
     return procs.pg.dsn("ipshare"), procs.pg.dsn("floor"), port
+
+
+def server_pids(launcher: int) -> list[int]:
+    """The launcher's uvicorn servers (its children but multiprocessing's tracker)."""
+    pids = []
+    for pid, (ppid, _) in sorted(_proc_table().items()):
+        if ppid == launcher:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                pids.append(pid)
+    return pids
 
 
 def wait_ready(procs: Processes, port: int, timeout: float = 60.0) -> None:
@@ -704,7 +719,8 @@ class Phase:
 def measure_cpu(procs: Processes, fn: Any) -> tuple[Any, Phase]:
     roots = {"service": procs.service.pid if procs.service else None,
              "postgres": procs.pg.pid if procs.pg else None,
-             "kafka": procs.kafka.pid if procs.kafka else None}
+             "kafka": procs.kafka.pid if procs.kafka else None,
+             **{f"server {i}": pid for i, pid in enumerate(procs.workers)}}
     before, self_before, sys_before = tree_cpu(roots), self_cpu(), system_cpu()
     t0 = time.perf_counter()
     result = fn()
@@ -723,7 +739,8 @@ def ms(seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="uvicorn server processes (default 2)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0,
                         help="the service at --concurrency (default 20)")
@@ -759,7 +776,7 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
     from servicekit.devtokens import DevIssuer
 
     key_dir = procs.root / "dev-keys"
-    out(f"income bench: {args.workers} uvicorn workers, {os.cpu_count()} CPUs, "
+    out(f"income bench: {args.workers} uvicorn servers, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}")
     service_dsn, floor_dsn, port = start_servers(procs, args.workers, key_dir, args.profile)
     issuer = DevIssuer(key_dir)
@@ -810,8 +827,9 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
     lines = [
         f"## Income bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, ipshare under uvicorn "
-        f"with {args.workers} workers, PostgreSQL fsync on, Kafka acks=all; "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, ipshare as "
+        f"{args.workers} single-process uvicorn servers on one port (SO_REUSEPORT), "
+        "PostgreSQL fsync on, Kafka acks=all; "
         f"floor on {args.workers} connections; service at concurrency {args.concurrency} "
         f"on {n_agreements} agreements.",
         "",
@@ -857,6 +875,14 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
                      f"| {bench_cpu / p.seconds:.2f} "
                      f"| {max(0.0, p.cpu['machine'] - ours) / p.seconds:.2f} "
                      f"| {p.cores('iowait'):.2f} |")
+    servers = [k for k in phases[f"service c={args.concurrency}"].cpu if k.startswith("server ")]
+    lines += [
+        "",
+        f"Service CPU by server process at c={args.concurrency} (each accepts the "
+        "connections the kernel gives its socket): "
+        + " / ".join(f"{phases[f'service c={args.concurrency}'].cores(k):.2f}" for k in servers)
+        + " cores.",
+    ]
     errors = {**warm.errors}
     for r in (svc1, svcn):
         for k, v in r.errors.items():
