@@ -116,7 +116,8 @@ def create_service_app(
     name = settings.service_name
     configure_logging(settings.log_level, json=settings.log_json)
     setup_tracing(name, settings.otlp_endpoint)
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(settings.database_url, pool_size=settings.db_pool_size,
+                               max_overflow=settings.db_pool_overflow)
     clock = clock or SystemClock()
     owns_bus = bus is None
     if bus is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ISSUER = "most-dev-issuer"
@@ -31,6 +31,12 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     kafka_bootstrap: str | None = None
     consumer_group: str | None = None
+    # Connections kept open per process. Beyond it up to ``db_pool_overflow`` more are
+    # opened, and each is closed again when returned: a fresh PostgreSQL backend per
+    # request, which costs PostgreSQL more CPU than the request itself. Size the pool
+    # for the process's concurrent requests plus the relay's and consumers' connections.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_pool_overflow: int = Field(default=10, ge=0)
 
     jwt_issuer: str = DEV_ISSUER
     jwt_audience: str = PLATFORM_AUDIENCE

@@ -1,4 +1,4 @@
-"""Pooled connections are checked after sitting idle, and only then."""
+"""Pooled connections are kept, reused, and checked after sitting idle (only then)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from servicekit.db import create_db_engine
+from servicekit.settings import ServiceSettings
 
 pytestmark = pytest.mark.postgres
 
@@ -55,5 +56,49 @@ def test_a_connection_reused_at_once_is_not_pinged(url):
         with pytest.raises(OperationalError):  # nothing was sent before the statement
             backend_pid(engine)
         assert backend_pid(engine) != first  # and the pool recovered by itself
+    finally:
+        engine.dispose()
+
+
+def backend_pids_at_once(engine: Engine, n: int) -> set[int]:
+    """The backends of ``n`` connections checked out at the same time."""
+    conns = [engine.connect() for _ in range(n)]
+    try:
+        return {c.execute(text("SELECT pg_backend_pid()")).scalar_one() for c in conns}
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_as_many_concurrent_users_as_the_pool_holds_reuse_the_same_sessions(url):
+    # Connections beyond the pool size are closed when returned: under steady concurrency
+    # above it every request would pay for a new database session.
+    size = ServiceSettings().db_pool_size
+    engine = create_db_engine(url, pool_size=size, max_overflow=5)
+    try:
+        first = backend_pids_at_once(engine, size)
+        again = backend_pids_at_once(engine, size)
+
+        assert len(first) == size
+        assert again == first
+
+        beyond = backend_pids_at_once(engine, size + 5)  # overflow: opened, then closed
+        assert len(beyond - first) == 5
+        assert backend_pids_at_once(engine, size) == first
+    finally:
+        engine.dispose()
+
+
+
+def test_a_service_sizes_its_pool_from_its_settings(url, tmp_path):
+    from servicekit.service import create_service_app
+
+    settings = ServiceSettings(database_url=url, dev_key_dir=tmp_path / "keys",
+                               db_pool_size=3, db_pool_overflow=0)
+    engine = create_service_app(settings, title="t", description="d", background=False)\
+        .state.kit.engine
+    try:
+        assert engine.pool.size() == 3
+        assert len(backend_pids_at_once(engine, 3)) == 3
     finally:
         engine.dispose()
