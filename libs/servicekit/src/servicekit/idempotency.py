@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import Request
 from sqlalchemy import Column, Text, bindparam, insert, select
 from sqlmodel import Field, Session, SQLModel
@@ -107,7 +108,7 @@ def lookup(session: Session, principal: str, claim: IdempotencyClaim) -> StoredR
             f"{HEADER} '{claim.key}' was already used with a different request body",
             loc=["header", HEADER], kind="idempotency-key-reused",
         )
-    return StoredResponse(status_code=row.status_code, body=json.loads(row.body))
+    return StoredResponse(status_code=row.status_code, body=orjson.loads(row.body))
 
 
 def remember(
@@ -130,6 +131,6 @@ def record(
         "key": claim.key,
         "request_hash": claim.request_hash,
         "status_code": response.status_code,
-        "body": json.dumps(response.body, separators=(",", ":")),
+        "body": orjson.dumps(response.body).decode(),
         "created_at": now,
     }

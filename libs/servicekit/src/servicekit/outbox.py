@@ -31,7 +31,19 @@ from datetime import datetime
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
-from sqlalchemy import JSON, Column, Connection, Engine, Index, Text, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Text,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlmodel import Field, Session, SQLModel
 
 from servicekit.bus import Bus
@@ -66,6 +78,17 @@ class OutboxMessage(SQLModel, table=True):
 
 OUTBOX = OutboxMessage.__table__
 _STAGE = insert(OUTBOX)  # built once: every command that emits runs it
+# The relay's statements, built once too (it runs them on every batch).
+_PENDING = (
+    select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.value, OUTBOX.c.headers)
+    .where(OUTBOX.c.sent_at.is_(None))
+    .order_by(OUTBOX.c.id)
+    .limit(bindparam("batch_size"))
+)
+_MARK_SENT = (update(OUTBOX).where(OUTBOX.c.id.in_(bindparam("acked", expanding=True)))
+              .values(sent_at=bindparam("sent_at")))
+_MARK_FAILED = (update(OUTBOX).where(OUTBOX.c.id == bindparam("failed_id"))
+                .values(attempts=OUTBOX.c.attempts + 1, last_error=bindparam("error")))
 
 
 def stage(session: Session, event: CloudEvent, *, topic: str, now: datetime) -> None:
@@ -125,9 +148,17 @@ class OutboxRelay:
         self.clock = clock or SystemClock()
         self._after_ack = after_ack  # test seam: called between the ack and the mark
         self._lock_key = advisory_key(name)
+        self._channel = f"outbox:{name}"
+        self._sqlite = is_sqlite(engine)
+        self._try_lock = select(func.pg_try_advisory_lock(self._lock_key))
+        # The same attempt, also waking the active relay. pg_notify gives the transaction
+        # an xid; committing it need not wait for a WAL flush (a wake-up is worthless
+        # after a crash anyway).
+        self._try_lock_and_notify = self._try_lock.add_columns(
+            func.set_config("synchronous_commit", "off", True),
+            func.pg_notify(self._channel, ""))
         self._lock_conn: Connection | None = None
         self._listening: Any = None  # the psycopg connection LISTENing, when active
-        self._channel = f"outbox:{name}"
         self._wake = threading.Event()
         # Wake-ups by this process's commits, and how many had been counted at the last
         # notify: a standby forwards them when the two differ (no lock needed).
@@ -139,7 +170,7 @@ class OutboxRelay:
 
     # --- leadership -------------------------------------------------------------
     def is_leader(self) -> bool:
-        if is_sqlite(self.engine):
+        if self._sqlite:
             return True  # the embedded default runs one process
         if self._lock_conn is not None:
             try:
@@ -155,14 +186,7 @@ class OutboxRelay:
         """Try to take the lock; ``notify``: also wake the active relay (same round trip)."""
         conn = self.engine.connect()
         try:
-            attempt = select(func.pg_try_advisory_lock(self._lock_key))
-            if notify:
-                # pg_notify gives the transaction an xid; committing it need not wait for
-                # a WAL flush (the wake-up is worthless after a crash anyway).
-                attempt = attempt.add_columns(
-                    func.set_config("synchronous_commit", "off", True),
-                    func.pg_notify(self._channel, ""))
-            got = conn.execute(attempt).scalar()
+            got = conn.execute(self._try_lock_and_notify if notify else self._try_lock).scalar()
             conn.commit()
             if got:
                 self._listen(conn)
@@ -208,7 +232,7 @@ class OutboxRelay:
     # --- publishing ---------------------------------------------------------------
     def publish_pending(self) -> int:
         """Publish one batch of unsent rows in order; returns how many were acked."""
-        if is_sqlite(self.engine):
+        if self._sqlite:
             with self.engine.connect() as conn:
                 return self._publish(conn)
         if self._lock_conn is None and not self._acquire():
@@ -225,13 +249,7 @@ class OutboxRelay:
             raise
 
     def _publish(self, conn: Connection) -> int:
-        rows = conn.execute(
-            select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.value,
-                   OUTBOX.c.headers)
-            .where(OUTBOX.c.sent_at.is_(None))
-            .order_by(OUTBOX.c.id)
-            .limit(self.batch_size)
-        ).all()
+        rows = conn.execute(_PENDING, {"batch_size": self.batch_size}).all()
         conn.rollback()
         if not rows:
             return 0
@@ -247,15 +265,9 @@ class OutboxRelay:
             self._after_ack(acked)
         try:
             if acked:
-                conn.execute(
-                    update(OUTBOX).where(OUTBOX.c.id.in_(acked)).values(sent_at=self.clock.now())
-                )
+                conn.execute(_MARK_SENT, {"acked": acked, "sent_at": self.clock.now()})
             for row_id, err in failed:
-                conn.execute(
-                    update(OUTBOX)
-                    .where(OUTBOX.c.id == row_id)
-                    .values(attempts=OUTBOX.c.attempts + 1, last_error=repr(err)[:2000])
-                )
+                conn.execute(_MARK_FAILED, {"failed_id": row_id, "error": repr(err)[:2000]})
             conn.commit()
         except BaseException:
             with contextlib.suppress(Exception):
@@ -306,7 +318,7 @@ class OutboxRelay:
         while not self._stop.is_set():
             published = 0
             try:
-                if self._lock_conn is None and not is_sqlite(self.engine):
+                if self._lock_conn is None and not self._sqlite:
                     # Not active: try the lock, and tell the active relay (in another
                     # process) about this process's commits in the same round trip.
                     wakes = self._local_wakes

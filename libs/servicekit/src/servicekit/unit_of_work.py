@@ -16,16 +16,15 @@ are queued behind them, and :meth:`UnitOfWork.commit` writes the lot in one roun
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Connection, Executable, Table, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -40,6 +39,7 @@ from servicekit.auth import (
     optional_principal,
 )
 from servicekit.problems import Conflict
+from servicekit.responses import OrjsonResponse
 from servicekit.telemetry import current_traceparent
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ class UnitOfWork:
         self._staged_events += 1
         return event.get_id()
 
-    def commit(self, body: Any, status_code: int = 200) -> JSONResponse:
+    def commit(self, body: Any, status_code: int = 200) -> OrjsonResponse:
         """Commit everything (with the idempotency record) and answer ``body``."""
         payload = jsonable(body)
         if self.claim is not None and self.principal is not None:
@@ -167,7 +167,7 @@ class UnitOfWork:
             raise Conflict("the resource was changed concurrently; retry the request") from exc
         if self._staged_events:
             self.kit.wake_relay()
-        return JSONResponse(payload, status_code=status_code)
+        return OrjsonResponse(payload, status_code=status_code)
 
     def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
         """Queue INSERTs of ``rows`` (dicts with the same keys) into ``table``.
@@ -206,7 +206,7 @@ def write_rows(conn: Connection, queued: list[tuple[Table, list[dict[str, Any]]]
     Foreign keys and unique indexes are checked as for separate INSERTs (at the end of
     the statement at the latest), and rows of one table get their generated ids in the
     order they were queued. This costs one parse and one round trip instead of one per
-    statement, and a single ``json.dumps`` instead of binding every value. Errors surface
+    statement, and a single ``orjson.dumps`` instead of binding every value. Errors surface
     as the same SQLAlchemy exceptions.
 
     Elsewhere (SQLite), or when one command queues rows with different column sets for
@@ -227,8 +227,7 @@ def write_rows(conn: Connection, queued: list[tuple[Table, list[dict[str, Any]]]
 
     shape = tuple((table, columns) for table, (columns, _) in tables.items())
     statement = _insert_sql(conn, shape)
-    params = [json.dumps(rows, default=_json_default, separators=(",", ":"))
-              for _, rows in tables.values()]
+    params = [orjson.dumps(rows, default=_json_default).decode() for _, rows in tables.values()]
     try:
         conn.connection.driver_connection.execute(statement, params)
     except PsycopgError as exc:
@@ -236,9 +235,7 @@ def write_rows(conn: Connection, queued: list[tuple[Table, list[dict[str, Any]]]
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return jsonable_encoder(value)
+    return jsonable_encoder(value)  # orjson itself does str, numbers, datetimes, dicts
 
 
 _SQL: dict[tuple[str, tuple[tuple[Table, tuple[str, ...]], ...]], str] = {}
@@ -301,8 +298,8 @@ def _is_psycopg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
 
 
-def replay_response(stored: idempotency.StoredResponse) -> JSONResponse:
-    return JSONResponse(stored.body, status_code=stored.status_code,
+def replay_response(stored: idempotency.StoredResponse) -> OrjsonResponse:
+    return OrjsonResponse(stored.body, status_code=stored.status_code,
                         headers={REPLAY_HEADER: "true"})
 
 
