@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from servicekit import audit, cloudevent, idempotency, outbox
 from servicekit.clock import as_utc
-from servicekit.unit_of_work import write_rows
+from servicekit.unit_of_work import CoreSession, write_rows
 
 pytestmark = pytest.mark.postgres
 
@@ -93,3 +93,32 @@ def test_a_violation_surfaces_as_integrity_error_and_writes_nothing(engine):
 
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(outbox.OUTBOX)).scalar() == 0
+
+
+def count(engine: Engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_a_core_session_commits_what_went_straight_to_the_driver(engine):
+    # write_rows and fetch_all bypass SQLAlchemy's Connection: the CoreSession must have
+    # begun the transaction itself, or its commit would be a no-op and the rows lost.
+    with engine.connect() as conn:
+        session = CoreSession(conn)
+        write_rows(session.connection(), [(outbox.OUTBOX, [outbox_row("a-3", 1)])])
+        session.commit()
+        write_rows(session.connection(), [(outbox.OUTBOX, [outbox_row("a-3", 2)])])
+        session.commit()  # a second transaction on the same connection
+
+    assert count(engine, outbox.OUTBOX) == 2
+
+
+def test_a_core_session_left_uncommitted_or_rolled_back_writes_nothing(engine):
+    with engine.connect() as conn:
+        session = CoreSession(conn)
+        write_rows(session.connection(), [(outbox.OUTBOX, [outbox_row("a-4", 1)])])
+        session.rollback()
+        write_rows(session.connection(), [(outbox.OUTBOX, [outbox_row("a-4", 2)])])
+        # a command that raised: the connection goes back to the pool uncommitted
+
+    assert count(engine, outbox.OUTBOX) == 0
