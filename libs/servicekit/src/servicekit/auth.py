@@ -8,7 +8,6 @@ allowed list. ``exp``, ``iat``, ``aud``, ``iss``, ``sub`` and ``jti`` are requir
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import jwt
+import orjson
 from fastapi import Depends, Request
 
 from servicekit.problems import Forbidden, Unauthenticated
@@ -142,7 +142,7 @@ class TokenVerifier:
         # life; checking the signature again costs an RSA operation that also releases the
         # GIL on the event loop's thread. Claims (expiry included) and revocation are
         # still checked on every request.
-        self._signed: dict[str, dict[str, Any]] = {}
+        self._signed: dict[str, bytes] = {}  # token -> its verified claims, as JSON
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_seconds
@@ -185,12 +185,17 @@ class TokenVerifier:
     def _decode(self, token: str) -> dict[str, Any]:
         signed = self._signed.get(token)
         if signed is not None:
-            self._check_times(signed)
-            return copy.deepcopy(signed)
+            claims = orjson.loads(signed)  # a fresh copy: callers cannot alter the cache
+            self._check_times(claims)
+            return claims
         claims = self._verify(token)
+        try:
+            remembered = orjson.dumps(claims)  # JSON in, JSON out: the same claims
+        except TypeError:  # an integer beyond 64 bits, say: verified again next time
+            return claims
         if len(self._signed) >= SIGNED_TOKEN_CACHE_SIZE:
             self._signed.clear()
-        self._signed[token] = copy.deepcopy(claims)
+        self._signed[token] = remembered
         return claims
 
     def _check_times(self, claims: dict[str, Any]) -> None:
