@@ -7,13 +7,15 @@
   deleted at the end;
 - a single-node Kafka with topic ``ipshare.events.v1``;
 - the ipshare service as N single-process uvicorn servers (N=2 by default, the box's
-  cores) on one port, each with its own ``SO_REUSEPORT`` socket (``_reuseport.py``), relay
-  and consumers on, ``IPSHARE_LOG_LEVEL=WARNING``, ``--log-level warning``.
+  cores), each on its own port (``_servers.py``), relay and consumers on,
+  ``IPSHARE_LOG_LEVEL=WARNING``, ``--log-level warning``; the client spreads its
+  connections over them round-robin.
 
 It seeds over HTTP (one asset with 3 authors, one licence agreement per client
 connection so the agreement's row lock does not serialise the run, a 30 % net policy),
 then posts incomes with a real JWT (``DevIssuer``), a unique ``Idempotency-Key`` and a
-unique reference per request, at concurrency 1 and 16.
+unique reference per request, at concurrency 1 and 16. The floor's and the service's
+phases run in interleaved rounds (3 by default) and are pooled.
 
 The **floor** is measured in the same run: the very rows one posting wrote (copied from
 the service's database: distribution, lines, ledger entries, audit record, outbox row,
@@ -255,12 +257,14 @@ class LoadResult:
         return len(self.latencies)
 
 
-async def post_incomes(port: int, token: str, agreements: list[str], concurrency: int,
+async def post_incomes(ports: list[int], token: str, agreements: list[str], concurrency: int,
                        seconds: float, seq: list[int]) -> LoadResult:
-    """``concurrency`` connections posting incomes back to back for ``seconds``."""
+    """``concurrency`` connections posting incomes back to back for ``seconds``; connection
+    *i* goes to the server on ``ports[i % len(ports)]`` (round-robin, as a load balancer
+    spreading connections over replicas)."""
     auth = f"Bearer {token}"
     result = LoadResult(seconds=seconds)
-    conns = [Http("127.0.0.1", port) for _ in range(concurrency)]
+    conns = [Http("127.0.0.1", ports[i % len(ports)]) for i in range(concurrency)]
     for c in conns:
         await c.open()
     rng = random.Random(concurrency)
@@ -301,7 +305,7 @@ async def post_incomes(port: int, token: str, agreements: list[str], concurrency
     return result
 
 
-def run_load(port: int, token: str, agreements: list[str], concurrency: int,
+def run_load(ports: list[int], token: str, agreements: list[str], concurrency: int,
              seconds: float, seq: list[int]) -> LoadResult:
     try:
         import uvloop
@@ -309,7 +313,7 @@ def run_load(port: int, token: str, agreements: list[str], concurrency: int,
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         runner = asyncio.run
-    return runner(post_incomes(port, token, agreements, concurrency, seconds, seq))
+    return runner(post_incomes(ports, token, agreements, concurrency, seconds, seq))
 
 
 # --------------------------------------------------------------------------- floor
@@ -499,11 +503,27 @@ def run_floor(dsn: str, template: dict[str, Any], connections: int, seconds: flo
     return FloorResult(connections, seconds, latencies, cpu)
 
 
+def pooled_floor(results: list[FloorResult]) -> FloorResult:
+    """Several rounds of one floor phase as one: their transactions over their time."""
+    return FloorResult(results[0].connections, sum(r.seconds for r in results),
+                       [x for r in results for x in r.latencies], sum(r.cpu for r in results))
+
+
+def pooled_load(results: list[LoadResult]) -> LoadResult:
+    """Several rounds of one service phase as one (errors added up)."""
+    pooled = LoadResult(seconds=sum(r.seconds for r in results),
+                        latencies=[x for r in results for x in r.latencies])
+    for r in results:
+        for k, v in r.errors.items():
+            pooled.errors[k] = pooled.errors.get(k, 0) + v
+    return pooled
+
+
 # --------------------------------------------------------------------------- set-up
 
 
 def start_servers(procs: Processes, workers: int, key_dir: Path,
-                  profile_dir: Path | None) -> tuple[str, str, int]:
+                  profile_dir: Path | None) -> tuple[str, str, list[int]]:
     from ipshare.app import migrate
     from servicekit.devtokens import ensure_dev_keys
     from servicekit.localservers import start_kafka, start_postgres
@@ -524,7 +544,7 @@ def start_servers(procs: Processes, workers: int, key_dir: Path,
         migrate(procs.pg.url(db))
     ensure_dev_keys(key_dir)
 
-    port = free_port()
+    ports = [free_port() for _ in range(workers)]
     env = {
         **os.environ,
         "IPSHARE_DATABASE_URL": procs.pg.url("ipshare"),
@@ -539,16 +559,17 @@ def start_servers(procs: Processes, workers: int, key_dir: Path,
         env["PYTHONPATH"] = os.pathsep.join(
             [str(Path(__file__).parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         factory = "income:profiled_app"
-    # N single-process uvicorn servers on SO_REUSEPORT sockets, not ``uvicorn --workers
-    # N``: see _reuseport.py (one shared socket often hands every connection to one worker).
-    cmd = [sys.executable, str(Path(__file__).parent / "_reuseport.py"), factory, str(port),
-           str(workers)]
+    # N single-process uvicorn servers, one port each, not ``uvicorn --workers N``: see
+    # _servers.py (how connections fall on a shared socket or port is left to chance).
+    cmd = [sys.executable, str(Path(__file__).parent / "_servers.py"), factory,
+           ",".join(map(str, ports))]
     log = open(procs.root / "ipshare.log", "wb")  # noqa: SIM115 - closed with the process
     procs.service = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-    wait_ready(procs, port)
+    for port in ports:
+        wait_ready(procs, port)
     procs.workers = server_pids(procs.service.pid)
-    return procs.pg.dsn("ipshare"), procs.pg.dsn("floor"), port
+    return procs.pg.dsn("ipshare"), procs.pg.dsn("floor"), ports
 
 
 def server_pids(launcher: int) -> list[int]:
@@ -748,6 +769,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the service and the floor at concurrency 1 (default 10)")
     parser.add_argument("--floor-seconds", type=float, default=12.0,
                         help="the floor on --workers connections (default 12)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of the four phases; each phase's time "
+                             "is split over them (default 3)")
     parser.add_argument("--agreements", type=int, default=0,
                         help="agreements to post on (default: one per connection)")
     parser.add_argument("--profile", type=Path, default=None,
@@ -778,16 +802,17 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
     key_dir = procs.root / "dev-keys"
     out(f"income bench: {args.workers} uvicorn servers, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}")
-    service_dsn, floor_dsn, port = start_servers(procs, args.workers, key_dir, args.profile)
+    service_dsn, floor_dsn, ports = start_servers(procs, args.workers, key_dir, args.profile)
     issuer = DevIssuer(key_dir)
     token = issuer.issue("off-bench", name="Bench Officer", org=INST, roles=["institution"])
     n_agreements = args.agreements or args.concurrency
-    agreements = seed(port, token, n_agreements)
-    out(f"service on 127.0.0.1:{port}; seeded 1 asset (3 authors), {n_agreements} "
-        f"licence agreements; set-up {time.perf_counter() - started:.0f} s")
+    agreements = seed(ports[0], token, n_agreements)
+    out(f"service on 127.0.0.1 ports {', '.join(map(str, ports))}; seeded 1 asset (3 "
+        f"authors), {n_agreements} licence agreements; set-up "
+        f"{time.perf_counter() - started:.0f} s")
 
     seq = [0]
-    warm = run_load(port, token, agreements, args.concurrency, 3.0, seq)
+    warm = run_load(ports, token, agreements, args.concurrency, 3.0, seq)
     if not warm.ok:
         raise RuntimeError(f"warm-up posted nothing: {warm.errors}\n{service_log(procs)}")
     template = capture_template(service_dsn)
@@ -795,31 +820,45 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
     out(f"warm-up: {warm.ok} incomes; floor template: "
         + ", ".join(f"{len(template['rows'][t])} {t}" for t in FLOOR_TABLES))
 
+    # The four phases run in interleaved rounds, so that the floor and the service are
+    # measured over the same stretch of time: on a shared VM the machine's speed drifts
+    # by tens of percent within minutes, and a ratio of figures taken minutes apart
+    # measures the drift as much as the service.
     phases: dict[str, Phase] = {}
+    rounds: dict[str, list[Any]] = {}
 
-    def phase(name: str, fn: Any) -> Any:
+    def phase(name: str, fn: Any) -> None:
         result, p = measure_cpu(procs, fn)
-        p.name = name
-        phases[name] = p
-        return result
+        rounds.setdefault(name, []).append(result)
+        total = phases.setdefault(name, Phase(name, 0.0, {}))
+        total.seconds += p.seconds
+        for k, v in p.cpu.items():
+            total.cpu[k] = total.cpu.get(k, 0.0) + v
 
-    out("floor, 1 connection...")
-    floor1 = phase("floor c=1", lambda: run_floor(floor_dsn, template, 1, args.seconds_c1))
-    out(f"floor, {args.workers} connections...")
-    floorn = phase(f"floor c={args.workers}",
-                   lambda: run_floor(floor_dsn, template, args.workers, args.floor_seconds))
-    out("service, concurrency 1...")
-    svc1 = phase("service c=1",
-                 lambda: run_load(port, token, agreements, 1, args.seconds_c1, seq))
-    out(f"service, concurrency {args.concurrency}...")
-    svcn = phase(f"service c={args.concurrency}",
-                 lambda: run_load(port, token, agreements, args.concurrency, args.seconds, seq))
+    n = args.rounds
+    f1, fn_, s1, sn = ("floor c=1", f"floor c={args.workers}", "service c=1",
+                       f"service c={args.concurrency}")
+    for r in range(n):
+        out(f"round {r + 1} of {n}: {f1}, {fn_}, {s1}, {sn}...")
+        phase(f1, lambda: run_floor(floor_dsn, template, 1, args.seconds_c1 / n))
+        phase(fn_, lambda: run_floor(floor_dsn, template, args.workers, args.floor_seconds / n))
+        phase(s1, lambda: run_load(ports, token, agreements, 1, args.seconds_c1 / n, seq))
+        phase(sn, lambda: run_load(ports, token, agreements, args.concurrency,
+                                   args.seconds / n, seq))
+    floor1, floorn = pooled_floor(rounds[f1]), pooled_floor(rounds[fn_])
+    svc1, svcn = pooled_load(rounds[s1]), pooled_load(rounds[sn])
 
     left = wait_drained(service_dsn)
-    lag1 = lag_for(service_dsn, svc1.started_at, svc1.ended_at)
-    lagn = lag_for(service_dsn, svcn.started_at, svcn.ended_at)
+    lag1 = [x for r in rounds[s1] for x in lag_for(service_dsn, r.started_at, r.ended_at)]
+    lagn = [x for r in rounds[sn] for x in lag_for(service_dsn, r.started_at, r.ended_at)]
     n_dist, ledger_total, unbalanced = check_books(service_dsn)
     expected = warm.ok + svc1.ok + svcn.ok
+    per_round = [
+        ((sv.ok / sv.seconds) / fl.tx_per_s,
+         statistics.median(s1r.latencies) / statistics.median(f1r.latencies)
+         if s1r.latencies and f1r.latencies else float("nan"))
+        for fl, sv, f1r, s1r in zip(rounds[fn_], rounds[sn], rounds[f1], rounds[s1],
+                                    strict=True)]
 
     svc_rate = svcn.ok / svcn.seconds
     floor_p50 = statistics.median(floor1.latencies)
@@ -828,10 +867,11 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
         f"## Income bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, ipshare as "
-        f"{args.workers} single-process uvicorn servers on one port (SO_REUSEPORT), "
-        "PostgreSQL fsync on, Kafka acks=all; "
+        f"{args.workers} single-process uvicorn servers (one port each, client connections "
+        "spread round-robin), PostgreSQL fsync on, Kafka acks=all; "
         f"floor on {args.workers} connections; service at concurrency {args.concurrency} "
-        f"on {n_agreements} agreements.",
+        f"on {n_agreements} agreements; {args.rounds} interleaved rounds of the four "
+        "phases, pooled.",
         "",
         "| measure | floor (bare psycopg) | service (HTTP) | ratio | target |",
         "|---|---:|---:|---:|---|",
@@ -878,10 +918,12 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
     servers = [k for k in phases[f"service c={args.concurrency}"].cpu if k.startswith("server ")]
     lines += [
         "",
-        f"Service CPU by server process at c={args.concurrency} (each accepts the "
-        "connections the kernel gives its socket): "
+        f"Service CPU by server process at c={args.concurrency} "
+        f"({args.concurrency // args.workers} or more connections each): "
         + " / ".join(f"{phases[f'service c={args.concurrency}'].cores(k):.2f}" for k in servers)
         + " cores.",
+        "Ratios round by round (throughput at c=" + str(args.concurrency) + "; p50 at c=1): "
+        + "; ".join(f"{t:.2f}×, {p:.2f}×" for t, p in per_round) + ".",
     ]
     errors = {**warm.errors}
     for r in (svc1, svcn):

@@ -1,13 +1,18 @@
-"""Serve an ASGI app factory as N single-process uvicorn servers on one port.
+"""Serve an ASGI app factory as single-process uvicorn servers, one per port.
 
-    python bench/_reuseport.py FACTORY PORT WORKERS
+    python bench/_servers.py FACTORY PORT[,PORT...]
 
-Each server has its own listening socket, bound with ``SO_REUSEPORT``, so the kernel
-spreads new connections across them (by a hash of the connection's addresses), as a
-load balancer spreads them across replicas. ``uvicorn --workers N`` instead shares one
-socket between its workers, and whichever is woken first accepts everything pending: the
-16 keep-alive connections the income bench opens at once all landed on one worker in
-about one run out of five (0.24× the floor instead of 0.39–0.41×; see README.md).
+Each server is one process with its own listening socket on its own 127.0.0.1 port, as
+replicas behind a load balancer; the income bench spreads its client connections over
+the ports round-robin (connection *i* to port *i mod N*), so every server gets the same
+share of them in every run.
+
+Why not one port: ``uvicorn --workers N`` shares one socket between its workers, and
+whichever is woken first accepts everything pending (all 16 connections landed on one
+worker in about one run out of five). With one ``SO_REUSEPORT`` socket per server the
+kernel splits the connections by a hash of their addresses: 16 connections fell 8/8 in
+some runs and about 10/6 in others, and as each process is held near 0.6 cores by its
+GIL, the busier one set the pace (see README.md).
 
 This process stays as the parent: SIGTERM or SIGINT stops every server (each runs its
 lifespan shutdown, as under uvicorn's own supervisor) and then it exits.
@@ -27,7 +32,6 @@ import uvicorn
 def _listening_socket(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -39,9 +43,9 @@ def _serve_one(factory: str, sock: socket.socket) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def main(factory: str, port: int, workers: int) -> int:
+def main(factory: str, ports: list[int]) -> int:
     ctx = mp.get_context("spawn")  # as uvicorn's own supervisor
-    sockets = [_listening_socket(port) for _ in range(workers)]
+    sockets = [_listening_socket(port) for port in ports]
     servers = [ctx.Process(target=_serve_one, args=(factory, sock), name=f"server-{i}")
                for i, sock in enumerate(sockets)]
     stop = threading.Event()
@@ -51,7 +55,7 @@ def main(factory: str, port: int, workers: int) -> int:
         server.start()
     while not stop.wait(0.5):
         if any(not server.is_alive() for server in servers):
-            break  # one died: stop the rest rather than run with fewer workers
+            break  # one died: stop the rest rather than run with fewer servers
     for server in servers:
         if server.is_alive() and server.pid is not None:
             server.terminate()  # SIGTERM: uvicorn shuts down gracefully
@@ -66,4 +70,4 @@ def main(factory: str, port: int, workers: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    sys.exit(main(sys.argv[1], [int(p) for p in sys.argv[2].split(",")]))
