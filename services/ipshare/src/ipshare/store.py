@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select
+from sqlalchemy import and_, bindparam, func, insert, literal_column, select
 from sqlmodel import Session
 
 from ipshare.domain.assets import (
@@ -39,10 +39,15 @@ _CURRENT_POLICY = (
     .order_by(POLICIES.c.version.desc())
     .limit(1)
 )
+# In the SQL text, not a bound parameter: once psycopg prepares a statement (its fifth
+# run on a connection) PostgreSQL may switch to a generic plan, and a generic plan cannot
+# prove a parameter equal to the partial index's `status = 'posted'`; it then reads
+# every distribution of the agreement instead of one index entry, on every posting.
+_IS_STANDING = DISTRIBUTIONS.c.status == literal_column(f"'{DistributionStatus.POSTED.value}'")
 _STANDING = select(DISTRIBUTIONS.c.id).where(
     DISTRIBUTIONS.c.agreement_id == bindparam("standing_agreement_id"),
     DISTRIBUTIONS.c.reference == bindparam("standing_reference"),
-    DISTRIBUTIONS.c.status == DistributionStatus.POSTED.value)
+    _IS_STANDING)
 
 
 _LATEST_VERSION = (
@@ -54,7 +59,7 @@ _STANDING_ID = (
     select(DISTRIBUTIONS.c.id)
     .where(DISTRIBUTIONS.c.agreement_id == bindparam("inputs_agreement_id"),
            DISTRIBUTIONS.c.reference == bindparam("inputs_reference"),
-           DISTRIBUTIONS.c.status == DistributionStatus.POSTED.value)
+           _IS_STANDING)
     .limit(1)
     .scalar_subquery()
 )
