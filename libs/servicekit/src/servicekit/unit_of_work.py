@@ -11,7 +11,7 @@ Everything commits together or not at all; the relay is woken after the commit.
 A hot write path can hand its rows to :meth:`UnitOfWork.insert` instead of executing
 INSERTs itself: from then on the command's audit record, events and idempotency record
 are queued behind them, and :meth:`UnitOfWork.commit` writes the lot in one round trip
-(a psycopg pipeline) on PostgreSQL, in the same order and transaction as before.
+(one statement, :func:`write_rows`) on PostgreSQL, in the same order and transaction.
 """
 
 from __future__ import annotations

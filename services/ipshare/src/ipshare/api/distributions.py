@@ -1,8 +1,9 @@
 """Income, distributions, reversals, payee statements and the trial balance.
 
-The income path is the hot write path: it uses SQLAlchemy Core inserts on the same
-tables (one statement per table, executemany for lines and entries) rather than the
-ORM's unit of work, which costs several times the SQL itself (architecture.md).
+The income path is the hot write path: prebuilt Core statements on the same tables and
+rows queued on the unit of work (written in one statement at commit, on a
+``CoreSession``) rather than the ORM's unit of work, which costs several times the SQL
+itself (architecture.md).
 """
 
 from __future__ import annotations
