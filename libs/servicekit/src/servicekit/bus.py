@@ -52,7 +52,8 @@ class Subscription(Protocol):
 
 class Bus(Protocol):
     def publish(self, envelopes: Sequence[Envelope]) -> list[BaseException | None]: ...
-    def subscribe(self, topics: Sequence[str], group_id: str) -> Subscription: ...
+    def subscribe(self, topics: Sequence[str], group_id: str, *,
+                  cancel: threading.Event | None = None) -> Subscription: ...
     def ready(self) -> bool: ...
     def close(self) -> None: ...
 
@@ -102,8 +103,10 @@ class KafkaBus:
                 results.append(exc)
         return results
 
-    def subscribe(self, topics: Sequence[str], group_id: str) -> KafkaSubscription:
-        return KafkaSubscription(self.bootstrap, topics, group_id, self.client_id)
+    def subscribe(self, topics: Sequence[str], group_id: str, *,
+                  cancel: threading.Event | None = None) -> KafkaSubscription:
+        return KafkaSubscription(self.bootstrap, topics, group_id, self.client_id,
+                                 cancel=cancel)
 
     def ready(self) -> bool:
         """A real metadata round trip (``bootstrap_connected`` is only true while the
@@ -133,7 +136,8 @@ class KafkaSubscription:
     METADATA_WAIT_SECONDS = 30.0
 
     def __init__(
-        self, bootstrap: str, topics: Sequence[str], group_id: str, client_id: str
+        self, bootstrap: str, topics: Sequence[str], group_id: str, client_id: str, *,
+        cancel: threading.Event | None = None,
     ) -> None:
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -145,9 +149,12 @@ class KafkaSubscription:
         )
         # Join the group only once the topics' partitions are known: kafka-python can
         # otherwise join with no partition metadata, hold no partitions and never recover.
+        # ``cancel`` (the owner stopping) ends the wait early.
         deadline = time.monotonic() + self.METADATA_WAIT_SECONDS
         for topic in topics:
             while not self._consumer.partitions_for_topic(topic):
+                if cancel is not None and cancel.is_set():
+                    break
                 if time.monotonic() > deadline:
                     log.warning("no partitions known for %s yet; subscribing anyway", topic)
                     break
@@ -200,7 +207,8 @@ class InProcessBus:
             self._cond.notify_all()
         return [None] * len(envelopes)
 
-    def subscribe(self, topics: Sequence[str], group_id: str) -> InProcessSubscription:
+    def subscribe(self, topics: Sequence[str], group_id: str, *,
+                  cancel: threading.Event | None = None) -> InProcessSubscription:
         return InProcessSubscription(self, list(topics), group_id)
 
     def messages(self, topic: str) -> list[Delivery]:

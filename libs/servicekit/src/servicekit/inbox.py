@@ -91,7 +91,8 @@ class EventConsumer:
     @property
     def subscription(self) -> Subscription:
         if self._subscription is None:
-            self._subscription = self.bus.subscribe(self.topics, self.group_id)
+            self._subscription = self.bus.subscribe(self.topics, self.group_id,
+                                                    cancel=self._stop)
         return self._subscription
 
     def run_once(self, timeout: float = 1.0) -> int:
@@ -180,20 +181,30 @@ class EventConsumer:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                # Its subscription is not thread-safe: the thread closes it on its way out.
+                log.warning("consumer %s did not stop within %s s", self.name, timeout)
+                return
+        self._close_subscription()
+
+    def _close_subscription(self) -> None:
         if self._subscription is not None:
-            self._subscription.close()
-            self._subscription = None
+            subscription, self._subscription = self._subscription, None
+            subscription.close()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once(timeout=0.5)
-            except Exception:
-                log.exception("consumer %s failed; resubscribing", self.name)
-                if self._subscription is not None:
-                    self._subscription.close()
-                    self._subscription = None
-                self._stop.wait(1.0)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.run_once(timeout=0.5)
+                except Exception:
+                    log.exception("consumer %s failed; resubscribing", self.name)
+                    self._close_subscription()
+                    self._stop.wait(1.0)
+        finally:
+            # A subscription set up while stop() was giving up on this thread is closed
+            # here, not left running its network thread after the service stopped.
+            self._close_subscription()

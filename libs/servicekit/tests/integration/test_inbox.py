@@ -130,3 +130,29 @@ def test_an_unparsable_message_goes_to_the_dead_letter_topic(kit_engine, bus, ka
     assert got[0].value == b"{not json"
     assert got[0].header("x-original-topic") == kafka_topic.encode()
     assert effects(kit_engine) == 0
+
+
+def kafka_threads_of(group_id: str) -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if group_id in t.name]
+
+
+def test_stopping_while_waiting_for_a_missing_topic_leaves_no_kafka_client_running(
+    kit_engine, bus
+):
+    # The subscription waits for the topic's partitions (up to 30 s) before joining its
+    # group. Stopping the service then must end that wait and close the consumer, not
+    # give up on the thread and leave its client polling a broker that is going away.
+    c = EventConsumer(name="effects", bus=bus, topics=["no-such-topic-yet"],
+                      group_id="svc-stopping", sessions=session_factory(kit_engine),
+                      handlers={TYPE: record_effect}, dead_letter_topic="dead")
+    c.start()
+    deadline = time.monotonic() + 30
+    while not kafka_threads_of("svc-stopping") and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the consumer's client is up and waiting
+    assert kafka_threads_of("svc-stopping"), "the consumer never started its client"
+
+    c.stop(timeout=10)
+
+    assert kafka_threads_of("svc-stopping") == []
