@@ -300,7 +300,7 @@ def _is_psycopg(conn: Connection) -> bool:
 
 def replay_response(stored: idempotency.StoredResponse) -> OrjsonResponse:
     return OrjsonResponse(stored.body, status_code=stored.status_code,
-                        headers={REPLAY_HEADER: "true"})
+                          headers={REPLAY_HEADER: "true"})
 
 
 ClaimDep = Annotated[idempotency.IdempotencyClaim | None, Depends(idempotency.read_claim)]
