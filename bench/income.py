@@ -915,12 +915,12 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
                      f"| {bench_cpu / p.seconds:.2f} "
                      f"| {max(0.0, p.cpu['machine'] - ours) / p.seconds:.2f} "
                      f"| {p.cores('iowait'):.2f} |")
-    servers = [k for k in phases[f"service c={args.concurrency}"].cpu if k.startswith("server ")]
+    servers = [k for k in phases[sn].cpu if k.startswith("server ")]
     lines += [
         "",
         f"Service CPU by server process at c={args.concurrency} "
         f"({args.concurrency // args.workers} or more connections each): "
-        + " / ".join(f"{phases[f'service c={args.concurrency}'].cores(k):.2f}" for k in servers)
+        + " / ".join(f"{phases[sn].cores(k):.2f}" for k in servers)
         + " cores.",
         "Ratios round by round (throughput at c=" + str(args.concurrency) + "; p50 at c=1): "
         + "; ".join(f"{t:.2f}×, {p:.2f}×" for t, p in per_round) + ".",

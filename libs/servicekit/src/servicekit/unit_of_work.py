@@ -227,15 +227,13 @@ def write_rows(conn: Connection, queued: list[tuple[Table, list[dict[str, Any]]]
 
     shape = tuple((table, columns) for table, (columns, _) in tables.items())
     statement = _insert_sql(conn, shape)
-    params = [orjson.dumps(rows, default=_json_default).decode() for _, rows in tables.values()]
+    # orjson does str, numbers, datetimes and dicts itself; jsonable_encoder the rest.
+    params = [orjson.dumps(rows, default=jsonable_encoder).decode()
+              for _, rows in tables.values()]
     try:
         conn.connection.driver_connection.execute(statement, params)
     except PsycopgError as exc:
         raise DBAPIError.instance(statement, params, exc, PsycopgError) from exc
-
-
-def _json_default(value: Any) -> Any:
-    return jsonable_encoder(value)  # orjson itself does str, numbers, datetimes, dicts
 
 
 _SQL: dict[tuple[str, tuple[tuple[Table, tuple[str, ...]], ...]], str] = {}
