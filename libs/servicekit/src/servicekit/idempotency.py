@@ -96,11 +96,19 @@ def lookup(session: Session, principal: str, claim: IdempotencyClaim) -> StoredR
     """The stored response for this claim; 422 when the key was used with another body."""
     from servicekit.unit_of_work import fetch_all  # imports this module
 
-    found = fetch_all(
-        session.connection(), _LOOKUP,
-        {"lookup_principal": principal, "lookup_route": claim.route, "lookup_key": claim.key},
-    )
-    row = found[0] if found else None
+    statement, params = lookup_query(principal, claim)
+    return stored_response(fetch_all(session.connection(), statement, params), claim)
+
+
+def lookup_query(principal: str, claim: IdempotencyClaim) -> tuple[Any, dict[str, Any]]:
+    """The prebuilt SELECT of :func:`lookup` and its parameters, to run with others."""
+    return _LOOKUP, {"lookup_principal": principal, "lookup_route": claim.route,
+                     "lookup_key": claim.key}
+
+
+def stored_response(rows: list[Any], claim: IdempotencyClaim) -> StoredResponse | None:
+    """:func:`lookup`'s answer from the rows of :func:`lookup_query`."""
+    row = rows[0] if rows else None
     if row is None:
         return None
     if row.request_hash != claim.request_hash:

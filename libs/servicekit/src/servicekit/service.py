@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
 from servicekit import audit, problems
@@ -27,6 +28,7 @@ from servicekit.devtokens import ensure_dev_keys
 from servicekit.idempotency import IdempotentReplay
 from servicekit.inbox import EventConsumer, Handler
 from servicekit.outbox import OutboxRelay
+from servicekit.pipelined import open_pool, uses_pipelines
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import TELEMETRY, configure_logging, instrument, setup_tracing
 from servicekit.unit_of_work import replay_response
@@ -53,6 +55,8 @@ class Kit:
     verifier: TokenVerifier
     relay: OutboxRelay
     consumers: list[EventConsumer] = field(default_factory=list)
+    # PipelinedCommand's connections (PostgreSQL), held by the app's lifespan.
+    pipeline_pool: AsyncConnectionPool | None = None
     _checkpoint_stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -146,6 +150,9 @@ def create_service_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if migrate is not None and settings.migrate_on_start:
             migrate(settings.database_url)
+        if uses_pipelines(engine):
+            kit.pipeline_pool = await open_pool(engine, size=settings.db_pool_size,
+                                                name=f"{name}-pipelined")
         if background:
             kit.start_background()
         try:
@@ -153,6 +160,9 @@ def create_service_app(
         finally:
             if background:
                 kit.stop_background()
+            if kit.pipeline_pool is not None:
+                pool, kit.pipeline_pool = kit.pipeline_pool, None
+                await pool.close()
             if owns_bus:
                 bus.close()
             engine.dispose()

@@ -12,32 +12,30 @@ A hot write path can hand its rows to :meth:`UnitOfWork.insert` instead of execu
 INSERTs itself: from then on the command's audit record, events and idempotency record
 are queued behind them, and :meth:`UnitOfWork.commit` writes the lot in one round trip
 (one statement, :func:`write_rows`) on PostgreSQL, in the same order and transaction.
+
+A unit of work without a session does no I/O at all: it queues everything, and its
+:meth:`~UnitOfWork.commit` returns a :class:`PendingCommit` for whoever holds the
+connection to write (:mod:`servicekit.pipelined`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
-from sqlalchemy import Connection, Executable, Table, insert
+from sqlalchemy import Connection, Dialect, Executable, Table, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
 from servicekit import audit, cloudevent, idempotency, outbox
-from servicekit.auth import (
-    OptionalPrincipal,
-    Principal,
-    authorize,
-    check_roles,
-    optional_principal,
-)
+from servicekit.auth import OptionalPrincipal, Principal
 from servicekit.problems import Conflict
 from servicekit.responses import OrjsonResponse
 from servicekit.telemetry import current_traceparent
@@ -80,11 +78,22 @@ def jsonable(obj: Any) -> Any:
     return jsonable_encoder(obj)
 
 
+@dataclass(frozen=True)
+class PendingCommit:
+    """What a session-less unit of work's :meth:`~UnitOfWork.commit` leaves to write:
+    its rows (the idempotency record among them), then the answer once they commit."""
+
+    rows: list[tuple[Table, list[dict[str, Any]]]]
+    body: Any
+    status_code: int
+    events: int
+
+
 class UnitOfWork:
     def __init__(
         self,
         kit: Kit,
-        session: Session,
+        session: Session | None,
         principal: Principal | None,
         claim: idempotency.IdempotencyClaim | None,
         request_state: Any = None,
@@ -121,6 +130,8 @@ class UnitOfWork:
         new: bool = False,
     ) -> None:
         """Append to the aggregate's audit chain (who, when, what, why)."""
+        if self.session is None and not new:
+            raise RuntimeError("a unit of work without a session only starts new chains")
         if self._rows and not new:
             self.flush()  # the chain's head may be among the queued rows
         values = audit.chained(
@@ -146,26 +157,36 @@ class UnitOfWork:
         self._staged_events += 1
         return event.get_id()
 
-    def commit(self, body: Any, status_code: int = 200) -> OrjsonResponse:
-        """Commit everything (with the idempotency record) and answer ``body``."""
+    def commit(self, body: Any, status_code: int = 200) -> Any:
+        """Commit everything (with the idempotency record) and answer ``body``.
+
+        Without a session: queue the idempotency record and return the
+        :class:`PendingCommit`.
+        """
         payload = jsonable(body)
         if self.claim is not None and self.principal is not None:
             self._write(idempotency.IDEMPOTENCY, idempotency.record(
                 self.principal.sub, self.claim,
                 idempotency.StoredResponse(status_code, payload), self.now,
             ))
-        self.flush()
+        if self.session is None:
+            queued, self._rows = self._rows, []
+            return PendingCommit(queued, payload, status_code, self._staged_events)
         try:
+            self.flush()
             self.session.commit()
         except IntegrityError as exc:
             self.session.rollback()
+            stored = None
             if self.claim is not None and self.principal is not None:
                 stored = idempotency.lookup(self.session, self.principal.sub, self.claim)
-                if stored is not None:  # a concurrent retry with the same key won
-                    self.session.rollback()
-                    return replay_response(stored)
-            raise Conflict("the resource was changed concurrently; retry the request") from exc
-        if self._staged_events:
+                self.session.rollback()
+            return replay_or_conflict(stored, exc)
+        return self.answer(payload, status_code, self._staged_events)
+
+    def answer(self, payload: Any, status_code: int, events: int) -> OrjsonResponse:
+        """The response of a committed command; wakes the relay when it staged events."""
+        if events:
             self.kit.wake_relay()
         return OrjsonResponse(payload, status_code=status_code)
 
@@ -182,11 +203,13 @@ class UnitOfWork:
     def flush(self) -> None:
         """Write the queued rows now."""
         if self._rows:
+            if self.session is None:
+                raise RuntimeError("a unit of work without a session writes at commit")
             queued, self._rows = self._rows, []
             write_rows(self.session.connection(), queued)
 
     def _write(self, table: Table, row: dict[str, Any]) -> None:
-        if self._rows:
+        if self._rows or self.session is None:
             self._rows.append((table, [row]))
         else:
             self.session.execute(_insert_of(table), row)
@@ -200,17 +223,38 @@ def _insert_of(table: Table) -> Any:
 def write_rows(conn: Connection, queued: list[tuple[Table, list[dict[str, Any]]]]) -> None:
     """INSERT every queued row in ``conn``'s transaction.
 
-    On PostgreSQL through psycopg: **one statement**. Each table's rows travel as one JSON
-    array that PostgreSQL expands against the table's row type (``json_populate_recordset``)
-    in a data-modifying CTE per table; the columns a row leaves out keep their defaults.
+    On PostgreSQL through psycopg: the statements of :func:`insert_statements`, usually
+    **one**. Errors surface as the same SQLAlchemy exceptions. Elsewhere (SQLite):
+    SQLAlchemy Core, statement by statement.
+    """
+    if not _is_psycopg(conn):
+        for table, rows in queued:
+            conn.execute(_insert_of(table), rows[0] if len(rows) == 1 else rows)
+        return
+    from psycopg import Error as PsycopgError  # PostgreSQL only
+
+    driver = conn.connection.driver_connection
+    for statement, params in insert_statements(conn.dialect, queued):
+        try:
+            driver.execute(statement, params)
+        except PsycopgError as exc:
+            raise DBAPIError.instance(statement, params, exc, PsycopgError) from exc
+
+
+def insert_statements(dialect: Dialect, queued: list[tuple[Table, list[dict[str, Any]]]]
+                      ) -> list[tuple[str, list[str]]]:
+    """The PostgreSQL statements (SQL, parameters) that INSERT every queued row.
+
+    Usually **one statement**: each table's rows travel as one JSON array that PostgreSQL
+    expands against the table's row type (``json_populate_recordset``) in a
+    data-modifying CTE per table; the columns a row leaves out keep their defaults.
     Foreign keys and unique indexes are checked as for separate INSERTs (at the end of
     the statement at the latest), and rows of one table get their generated ids in the
     order they were queued. This costs one parse and one round trip instead of one per
-    statement, and a single ``orjson.dumps`` instead of binding every value. Errors surface
-    as the same SQLAlchemy exceptions.
+    statement, and a single ``orjson.dumps`` instead of binding every value.
 
-    Elsewhere (SQLite), or when one command queues rows with different column sets for
-    the same table: SQLAlchemy Core, statement by statement.
+    When one command queues rows with different column sets for the same table: one
+    such INSERT per queued batch, in order.
     """
     tables: dict[Table, tuple[tuple[str, ...], list[dict[str, Any]]]] = {}
     uniform = True
@@ -219,32 +263,29 @@ def write_rows(conn: Connection, queued: list[tuple[Table, list[dict[str, Any]]]
             columns, group = tables.setdefault(table, (tuple(row), []))
             uniform = uniform and columns == tuple(row)
             group.append(row)
-    if not uniform or not _is_psycopg(conn):
-        for table, rows in queued:
-            conn.execute(_insert_of(table), rows[0] if len(rows) == 1 else rows)
-        return
-    from psycopg import Error as PsycopgError  # PostgreSQL only
+    if uniform:
+        batches = [(table, columns, rows) for table, (columns, rows) in tables.items()]
+        return [_json_insert(dialect, batches)]
+    return [_json_insert(dialect, [(table, tuple(rows[0]), rows)]) for table, rows in queued]
 
-    shape = tuple((table, columns) for table, (columns, _) in tables.items())
-    statement = _insert_sql(conn, shape)
+
+def _json_insert(dialect: Dialect, batches: list[tuple[Table, tuple[str, ...], list[Any]]]
+                 ) -> tuple[str, list[str]]:
+    shape = tuple((table, columns) for table, columns, _ in batches)
     # orjson does str, numbers, datetimes and dicts itself; jsonable_encoder the rest.
-    params = [orjson.dumps(rows, default=jsonable_encoder).decode()
-              for _, rows in tables.values()]
-    try:
-        conn.connection.driver_connection.execute(statement, params)
-    except PsycopgError as exc:
-        raise DBAPIError.instance(statement, params, exc, PsycopgError) from exc
+    params = [orjson.dumps(rows, default=jsonable_encoder).decode() for _, _, rows in batches]
+    return _insert_sql(dialect, shape), params
 
 
 _SQL: dict[tuple[str, tuple[tuple[Table, tuple[str, ...]], ...]], str] = {}
 
 
-def _insert_sql(conn: Connection, shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
+def _insert_sql(dialect: Dialect, shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
     """``WITH w0 AS (INSERT ...), ... INSERT ...``: one INSERT per (table, columns)."""
-    key = (conn.dialect.name, shape)
+    key = (dialect.name, shape)
     found = _SQL.get(key)
     if found is None:
-        quote = conn.dialect.identifier_preparer
+        quote = dialect.identifier_preparer
         inserts = []
         for table, columns in shape:
             name = quote.format_table(table)
@@ -270,8 +311,7 @@ def fetch_all(conn: Connection, statement: Executable, params: dict[str, Any]) -
     from psycopg import Error as PsycopgError  # PostgreSQL only
     from psycopg.rows import namedtuple_row
 
-    sql, defaults = _compiled(conn, statement)
-    values = {**defaults, **params}
+    sql, values = compiled(conn.dialect, statement, params)
     try:
         with conn.connection.driver_connection.cursor(row_factory=namedtuple_row) as cursor:
             cursor.execute(sql, values)
@@ -283,13 +323,15 @@ def fetch_all(conn: Connection, statement: Executable, params: dict[str, Any]) -
 _COMPILED: dict[tuple[str, int], tuple[Executable, str, dict[str, Any]]] = {}
 
 
-def _compiled(conn: Connection, statement: Executable) -> tuple[str, dict[str, Any]]:
-    key = (conn.dialect.name, id(statement))
+def compiled(dialect: Dialect, statement: Executable, params: dict[str, Any]
+             ) -> tuple[str, dict[str, Any]]:
+    """A prebuilt statement's SQL for ``dialect`` (compiled once) and its parameters."""
+    key = (dialect.name, id(statement))
     found = _COMPILED.get(key)
     if found is None or found[0] is not statement:
-        compiled = statement.compile(dialect=conn.dialect)
+        compiled = statement.compile(dialect=dialect)
         found = _COMPILED[key] = (statement, compiled.string, dict(compiled.params))
-    return found[1], found[2]
+    return found[1], {**found[2], **params}
 
 
 def _is_psycopg(conn: Connection) -> bool:
@@ -299,6 +341,15 @@ def _is_psycopg(conn: Connection) -> bool:
 def replay_response(stored: idempotency.StoredResponse) -> OrjsonResponse:
     return OrjsonResponse(stored.body, status_code=stored.status_code,
                           headers={REPLAY_HEADER: "true"})
+
+
+def replay_or_conflict(stored: idempotency.StoredResponse | None,
+                       exc: IntegrityError) -> OrjsonResponse:
+    """After a commit refused by a unique index: the stored answer when a concurrent
+    request with the same Idempotency-Key won, else 409."""
+    if stored is not None:
+        return replay_response(stored)
+    raise Conflict("the resource was changed concurrently; retry the request") from exc
 
 
 ClaimDep = Annotated[idempotency.IdempotencyClaim | None, Depends(idempotency.read_claim)]
@@ -321,8 +372,9 @@ def get_uow(
 class CoreSession:
     """The part of a ``Session`` a Core-only command uses, over one pooled ``Connection``.
 
-    For :class:`ThreadedCommand`'s hot paths, which read with prebuilt SELECTs and write
-    with :meth:`UnitOfWork.insert`: no ORM objects, so no ORM unit of work to keep. The
+    For :class:`~servicekit.pipelined.PipelinedCommand` where it runs in a worker thread
+    (SQLite): prebuilt SELECTs, rows queued with :meth:`UnitOfWork.insert`, no ORM
+    objects, so no ORM unit of work to keep. The
     session's bookkeeping (its transaction state machine, a ``connection()`` lookup per
     statement) cost ~0.17 ms of CPU per income posting, a tenth of the command. One
     transaction as with a Session: begun at the first statement (again after a commit
@@ -348,59 +400,6 @@ class CoreSession:
 
     def rollback(self) -> None:
         self._conn.rollback()
-
-
-class ThreadedCommand:
-    """A command for an ``async def`` route, run whole in **one** thread-pool call.
-
-    ``await command.run(fn, *args)`` opens the session (a :class:`CoreSession`: ``fn``
-    must be a Core-only command), replays a stored response for a
-    repeated Idempotency-Key (or refuses the key with another body), calls
-    ``fn(uow, *args)`` and closes the session, all in the worker thread. The steps are
-    :func:`get_uow`'s; only the thread hops differ (a plain ``def`` generator dependency
-    and a ``def`` route cost three), which matters on a hot write path.
-    """
-
-    def __init__(self, kit: Kit, principal: Principal,
-                 claim: idempotency.IdempotencyClaim | None, request_state: Any) -> None:
-        self._kit = kit
-        self.principal = principal
-        self._claim = claim
-        self._request_state = request_state
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await run_in_threadpool(self._run, fn, *args)
-
-    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        with self._kit.engine.connect() as conn:
-            # Stands in for a Session wherever the hot path takes one (duck-typed).
-            session = cast(Session, CoreSession(conn))
-            if self._claim is not None:
-                stored = idempotency.lookup(session, self.principal.sub, self._claim)
-                if stored is not None:
-                    return replay_response(stored)
-            return fn(UnitOfWork(self._kit, session, self.principal, self._claim,
-                                 self._request_state), *args)
-
-
-def threaded_command(*roles: str) -> Callable[..., Any]:
-    """The dependency of a hot ``async def`` write route: a :class:`ThreadedCommand` for
-    a caller holding one of ``roles``.
-
-    It does in one dependency what ``require_roles(...)`` and :func:`get_uow` do in four
-    (token, roles, Idempotency-Key, unit of work), in the same order and with the same
-    errors: FastAPI's per-dependency cost is a visible share of a request that costs a
-    few milliseconds. ``command.principal`` is the caller.
-    """
-    check_roles(roles)
-
-    async def dependency(request: Request) -> ThreadedCommand:
-        principal = authorize(request, await optional_principal(request), roles)
-        claim = await idempotency.read_claim(request)
-        return ThreadedCommand(request.app.state.kit, principal, claim, request.state)
-
-    dependency.__name__ = f"command_for_{'_or_'.join(roles)}"
-    return dependency
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -20,11 +20,11 @@ from ipshare.domain.assets import (
 )
 from ipshare.domain.split import Basis
 from ipshare.models import AgreementRow, AssetRow, AuthorRow, DistributionRow, PolicyRow
-from servicekit.unit_of_work import fetch_all
 
 AUTHORS = AuthorRow.__table__
 POLICIES = PolicyRow.__table__
 DISTRIBUTIONS = DistributionRow.__table__
+AGREEMENTS = AgreementRow.__table__
 
 # Built once: the income path reads both on every posting.
 _AUTHORS_OF = (
@@ -44,36 +44,34 @@ _CURRENT_POLICY = (
 # prove a parameter equal to the partial index's `status = 'posted'`; it then reads
 # every distribution of the agreement instead of one index entry, on every posting.
 _IS_STANDING = DISTRIBUTIONS.c.status == literal_column(f"'{DistributionStatus.POSTED.value}'")
-_STANDING = select(DISTRIBUTIONS.c.id).where(
-    DISTRIBUTIONS.c.agreement_id == bindparam("standing_agreement_id"),
-    DISTRIBUTIONS.c.reference == bindparam("standing_reference"),
-    _IS_STANDING)
 
-
+_LATEST = POLICIES.alias("latest")
 _LATEST_VERSION = (
-    select(func.max(POLICIES.c.version))
-    .where(POLICIES.c.institution_id == bindparam("inputs_institution_id"))
+    select(func.max(_LATEST.c.version))
+    .where(_LATEST.c.institution_id == AGREEMENTS.c.institution_id)
     .scalar_subquery()
 )
 _STANDING_ID = (
     select(DISTRIBUTIONS.c.id)
-    .where(DISTRIBUTIONS.c.agreement_id == bindparam("inputs_agreement_id"),
+    .where(DISTRIBUTIONS.c.agreement_id == AGREEMENTS.c.id,
            DISTRIBUTIONS.c.reference == bindparam("inputs_reference"),
            _IS_STANDING)
     .limit(1)
     .scalar_subquery()
 )
 # What an income posting reads once it holds the agreement's lock, in one statement: the
-# asset's authors (one row each), the institution's current policy and the distribution
-# (if any) that already stands under the same reference on the agreement.
+# asset's authors (one row each, or one row of NULLs), the institution's current policy
+# and the distribution (if any) that already stands under the same reference.
 _INCOME_INPUTS = (
     select(AUTHORS.c.researcher_id, AUTHORS.c.name, AUTHORS.c.contribution_bp,
            POLICIES.c.researcher_share_bp, POLICIES.c.basis, POLICIES.c.version,
            _STANDING_ID.label("standing_id"))
-    .select_from(AUTHORS.outerjoin(POLICIES, and_(
-        POLICIES.c.institution_id == bindparam("inputs_institution_id"),
-        POLICIES.c.version == _LATEST_VERSION)))
-    .where(AUTHORS.c.asset_id == bindparam("inputs_asset_id"))
+    .select_from(
+        AGREEMENTS
+        .outerjoin(AUTHORS, AUTHORS.c.asset_id == AGREEMENTS.c.asset_id)
+        .outerjoin(POLICIES, and_(POLICIES.c.institution_id == AGREEMENTS.c.institution_id,
+                                  POLICIES.c.version == _LATEST_VERSION)))
+    .where(AGREEMENTS.c.id == bindparam("inputs_agreement_id"))
     .order_by(AUTHORS.c.position)
 )
 
@@ -85,27 +83,22 @@ class IncomeInputs:
     standing_id: str | None  # a posted distribution with the same reference
 
 
-def income_inputs(session: Session, *, agreement_id: str, asset_id: str,
-                  institution_id: str, reference: str) -> IncomeInputs:
-    """The same as :func:`current_policy`, :func:`authors_of` and :func:`standing_id`,
-    in one round trip."""
-    rows = fetch_all(session.connection(), _INCOME_INPUTS, {
-        "inputs_institution_id": institution_id, "inputs_agreement_id": agreement_id,
-        "inputs_reference": reference, "inputs_asset_id": asset_id})
-    if not rows:  # no authors: nothing to join the policy and the reference to
-        return IncomeInputs(current_policy(session, institution_id)[0], [],
-                            standing_id(session, agreement_id, reference))
+def income_inputs_query(agreement_id: str, reference: str) -> tuple[Any, dict[str, Any]]:
+    """The read of :func:`income_inputs`: one statement, keyed by the agreement only, so
+    that it can be sent with the lock that precedes it (``servicekit.pipelined``)."""
+    return _INCOME_INPUTS, {"inputs_agreement_id": agreement_id,
+                            "inputs_reference": reference}
+
+
+def income_inputs(institution_id: str, rows: list[Any]) -> IncomeInputs:
+    """The agreement's policy, authors and standing distribution, from the rows of
+    :func:`income_inputs_query` (the agreement exists: at least one row)."""
     first = rows[0]
     policy = Policy(institution_id) if first.version is None else Policy(
         institution_id, first.researcher_share_bp, Basis(first.basis), first.version)
-    return IncomeInputs(policy, [Author(r.researcher_id, r.name, r.contribution_bp)
-                                 for r in rows], first.standing_id)
-
-
-def standing_id(session: Session, agreement_id: str, reference: str) -> str | None:
-    """The posted distribution under ``reference`` on the agreement, if there is one."""
-    return session.execute(_STANDING, {"standing_agreement_id": agreement_id,
-                                       "standing_reference": reference}).scalar()
+    authors = [Author(r.researcher_id, r.name, r.contribution_bp)
+               for r in rows if r.researcher_id is not None]
+    return IncomeInputs(policy, authors, first.standing_id)
 
 
 def authors_of(session: Session, asset_id: str) -> list[Author]:

@@ -192,6 +192,28 @@ def test_concurrent_posts_of_one_reference_post_once(w, tokens, ipshare_db):
     assert n == 1
 
 
+def test_concurrent_retries_with_one_key_replay_the_winner(w):
+    # The key is looked up after the agreement's lock: a retry that waited on the lock
+    # finds the winner's key and replays its answer instead of a duplicate-reference 409.
+    agreement = w.agreement()
+    headers = {**w.office, "Idempotency-Key": "income-race"}
+    body = {"period": "Q4", "gross_vnd": 5_000, "costs_vnd": 0, "reference": "RACE-KEY"}
+    start = threading.Barrier(6)
+
+    def post(i: int):
+        start.wait()
+        return w.c.post(f"/v1/agreements/{agreement['id']}/income", headers=headers,
+                        json=body)
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(post, range(6)))
+    assert [a.status_code for a in answers] == [201] * 6
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 5
+    listed = w.c.get(f"/v1/agreements/{agreement['id']}/distributions", headers=w.office)
+    assert len(listed.json()["items"]) == 1
+
+
 def test_an_idempotent_retry_replays_instead_of_conflicting(w):
     agreement = w.agreement()
     headers = {**w.office, "Idempotency-Key": "income-once"}

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from sqlalchemy.dialects import postgresql
 
-from ipshare.store import _INCOME_INPUTS, _STANDING
+from ipshare.store import income_inputs_query
 
 pytestmark = pytest.mark.postgres
 
@@ -37,15 +37,6 @@ def dsn(ipshare_db: str) -> str:
 
 
 def test_the_standing_reference_check_uses_its_partial_index(dsn):
-    plan = generic_plan(dsn, _INCOME_INPUTS, {
-        "inputs_institution_id": "HUST", "inputs_agreement_id": "a-1",
-        "inputs_reference": "INV-1", "inputs_asset_id": "as-1"})
-
-    assert "uq_distributions_standing_reference" in plan, plan
-
-
-def test_the_fallback_standing_check_uses_it_too(dsn):
-    plan = generic_plan(dsn, _STANDING, {"standing_agreement_id": "a-1",
-                                         "standing_reference": "INV-1"})
+    plan = generic_plan(dsn, *income_inputs_query("a-1", "INV-1"))
 
     assert "uq_distributions_standing_reference" in plan, plan

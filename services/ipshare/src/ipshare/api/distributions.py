@@ -1,9 +1,9 @@
 """Income, distributions, reversals, payee statements and the trial balance.
 
-The income path is the hot write path: prebuilt Core statements on the same tables and
-rows queued on the unit of work (written in one statement at commit, on a
-``CoreSession``) rather than the ORM's unit of work, which costs several times the SQL
-itself (architecture.md).
+The income path is the hot write path: a ``PipelinedCommand`` (two round trips, on the
+event loop), prebuilt Core statements on the same tables and rows queued on the unit of
+work rather than the ORM's unit of work, which costs several times the SQL itself
+(architecture.md).
 """
 
 from __future__ import annotations
@@ -34,20 +34,14 @@ from ipshare.schemas import (
     StatementItem,
     TrialBalance,
 )
-from ipshare.store import agreement_from_row, income_inputs
+from ipshare.store import agreement_from_row, income_inputs, income_inputs_query
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
 from servicekit.paging import keyset_page
+from servicekit.pipelined import PipelinedCommand, pipelined_command
 from servicekit.problems import Conflict, Forbidden, Invalid, NotFound
-from servicekit.unit_of_work import (
-    SessionDep,
-    ThreadedCommand,
-    UnitOfWork,
-    UnitOfWorkDep,
-    fetch_all,
-    threaded_command,
-)
+from servicekit.unit_of_work import SessionDep, UnitOfWork, UnitOfWorkDep
 
 router = APIRouter(prefix="/v1", tags=["income"])
 
@@ -70,7 +64,7 @@ _INSERT_LEDGER = insert(LEDGER)
 
 POSTERS = ("institution", "finance")
 Poster = Annotated[Principal, Depends(require_roles(*POSTERS))]
-PostingCommand = Annotated[ThreadedCommand, Depends(threaded_command(*POSTERS))]
+PostingCommand = Annotated[PipelinedCommand, Depends(pipelined_command(*POSTERS))]
 Books = Annotated[Principal, Depends(require_roles("finance", "auditor", "admin"))]
 
 
@@ -107,23 +101,24 @@ def _read(payload: dict[str, Any], viewer: Principal | None = None) -> Distribut
              response_model=DistributionRead,
              summary="Record income: exactly one distribution, split to the đồng")
 async def post_income(agreement_id: str, body: IncomeCreate, command: PostingCommand):
-    # The hot write path: one dependency, the whole command in one thread-pool call.
-    return await command.run(_post_income, agreement_id, body, command.principal)
+    # The hot write path: the agreement's lock first, then (read after the lock, so a
+    # concurrent posting of the same reference has committed, and shows as standing, or
+    # has not started) the policy, authors and standing reference; then the decision.
+    reads = [(_LOCK_AGREEMENT, {"lock_agreement_id": agreement_id}),
+             income_inputs_query(agreement_id, body.reference)]
+    return await command.run(reads, _post_income, agreement_id, body, command.principal)
 
 
-def _post_income(uow: UnitOfWork, agreement_id: str, body: IncomeCreate, user: Principal):
-    s = uow.session
-    found = fetch_all(s.connection(), _LOCK_AGREEMENT, {"lock_agreement_id": agreement_id})
-    row = found[0] if found else None
+def _post_income(uow: UnitOfWork, rows: list[list[Any]], agreement_id: str,
+                 body: IncomeCreate, user: Principal):
+    locked, inputs_rows = rows
+    row = locked[0] if locked else None
     if row is None or not access.can_read_institution_data(user, row.institution_id):
         raise NotFound(f"agreement {agreement_id} not found")
     if not access.can_post_income(user, row.institution_id):
         raise Forbidden("only the owning institution or finance records income")
     agreement = agreement_from_row(row)
-    # Read after the lock: a concurrent posting of the same reference has committed (and
-    # shows as standing) or has not started.
-    inputs = income_inputs(s, agreement_id=agreement_id, asset_id=row.asset_id,
-                           institution_id=row.institution_id, reference=body.reference)
+    inputs = income_inputs(row.institution_id, inputs_rows)
     policy = inputs.policy
     try:
         split = agreement.split_income(gross_vnd=body.gross_vnd, costs_vnd=body.costs_vnd,

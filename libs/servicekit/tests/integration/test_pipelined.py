@@ -1,0 +1,153 @@
+"""A pipelined command: its reads, its decision and its writes in one transaction, with
+the same answers as a unit of work's (replays, refusals, conflicts), on PostgreSQL's
+pipelined path and on the worker-thread path SQLite takes."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, bindparam, func, select
+
+from servicekit import audit, outbox
+from servicekit.pipelined import PipelinedCommand, pipelined_command
+from servicekit.problems import Conflict
+from servicekit.service import create_service_app
+from servicekit.settings import ServiceSettings
+from servicekit.testing import Tokens
+from servicekit.unit_of_work import REPLAY_HEADER, UnitOfWork
+
+pytestmark = pytest.mark.postgres
+
+EFFECTS = Table("effects", MetaData(), Column("id", Integer, primary_key=True),
+                Column("event_id", String(64)))
+_SEEN = select(func.count()).select_from(EFFECTS).where(EFFECTS.c.event_id == bindparam("name"))
+Command = Annotated[PipelinedCommand, Depends(pipelined_command("finance"))]
+
+
+def _make(uow: UnitOfWork, rows: list[list[Any]], name: str,
+          gate: threading.Barrier | None) -> Any:
+    before = rows[0][0][0]
+    if name == "refused":
+        raise Conflict("refused by the decision")
+    if gate is not None:
+        gate.wait(10)  # every request has read before any writes
+    uow.insert(EFFECTS, [{"event_id": name}])
+    # A new chain: making the same thing twice violates the chain's unique seq.
+    uow.record("thing", name, "make", to_status="made", new=True)
+    uow.emit("thing.made", name, {"name": name, "before": before})
+    return uow.commit({"name": name, "before": before}, status_code=201)
+
+
+def thing_app(url: str, key_dir: Path, gate: threading.Barrier | None = None) -> FastAPI:
+    router = APIRouter()
+
+    @router.post("/things/{name}", status_code=201)
+    async def make_thing(name: str, command: Command):
+        return await command.run([(_SEEN, {"name": name})], _make, name, gate)
+
+    settings = ServiceSettings(database_url=url, dev_key_dir=key_dir)
+    return create_service_app(settings, title="things", description="test",
+                              routers=[router], background=False)
+
+
+def url_of(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def engine(request, kit_engine, sqlite_kit_engine) -> Engine:
+    return kit_engine if request.param == "postgresql" else sqlite_kit_engine
+
+
+@pytest.fixture
+def key_dir(tmp_path) -> Path:
+    return tmp_path / "keys"
+
+
+@pytest.fixture
+def finance(key_dir) -> dict[str, str]:
+    return Tokens(key_dir).headers("fin-1", "finance", org="MOF")
+
+
+@pytest.fixture
+def client(engine, key_dir, finance):
+    app = thing_app(url_of(engine), key_dir)
+    with TestClient(app) as test_client:
+        # PostgreSQL pipelines on the event loop; SQLite takes the worker thread.
+        pipelined = app.state.kit.pipeline_pool is not None
+        assert pipelined == (engine.dialect.name == "postgresql")
+        yield test_client
+
+
+def count(engine: Engine, table: Table, **where: str) -> int:
+    stmt = select(func.count()).select_from(table)
+    for column, value in where.items():
+        stmt = stmt.where(table.c[column] == value)
+    with engine.connect() as conn:
+        return conn.execute(stmt).scalar_one()
+
+
+def test_reads_decision_and_writes_commit_together(client, engine, finance):
+    first = client.post("/things/a", headers=finance)
+    second = client.post("/things/b", headers=finance)
+
+    assert (first.status_code, first.json()) == (201, {"name": "a", "before": 0})
+    assert second.status_code == 201
+    assert count(engine, EFFECTS) == 2
+    assert count(engine, outbox.OUTBOX) == 2
+    assert count(engine, audit.AUDIT, aggregate_type="thing") == 2
+
+
+def test_a_refused_command_writes_nothing_and_the_next_one_works(client, engine, finance):
+    refused = client.post("/things/refused", headers=finance)
+    after = client.post("/things/c", headers=finance)
+
+    assert refused.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert after.status_code == 201  # the connection went back clean
+    assert count(engine, EFFECTS) == 1 and count(engine, outbox.OUTBOX) == 1
+
+
+def test_a_key_replays_its_answer_and_refuses_another_body(client, engine, finance):
+    keyed = {**finance, "Idempotency-Key": "k-1"}
+    first = client.post("/things/d", headers=keyed)
+    again = client.post("/things/d", headers=keyed)
+    other = client.post("/things/d", headers=keyed, json={"changed": True})
+
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers[REPLAY_HEADER] == "true"
+    assert REPLAY_HEADER not in first.headers
+    assert other.status_code == 422 and "different request body" in other.json()["detail"]
+    assert count(engine, EFFECTS, event_id="d") == 1
+
+
+def test_a_unique_index_refusing_the_commit_is_a_409_and_writes_nothing(
+        client, engine, finance):
+    assert client.post("/things/e", headers=finance).status_code == 201
+    again = client.post("/things/e", headers=finance)  # the audit chain already starts
+
+    assert again.status_code == 409
+    assert "concurrently" in again.json()["detail"]
+    assert count(engine, EFFECTS, event_id="e") == 1 and count(engine, outbox.OUTBOX) == 1
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_concurrent_retries_with_one_key_get_the_winners_answer(engine, key_dir, finance):
+    # Two servers, one database: both requests read (no key stored yet), then both
+    # write; the loser's commit waits on the winner's key, fails, and replays it.
+    gate = threading.Barrier(2)
+    apps = [thing_app(url_of(engine), key_dir, gate) for _ in range(2)]
+    keyed = {**finance, "Idempotency-Key": "k-race"}
+    with TestClient(apps[0]) as one, TestClient(apps[1]) as two, ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda c: c.post("/things/f", headers=keyed), (one, two)))
+
+    assert [a.status_code for a in answers] == [201, 201]
+    assert answers[0].json() == answers[1].json() == {"name": "f", "before": 0}
+    assert sorted(a.headers.get(REPLAY_HEADER, "no") for a in answers) == ["no", "true"]
+    assert count(engine, EFFECTS, event_id="f") == 1 and count(engine, outbox.OUTBOX) == 1
