@@ -37,13 +37,13 @@ PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def create_db_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10,
-                     echo: bool = False,
+                     pool_timeout: float = 10.0, echo: bool = False,
                      ping_after_idle: float = PING_AFTER_IDLE_SECONDS) -> Engine:
     url = normalise_url(url)
     if is_sqlite(url):
         return _sqlite_engine(url, echo=echo)
-    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
-                           echo=echo)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
+                           pool_timeout=pool_timeout, pool_use_lifo=True, echo=echo)
     _ping_when_idle(engine, ping_after_idle)
     return engine
 

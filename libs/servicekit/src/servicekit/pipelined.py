@@ -195,13 +195,15 @@ def uses_pipelines(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
 
 
-async def open_pool(engine: Engine, *, size: int, name: str) -> AsyncConnectionPool:
+async def open_pool(engine: Engine, *, size: int, timeout: float,
+                    name: str) -> AsyncConnectionPool:
     """An open pool of async autocommit connections to ``engine``'s PostgreSQL database.
 
     Autocommit: the commands send ``BEGIN`` and ``COMMIT`` themselves, inside their
     pipelines (psycopg would send its own ``BEGIN`` in a round trip of its own). A
     connection is pinged at checkout only after sitting idle for
-    ``PING_AFTER_IDLE_SECONDS``, as the engine's pool does (``servicekit.db``).
+    ``PING_AFTER_IDLE_SECONDS``, as the engine's pool does (``servicekit.db``). A
+    checkout waits up to ``timeout`` seconds (then ``PoolTimeout``: a 503).
     """
     idle_since: WeakKeyDictionary[AsyncConnection, float] = WeakKeyDictionary()
 
@@ -215,7 +217,7 @@ async def open_pool(engine: Engine, *, size: int, name: str) -> AsyncConnectionP
 
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     pool = AsyncConnectionPool(url, min_size=min(2, size), max_size=size, open=False,
-                               name=name, kwargs={"autocommit": True}, reset=returned,
-                               check=check)
+                               timeout=timeout, name=name, kwargs={"autocommit": True},
+                               reset=returned, check=check)
     await pool.open()
     return pool

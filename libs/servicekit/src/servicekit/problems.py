@@ -2,7 +2,9 @@
 
 Raise :class:`Problem` (or one of its named subclasses) from a handler or the domain
 adapter; :func:`install` turns it, FastAPI's validation errors, Starlette's 404/405 and
-any unexpected exception into ``application/problem+json``.
+any unexpected exception into ``application/problem+json``. A database that cannot be
+reached (or a pool with no connection free in time) is a 503 with ``Retry-After``, not
+a 500: the request did nothing, and the caller may repeat it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg import OperationalError as DriverOperationalError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://most.gov.vn/problems/"
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+# The database is down or unreachable, a pool had no connection free in time, or the
+# server gave up on the transaction (deadlock, serialisation): nothing was committed.
+_UNAVAILABLE = (OperationalError, PoolTimeoutError, DriverOperationalError)
 
 _TITLES = {
     400: "Bad request",
@@ -163,6 +173,16 @@ def install(app: FastAPI) -> None:
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
         return problem_response(request, exc.status_code, detail, headers=exc.headers)
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return problem_response(
+            request, 503, "the database is unavailable; nothing was changed, retry later",
+            kind="unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    for unavailable in _UNAVAILABLE:
+        app.add_exception_handler(unavailable, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -126,7 +126,8 @@ def create_service_app(
     configure_logging(settings.log_level, json=settings.log_json)
     setup_tracing(name, settings.otlp_endpoint)
     engine = create_db_engine(settings.database_url, pool_size=settings.db_pool_size,
-                               max_overflow=settings.db_pool_overflow)
+                               max_overflow=settings.db_pool_overflow,
+                               pool_timeout=settings.db_pool_timeout_seconds)
     clock = clock or SystemClock()
     owns_bus = bus is None
     if bus is None:
@@ -151,8 +152,9 @@ def create_service_app(
         if migrate is not None and settings.migrate_on_start:
             migrate(settings.database_url)
         if uses_pipelines(engine):
-            kit.pipeline_pool = await open_pool(engine, size=settings.db_pool_size,
-                                                name=f"{name}-pipelined")
+            kit.pipeline_pool = await open_pool(
+                engine, size=settings.db_pool_size,
+                timeout=settings.db_pool_timeout_seconds, name=f"{name}-pipelined")
         if background:
             kit.start_background()
         try:

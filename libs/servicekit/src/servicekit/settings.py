@@ -37,6 +37,8 @@ class ServiceSettings(BaseSettings):
     # for the process's concurrent requests plus the relay's and consumers' connections.
     db_pool_size: int = Field(default=20, ge=1)
     db_pool_overflow: int = Field(default=10, ge=0)
+    # How long a request waits for a pooled connection before it is answered 503.
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
 
     jwt_issuer: str = DEV_ISSUER
     jwt_audience: str = PLATFORM_AUDIENCE

@@ -53,8 +53,10 @@ def jsonable(obj: Any) -> Any:
 
     Plain dicts, lists, tuples, scalars, datetimes and dates (the bulk of every response
     and event) are converted here; a pydantic model goes through ``model_dump(mode=
-    "json")`` exactly as ``jsonable_encoder`` does; anything else is handed to
-    ``jsonable_encoder`` itself. Like it, dict keys starting with ``_sa`` are dropped.
+    "json")`` as in ``jsonable_encoder`` (whose walk over the dump changes nothing: it
+    is plain JSON already, and pydantic field names cannot start with ``_``); anything
+    else is handed to ``jsonable_encoder`` itself. Like it, dict keys starting with
+    ``_sa`` are dropped.
     """
     kind = type(obj)
     if kind in _AS_IS:
@@ -74,7 +76,7 @@ def jsonable(obj: Any) -> Any:
     if kind is datetime or kind is date:
         return obj.isoformat()
     if isinstance(obj, BaseModel):
-        return jsonable(obj.model_dump(mode="json", by_alias=True))
+        return obj.model_dump(mode="json", by_alias=True)
     return jsonable_encoder(obj)
 
 

@@ -4,6 +4,7 @@ pipelined path and on the worker-thread path SQLite takes."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +21,7 @@ from servicekit.problems import Conflict
 from servicekit.service import create_service_app
 from servicekit.settings import ServiceSettings
 from servicekit.testing import Tokens
-from servicekit.unit_of_work import REPLAY_HEADER, UnitOfWork
+from servicekit.unit_of_work import REPLAY_HEADER, SessionDep, UnitOfWork
 
 pytestmark = pytest.mark.postgres
 
@@ -44,14 +45,19 @@ def _make(uow: UnitOfWork, rows: list[list[Any]], name: str,
     return uow.commit({"name": name, "before": before}, status_code=201)
 
 
-def thing_app(url: str, key_dir: Path, gate: threading.Barrier | None = None) -> FastAPI:
+def thing_app(url: str, key_dir: Path, gate: threading.Barrier | None = None,
+              **settings: Any) -> FastAPI:
     router = APIRouter()
 
     @router.post("/things/{name}", status_code=201)
     async def make_thing(name: str, command: Command):
         return await command.run([(_SEEN, {"name": name})], _make, name, gate)
 
-    settings = ServiceSettings(database_url=url, dev_key_dir=key_dir)
+    @router.get("/things/{name}")
+    def count_things(name: str, session: SessionDep) -> int:
+        return session.execute(_SEEN, {"name": name}).scalar_one()
+
+    settings = ServiceSettings(database_url=url, dev_key_dir=key_dir, **settings)
     return create_service_app(settings, title="things", description="test",
                               routers=[router], background=False)
 
@@ -151,3 +157,20 @@ def test_concurrent_retries_with_one_key_get_the_winners_answer(engine, key_dir,
     assert answers[0].json() == answers[1].json() == {"name": "f", "before": 0}
     assert sorted(a.headers.get(REPLAY_HEADER, "no") for a in answers) == ["no", "true"]
     assert count(engine, EFFECTS, event_id="f") == 1 and count(engine, outbox.OUTBOX) == 1
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500(key_dir, finance):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = thing_app(f"postgresql://nobody@127.0.0.1:{port}/none", key_dir,
+                    db_pool_timeout_seconds=0.5)
+    with TestClient(app) as client:
+        pipelined = client.post("/things/g", headers=finance)  # no pooled connection in time
+        threaded = client.get("/things/g", headers=finance)  # the engine cannot connect
+
+    for answer in (pipelined, threaded):
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.headers["retry-after"] == "5"
+        assert answer.json()["type"].endswith("/unavailable")
