@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,9 +14,21 @@ from typing import Annotated, Any
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, bindparam, func, select
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    func,
+    select,
+    text,
+)
 
 from servicekit import audit, outbox
+from servicekit.db import PING_AFTER_IDLE_SECONDS
 from servicekit.pipelined import PipelinedCommand, pipelined_command
 from servicekit.problems import Conflict
 from servicekit.service import create_service_app
@@ -174,3 +187,26 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(key_dir, finance):
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.headers["retry-after"] == "5"
         assert answer.json()["type"].endswith("/unavailable")
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_pipelined_connections_are_reused_and_replaced_when_found_dead(engine, key_dir,
+                                                                        finance):
+    app = thing_app(url_of(engine), key_dir)
+    with TestClient(app) as client:
+        pool = app.state.kit.pipeline_pool
+        assert client.post("/things/h-first", headers=finance).status_code == 201
+        opened = pool.get_stats()["connections_num"]
+        for i in range(10):
+            assert client.post(f"/things/h{i}", headers=finance).status_code == 201
+        stats = pool.get_stats()
+        assert stats["connections_num"] == opened  # no new sessions: reused
+        assert stats.get("returns_bad", 0) == 0 and stats.get("connections_lost", 0) == 0
+
+        with engine.connect() as conn:  # what a database restart does to idle sessions
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = current_database() "
+                              "AND pid <> pg_backend_pid()"))
+        time.sleep(PING_AFTER_IDLE_SECONDS + 0.1)  # idle long enough to be pinged
+
+        assert client.post("/things/h-after", headers=finance).status_code == 201
