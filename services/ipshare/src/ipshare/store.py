@@ -26,7 +26,7 @@ POLICIES = PolicyRow.__table__
 DISTRIBUTIONS = DistributionRow.__table__
 AGREEMENTS = AgreementRow.__table__
 
-# Built once: the income path reads both on every posting.
+# Built once (asset reads and the policy endpoints run them).
 _AUTHORS_OF = (
     select(AUTHORS.c.researcher_id, AUTHORS.c.name, AUTHORS.c.contribution_bp)
     .where(AUTHORS.c.asset_id == bindparam("authors_asset_id"))
