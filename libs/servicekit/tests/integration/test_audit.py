@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from servicekit import audit
+from servicekit import audit, verify_audit
 
 pytestmark = pytest.mark.postgres
 
@@ -119,3 +121,40 @@ def test_history_pages_through_one_aggregate_in_order(kit_engine):
     assert [e.action for e in second.items] == ["step-3"]
     assert second.next_cursor is None
     assert first.items[0].actor == "pm-1" and first.items[0].reason == "because 0"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    status = verify_audit.main(list(args))
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_the_command_line_check_reports_and_exits_by_the_trail(kit_engine, capsys,
+                                                               monkeypatch):
+    url = kit_engine.url.render_as_string(hide_password=False)
+    write_trail(kit_engine)
+    monkeypatch.setenv("KIT_DATABASE_URL", url)
+
+    status, out, _ = run_cli(capsys, "--service", "kit")
+    assert status == 0
+    assert json.loads(out) | {"checked_at": None} == {
+        "ok": True, "records": 5, "chains": 2, "first_break": None, "checked_at": None}
+
+    tamper(kit_engine, "UPDATE audit_log SET reason = 'rewritten' "
+                       "WHERE aggregate_id = 'call-2' AND seq = 1")
+    status, out, _ = run_cli(capsys, "--database-url", url)
+    assert status == 1
+    assert json.loads(out)["ok"] is False and "call-2" in json.loads(out)["first_break"]
+
+
+def test_the_command_line_check_exits_2_when_it_cannot_read(capsys, monkeypatch):
+    monkeypatch.delenv("NOWHERE_DATABASE_URL", raising=False)
+    assert run_cli(capsys, "--service", "nowhere")[0] == 2
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    status, out, err = run_cli(capsys, "--database-url",
+                               f"postgresql://auditor:secret@127.0.0.1:{port}/none")
+    assert status == 2 and out == ""
+    assert "cannot read" in err and "secret" not in err
