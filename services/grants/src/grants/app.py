@@ -34,7 +34,7 @@ def create_app(
         title="grants",
         description="Lump-sum research grants managed by outputs, with risk-tolerant closure.",
         routers=[calls.router, applications.router, grants.router, portfolio.router],
-        consumers=consumer_specs(),
+        consumers=consumer_specs(clock),
         migrate=migrate,
         bus=bus,
         clock=clock,

@@ -8,18 +8,21 @@ sums are net of reversals. The inbox makes redelivery a no-op.
 
 from __future__ import annotations
 
+from functools import partial
+
 from cloudevents.core.v1.event import CloudEvent
 from sqlmodel import Session
 
 from grants.events import DISTRIBUTION_POSTED, DISTRIBUTION_REVERSED, IPSHARE_TOPIC
 from grants.models import IncomeRow
-from servicekit.clock import SystemClock, as_utc
+from servicekit.clock import Clock, SystemClock, as_utc
 from servicekit.service import ConsumerSpec
 
 CONSUMER = "grants.portfolio-income"
 
 
-def record_income(session: Session, event: CloudEvent) -> None:
+def record_income(session: Session, event: CloudEvent, *,
+                  clock: Clock | None = None) -> None:
     data = event.get_data()
     if not isinstance(data, dict):
         raise ValueError("distribution event without a JSON object payload")
@@ -29,16 +32,19 @@ def record_income(session: Session, event: CloudEvent) -> None:
     sign = -1 if event.get_type() == DISTRIBUTION_REVERSED else 1
     gross = abs(int(data["gross_vnd"])) * sign
     researchers = abs(int(data["researcher_pool_vnd"])) * sign
+    now = (clock or SystemClock()).now()
     session.add(IncomeRow(
         event_id=event.get_id(), event_type=event.get_type(),
         distribution_id=str(data["distribution_id"]), source_grant_id=str(source_grant_id),
         gross_vnd=gross, researchers_vnd=researchers,
-        occurred_at=as_utc(event.get_time()) if event.get_time() else SystemClock().now(),
-        received_at=SystemClock().now(),
+        occurred_at=as_utc(event.get_time()) if event.get_time() else now,
+        received_at=now,
     ))
 
 
-def consumer_specs() -> list[ConsumerSpec]:
+def consumer_specs(clock: Clock | None = None) -> list[ConsumerSpec]:
+    """What grants consumes; ``clock`` stamps receipt (the service's own clock)."""
+    handler = partial(record_income, clock=clock or SystemClock())
     return [ConsumerSpec(name=CONSUMER, topics=[IPSHARE_TOPIC],
-                         handlers={DISTRIBUTION_POSTED: record_income,
-                                   DISTRIBUTION_REVERSED: record_income})]
+                         handlers={DISTRIBUTION_POSTED: handler,
+                                   DISTRIBUTION_REVERSED: handler})]

@@ -36,7 +36,7 @@ def create_app(
         # Income first: posting it is the busiest route, and routing tries them in order.
         routers=[distributions.router, assets.router, agreements.router],
         tags=["assets", "agreements", "income", "operations"],
-        consumers=consumer_specs(),
+        consumers=consumer_specs(clock),
         migrate=migrate,
         bus=bus,
         clock=clock,

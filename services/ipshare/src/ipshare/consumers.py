@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
+from functools import partial
 
 from cloudevents.core.v1.event import CloudEvent
 from fastapi.encoders import jsonable_encoder
@@ -17,14 +18,15 @@ from ipshare.domain.assets import AssetKind, Author, validate_authors
 from ipshare.events import GRANTS_TOPIC, RESULT_REGISTERED
 from ipshare.store import add_asset
 from servicekit import audit, cloudevent, outbox
-from servicekit.clock import SystemClock
+from servicekit.clock import Clock, SystemClock
 from servicekit.service import ConsumerSpec
 
 CONSUMER = "ipshare.assets-from-results"
 SYSTEM = audit.Actor(id=f"system:{CONSUMER}", role=audit.SYSTEM_ROLE)
 
 
-def asset_from_result(session: Session, event: CloudEvent) -> None:
+def asset_from_result(session: Session, event: CloudEvent, *,
+                      clock: Clock | None = None) -> None:
     data = event.get_data()
     if not isinstance(data, dict):
         raise ValueError("result.registered without a JSON object payload")
@@ -32,7 +34,7 @@ def asset_from_result(session: Session, event: CloudEvent) -> None:
                for a in data["authors"]]
     kind = AssetKind(data["kind"])  # an unknown kind is dead-lettered, never emitted
     validate_authors(authors)
-    now = SystemClock().now()
+    now = (clock or SystemClock()).now()
     asset_id = str(uuid.uuid4())
     registered = add_asset(
         session, asset_id=asset_id, institution_id=str(data["institution_id"]),
@@ -50,6 +52,7 @@ def asset_from_result(session: Session, event: CloudEvent) -> None:
     outbox.stage(session, out, topic="ipshare.events.v1", now=now)
 
 
-def consumer_specs() -> list[ConsumerSpec]:
-    return [ConsumerSpec(name=CONSUMER, topics=[GRANTS_TOPIC],
-                         handlers={RESULT_REGISTERED: asset_from_result})]
+def consumer_specs(clock: Clock | None = None) -> list[ConsumerSpec]:
+    """What ipshare consumes; ``clock`` stamps the assets (the service's own clock)."""
+    return [ConsumerSpec(name=CONSUMER, topics=[GRANTS_TOPIC], handlers={
+        RESULT_REGISTERED: partial(asset_from_result, clock=clock or SystemClock())})]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ipshare.consumers import CONSUMER, asset_from_result
+from ipshare.consumers import CONSUMER, asset_from_result, consumer_specs
 from servicekit import cloudevent
 from servicekit.bus import InProcessBus
 from servicekit.cloudevent import Envelope
@@ -26,14 +26,14 @@ def result_registered(result_id: str = "res-1") -> bytes:
             "registered_at": "2026-11-23T00:00:00Z"}))
 
 
-def test_a_redelivered_result_creates_one_asset(client, tokens):
+def test_a_redelivered_result_creates_one_asset(client, tokens, clock):
     bus = InProcessBus()
     value = result_registered()
     bus.publish([Envelope("grants.events.v1", "g-1", value)] * 2)
-    consumer = EventConsumer(name=CONSUMER, bus=bus, topics=["grants.events.v1"],
+    [spec] = consumer_specs(clock)  # as the app wires it: stamped by the service's clock
+    consumer = EventConsumer(name=CONSUMER, bus=bus, topics=list(spec.topics),
                              group_id="ipshare", sessions=client.app.state.kit.sessions,
-                             handlers={"vn.gov.most.grants.result.registered.v1":
-                                       asset_from_result})
+                             handlers=spec.handlers)
     assert consumer.run_once(timeout=0.1) == 1
 
     office = tokens.headers("off-1", "institution", org="HUST")
@@ -43,6 +43,7 @@ def test_a_redelivered_result_creates_one_asset(client, tokens):
     asset = assets[0]
     assert asset["institution_id"] == "HUST"  # owned by the institution, not the state
     assert asset["source_result_id"] == "res-1"
+    assert datetime.fromisoformat(asset["created_at"]) == clock.now()
     assert [(a["researcher_id"], a["contribution_bp"]) for a in asset["authors"]] == [
         ("r-a", 7000), ("r-b", 3000)]
     author = tokens.headers("r-b", "researcher", org="HUST")
