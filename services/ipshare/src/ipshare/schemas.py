@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ipshare.domain.assets import AgreementKind, AssetKind
 from ipshare.domain.split import Basis
@@ -21,7 +21,19 @@ class AuthorIn(BaseModel):
     contribution_bp: Bp
 
 
+def _example(example: dict) -> ConfigDict:
+    """The request's example in the API documentation (tests post every one of them)."""
+    return ConfigDict(json_schema_extra={"examples": [example]})
+
+
 class AssetCreate(BaseModel):
+    model_config = _example({
+        "kind": "patent", "title": "Low-cost salinity sensor for Mekong rice fields",
+        "authors": [
+            {"researcher_id": "r-an", "name": "Nguyễn Văn An", "contribution_bp": 7000},
+            {"researcher_id": "r-binh", "name": "Trần Thị Bình", "contribution_bp": 3000}],
+        "source_grant_id": None})
+
     institution_id: str | None = Field(default=None, max_length=200,
                                        description="defaults to the caller's organisation")
     kind: AssetKind
@@ -47,6 +59,8 @@ class AssetPage(BaseModel):
 
 
 class PolicyUpdate(BaseModel):
+    model_config = _example({"researcher_share_bp": 3000, "basis": "gross"})
+
     researcher_share_bp: Annotated[int, Field(strict=True, le=10_000)] = 3000
     basis: Basis = Basis.NET
 
@@ -60,6 +74,10 @@ class PolicyRead(BaseModel):
 
 
 class AgreementCreate(BaseModel):
+    model_config = _example({"kind": "licence", "counterparty": "Công ty Nông nghiệp Xanh",
+                             "signed_on": "2026-11-01",
+                             "terms": "Non-exclusive licence, 5% royalty on net sales"})
+
     kind: AgreementKind
     counterparty: str = Field(min_length=1, max_length=300)
     signed_on: date
@@ -85,10 +103,17 @@ class AgreementPage(BaseModel):
 
 
 class Reason(BaseModel):
+    model_config = _example({"reason": "Invoice INV-2026-0042 was issued twice"})
+
     reason: str = Field(min_length=1, max_length=5_000)
 
 
 class IncomeCreate(BaseModel):
+    # domain.md §3's worked example: at 30 % on gross, authors 70/30, this splits into
+    # 210,000,002 / 90,000,001 and 700,000,004 for the institution.
+    model_config = _example({"period": "2026-Q4", "gross_vnd": 1_000_000_007,
+                             "costs_vnd": 0, "reference": "INV-2026-0042"})
+
     period: str = Field(min_length=1, max_length=100)
     gross_vnd: Vnd
     costs_vnd: NonNegativeVnd = 0
