@@ -917,18 +917,19 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
                      f"| {p.cores('iowait'):.2f} |")
     servers = [k for k in phases[sn].cpu if k.startswith("server ")]
 
-    def per_income(name: str) -> str:
+    def ms_each(name: str, component: str) -> str:
         n = counts[name]
-        return " / ".join(f"{phases[name].cpu[k] * 1000 / n:.2f}" if n else "-"
-                          for k in ("service", "postgres", "kafka"))
+        return f"{phases[name].cpu[component] * 1000 / n:.2f}" if n else "-"
+
+    def per_income(name: str) -> str:
+        return " / ".join(ms_each(name, k) for k in ("service", "postgres", "kafka"))
 
     lines += [
         "",
         f"CPU per income, service / PostgreSQL / Kafka, ms: {per_income('service c=1')} "
         f"at c=1, {per_income(sn)} at c={args.concurrency}; the floor's PostgreSQL, "
         f"counted the same way (every PostgreSQL process, WAL writer included): "
-        f"{per_income(f1).split(' / ')[1]} at c=1, "
-        f"{per_income(fn_).split(' / ')[1]} at c={args.workers}.",
+        f"{ms_each(f1, 'postgres')} at c=1, {ms_each(fn_, 'postgres')} at c={args.workers}.",
         f"Service CPU by server process at c={args.concurrency} "
         f"({args.concurrency // args.workers} or more connections each): "
         + " / ".join(f"{phases[sn].cores(k):.2f}" for k in servers)

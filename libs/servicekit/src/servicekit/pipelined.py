@@ -190,11 +190,6 @@ def pipelined_command(*roles: str) -> Callable[..., Any]:
     return dependency
 
 
-def uses_pipelines(engine: Engine) -> bool:
-    """Whether :class:`PipelinedCommand` can pipeline on ``engine``'s database."""
-    return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
-
-
 async def open_pool(engine: Engine, *, size: int, timeout: float,
                     name: str) -> AsyncConnectionPool:
     """An open pool of async autocommit connections to ``engine``'s PostgreSQL database.

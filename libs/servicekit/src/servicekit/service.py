@@ -28,10 +28,10 @@ from servicekit.devtokens import ensure_dev_keys
 from servicekit.idempotency import IdempotentReplay
 from servicekit.inbox import EventConsumer, Handler
 from servicekit.outbox import OutboxRelay
-from servicekit.pipelined import open_pool, uses_pipelines
+from servicekit.pipelined import open_pool
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import TELEMETRY, configure_logging, instrument, setup_tracing
-from servicekit.unit_of_work import replay_response
+from servicekit.unit_of_work import is_psycopg, replay_response
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def create_service_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if migrate is not None and settings.migrate_on_start:
             migrate(settings.database_url)
-        if uses_pipelines(engine):
+        if is_psycopg(engine.dialect):
             kit.pipeline_pool = await open_pool(
                 engine, size=settings.db_pool_size,
                 timeout=settings.db_pool_timeout_seconds, name=f"{name}-pipelined")

@@ -229,7 +229,7 @@ def write_rows(conn: Connection, queued: list[tuple[Table, list[dict[str, Any]]]
     **one**. Errors surface as the same SQLAlchemy exceptions. Elsewhere (SQLite):
     SQLAlchemy Core, statement by statement.
     """
-    if not _is_psycopg(conn):
+    if not is_psycopg(conn.dialect):
         for table, rows in queued:
             conn.execute(_insert_of(table), rows[0] if len(rows) == 1 else rows)
         return
@@ -308,7 +308,7 @@ def fetch_all(conn: Connection, statement: Executable, params: dict[str, Any]) -
     for the dialect, run on the session's own connection and transaction, rows with the
     same names and values. Errors surface as the same SQLAlchemy exceptions.
     """
-    if not _is_psycopg(conn):
+    if not is_psycopg(conn.dialect):
         return list(conn.execute(statement, params).all())
     from psycopg import Error as PsycopgError  # PostgreSQL only
     from psycopg.rows import namedtuple_row
@@ -336,8 +336,9 @@ def compiled(dialect: Dialect, statement: Executable, params: dict[str, Any]
     return found[1], {**found[2], **params}
 
 
-def _is_psycopg(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+def is_psycopg(dialect: Dialect) -> bool:
+    """PostgreSQL through psycopg: where statements can go to the driver directly."""
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
 
 
 def replay_response(stored: idempotency.StoredResponse) -> OrjsonResponse:
