@@ -210,3 +210,50 @@ def test_pipelined_connections_are_reused_and_replaced_when_found_dead(engine, k
         time.sleep(PING_AFTER_IDLE_SECONDS + 0.1)  # idle long enough to be pinged
 
         assert client.post("/things/h-after", headers=finance).status_code == 201
+
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_pipeline_sends_its_statements_together_with_the_same_results(engine):
+    import asyncio
+    from contextlib import nullcontext
+
+    import psycopg
+
+    from servicekit.pipelined import sent_together
+
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def results() -> list[Any]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            async with conn.pipeline() as pipeline:
+                with sent_together(pipeline):
+                    cursors = []
+                    for i in range(3):
+                        cursor = conn.cursor()
+                        await cursor.execute("SELECT %s::int * 10", [i])
+                        cursors.append(cursor)
+                    # Queued, not yet handed to libpq: psycopg's internals are as relied on.
+                    assert len(pipeline.command_queue) == 3
+            return [await cursor.fetchall() for cursor in cursors]
+
+    async def failure(batched: bool) -> tuple[str, str, Any]:
+        """What a failing statement in the middle of a transaction's pipeline does."""
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            with pytest.raises(psycopg.Error) as raised:
+                async with conn.pipeline() as pipeline:
+                    with sent_together(pipeline) if batched else nullcontext():
+                        await conn.execute("BEGIN")
+                        await conn.execute("SELECT 1 / %s::int", [0])
+                        after = await conn.execute("SELECT 2")
+            with pytest.raises(psycopg.Error) as later:
+                await after.fetchall()  # aborted: never ran
+            status = conn.info.transaction_status.name
+            await conn.rollback()
+            usable = await (await conn.execute("SELECT 3")).fetchall()
+            return type(raised.value).__name__, f"{type(later.value).__name__} {status}", usable
+
+    assert asyncio.run(results()) == [[(0,)], [(10,)], [(20,)]]
+    unbatched, batched = asyncio.run(failure(False)), asyncio.run(failure(True))
+    assert batched == unbatched
+    assert batched[0] == "DivisionByZero" and batched[2] == [(3,)]
