@@ -140,9 +140,12 @@ class PipelinedCommand:
 
 async def _fetch(conn: AsyncConnection, dialect: Dialect, statements: Sequence[Read], *,
                  begin: bool) -> list[list[Any]]:
-    """Run ``statements`` (after ``BEGIN`` if ``begin``) in one round trip; their rows."""
+    """Run ``statements`` (after ``BEGIN`` if ``begin``) in one round trip; their rows.
+
+    An error surfaces when the batch's results come back, so it names the whole batch.
+    """
     cursors = []
-    sql = "BEGIN"
+    sent = ["BEGIN"] if begin else []
     try:
         async with conn.pipeline() as pipeline:
             with sent_together(pipeline):
@@ -150,12 +153,13 @@ async def _fetch(conn: AsyncConnection, dialect: Dialect, statements: Sequence[R
                     await conn.execute(b"BEGIN")
                 for statement, params in statements:
                     sql, values = compiled(dialect, statement, params)
+                    sent.append(sql)
                     cursor = conn.cursor(row_factory=namedtuple_row)
                     await cursor.execute(sql, values)
                     cursors.append(cursor)
         return [await cursor.fetchall() for cursor in cursors]
     except PsycopgError as exc:
-        raise DBAPIError.instance(sql, None, exc, PsycopgError) from exc
+        raise DBAPIError.instance("; ".join(sent), None, exc, PsycopgError) from exc
 
 
 async def _commit(conn: AsyncConnection, dialect: Dialect,
@@ -169,8 +173,8 @@ async def _commit(conn: AsyncConnection, dialect: Dialect,
                     await conn.execute(sql, params)
                 await conn.execute(b"COMMIT")
     except PsycopgError as exc:
-        raise DBAPIError.instance(statements[0][0] if statements else "COMMIT", None, exc,
-                                  PsycopgError) from exc
+        sent = "; ".join([*(sql for sql, _ in statements), "COMMIT"])
+        raise DBAPIError.instance(sent, None, exc, PsycopgError) from exc
 
 
 # psycopg's pipeline hands each statement to libpq and flushes it to the socket as it is
