@@ -189,11 +189,12 @@ def sent_together(pipeline: AsyncPipeline) -> Iterator[None]:
     pipeline's exit the queued statements and its Sync go to the server in one write.
 
     The same messages in the same order as without it, so the same results and errors;
-    only the writes are fewer. Under load the per-statement ``send()`` calls were the
-    largest single item of the income path's CPU (bench/README.md), and the server, too,
-    reads one batch instead of one statement at a time. Without the psycopg internals it
-    relies on (``AsyncPipeline._communicate_gen``, ``command_queue``: psycopg 3.2-3.3),
-    it changes nothing.
+    only the writes (and the event-loop waits between them) are fewer, and the server
+    reads one batch instead of one statement at a time: less CPU on both sides
+    (bench/README.md, fifth round). Nothing is sent before the block ends, so fetch
+    results only after it. Without the psycopg internals it relies on
+    (``AsyncPipeline._communicate_gen``, ``command_queue``: psycopg 3.2-3.3), it
+    changes nothing.
     """
     communicate = _COMMUNICATE
     queue = getattr(pipeline, "command_queue", None)

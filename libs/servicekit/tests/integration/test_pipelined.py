@@ -4,13 +4,16 @@ pipelined path and on the worker-thread path SQLite takes."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
+import psycopg
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
@@ -29,7 +32,7 @@ from sqlalchemy import (
 
 from servicekit import audit, outbox
 from servicekit.db import PING_AFTER_IDLE_SECONDS
-from servicekit.pipelined import PipelinedCommand, pipelined_command
+from servicekit.pipelined import PipelinedCommand, pipelined_command, sent_together
 from servicekit.problems import Conflict
 from servicekit.service import create_service_app
 from servicekit.settings import ServiceSettings
@@ -212,16 +215,8 @@ def test_pipelined_connections_are_reused_and_replaced_when_found_dead(engine, k
         assert client.post("/things/h-after", headers=finance).status_code == 201
 
 
-
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 def test_a_pipeline_sends_its_statements_together_with_the_same_results(engine):
-    import asyncio
-    from contextlib import nullcontext
-
-    import psycopg
-
-    from servicekit.pipelined import sent_together
-
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     async def results() -> list[Any]:
