@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -257,8 +258,13 @@ def test_a_second_posting_event_for_one_distribution_is_not_paid(topic, tmp_path
 
 def test_invalid_messages_go_to_rejects_and_are_never_paid(topic, tmp_path):
     good = posted_data(reference="GOOD")
+    # A non-integer amount as it arrives on the wire: the first line's amount written
+    # with a decimal point in the event's JSON (no Python float involved).
     float_amount = posted_data(reference="FLOAT")
-    float_amount["lines"][0]["amount_vnd"] = float(float_amount["lines"][0]["amount_vnd"])
+    first_amount = float_amount["lines"][0]["amount_vnd"]
+    float_event = re.sub(rb'("amount_vnd":\s*)' + str(first_amount).encode() + rb"\b",
+                         rb"\g<1>" + str(first_amount).encode() + rb".0",
+                         event("distribution.posted", float_amount), count=1)
     short = posted_data(reference="SHORT")
     short["lines"][2]["amount_vnd"] -= 1  # lines no longer sum to the gross
     no_specversion = json.loads(event("distribution.posted", posted_data()))
@@ -271,7 +277,7 @@ def test_invalid_messages_go_to_rejects_and_are_never_paid(topic, tmp_path):
         "specversion": json.dumps(no_specversion).encode(),
         "CloudEvents": json.dumps({"specversion": "1.0", "id": "x", "source": "/ipshare",
                                    "type": fc.POSTED}).replace('"x"', '""').encode(),
-        "integer number": event("distribution.posted", float_amount),
+        "integer number": float_event,
         "lines sum": event("distribution.posted", short),
         "must come from /ipshare": event("distribution.posted", posted_data(),
                                          source="grants"),
