@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -50,17 +49,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from ipshare.app import migrate
     from servicekit.devtokens import DevIssuer, ensure_dev_keys
-    from servicekit.localservers import start_kafka, start_postgres
 
     root = Path(tempfile.mkdtemp(prefix="most-ab-", dir="/tmp"))
     os.chmod(root, 0o755)  # traversable by the unprivileged PostgreSQL user
     procs = bench.Processes(root=root)
     launchers: list[bench.Processes] = []
     try:
-        procs.pg = start_postgres(base_dir=root, detached=True)
-        procs.kafka = start_kafka(base_dir=root)
-        for topic in (bench.TOPIC, "ipshare.deadletter.v1", "grants.events.v1"):
-            procs.kafka.create_topic(topic, partitions=3)
+        bench.start_infrastructure(procs)
         key_dir = root / "dev-keys"
         ensure_dev_keys(key_dir)
         token = DevIssuer(key_dir).issue("off-bench", name="Bench", org=bench.INST,
@@ -71,19 +66,13 @@ def main(argv: list[str] | None = None) -> int:
             procs.pg.create_database(db)
             migrate(procs.pg.url(db))
             ports = [bench.free_port() for _ in range(args.workers)]
-            env = {**os.environ, "IPSHARE_DATABASE_URL": procs.pg.url(db),
-                   "IPSHARE_KAFKA_BOOTSTRAP": procs.kafka.bootstrap,
-                   "IPSHARE_DEV_KEY_DIR": str(key_dir), "IPSHARE_MIGRATE_ON_START": "false",
-                   "IPSHARE_LOG_LEVEL": "WARNING",
-                   "PYTHONPATH": os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")])}
-            log = open(root / f"variant-{i}.log", "wb")  # noqa: SIM115 - closed with it
+            env = bench.service_env(procs, db, key_dir)
+            env["PYTHONPATH"] = os.pathsep.join([str(BENCH), env.get("PYTHONPATH", "")])
             # Each variant's servers are a Processes of their own (stopped the same way);
             # they share the PostgreSQL and Kafka that ``procs`` stops last.
             own = bench.Processes(root=root / f"v{i}")
-            own.service = subprocess.Popen(
-                [sys.executable, str(BENCH / "_servers.py"), factory,
-                 ",".join(map(str, ports))], env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
+            own.service = bench.launch_servers(factory, ports, env,
+                                               root / f"variant-{i}.log")
             launchers.append(own)
             for port in ports:
                 bench.wait_ready(own, port)

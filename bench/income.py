@@ -522,10 +522,8 @@ def pooled_load(results: list[LoadResult]) -> LoadResult:
 # --------------------------------------------------------------------------- set-up
 
 
-def start_servers(procs: Processes, workers: int, key_dir: Path,
-                  profile_dir: Path | None) -> tuple[str, str, list[int]]:
-    from ipshare.app import migrate
-    from servicekit.devtokens import ensure_dev_keys
+def start_infrastructure(procs: Processes) -> None:
+    """A durable PostgreSQL and a Kafka with the topics the service uses, in ``procs``."""
     from servicekit.localservers import start_kafka, start_postgres
 
     t0 = time.perf_counter()
@@ -539,33 +537,52 @@ def start_servers(procs: Processes, workers: int, key_dir: Path,
     for topic in (TOPIC, "ipshare.deadletter.v1", "grants.events.v1"):
         procs.kafka.create_topic(topic, partitions=3)
     out(f"Kafka {procs.kafka.bootstrap}, {time.perf_counter() - t0:.1f} s")
+
+
+def service_env(procs: Processes, db: str, key_dir: Path) -> dict[str, str]:
+    """The servers' environment: database ``db``, the Kafka, the dev keys, quiet logs."""
+    return {
+        **os.environ,
+        "IPSHARE_DATABASE_URL": procs.pg.url(db),
+        "IPSHARE_KAFKA_BOOTSTRAP": procs.kafka.bootstrap,
+        "IPSHARE_DEV_KEY_DIR": str(key_dir),
+        "IPSHARE_MIGRATE_ON_START": "false",
+        "IPSHARE_LOG_LEVEL": "WARNING",
+    }
+
+
+def launch_servers(factory: str, ports: list[int], env: dict[str, str],
+                   log_path: Path) -> subprocess.Popen[bytes]:
+    """Single-process uvicorn servers for ``factory``, one per port (``_servers.py``: how
+    connections fall on a shared socket or port is otherwise left to chance), in a
+    session of their own."""
+    cmd = [sys.executable, str(Path(__file__).parent / "_servers.py"), factory,
+           ",".join(map(str, ports))]
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_servers(procs: Processes, workers: int, key_dir: Path,
+                  profile_dir: Path | None) -> tuple[str, str, list[int]]:
+    from ipshare.app import migrate
+    from servicekit.devtokens import ensure_dev_keys
+
+    start_infrastructure(procs)
     for db in ("ipshare", "floor"):
         procs.pg.create_database(db)
         migrate(procs.pg.url(db))
     ensure_dev_keys(key_dir)
 
     ports = [free_port() for _ in range(workers)]
-    env = {
-        **os.environ,
-        "IPSHARE_DATABASE_URL": procs.pg.url("ipshare"),
-        "IPSHARE_KAFKA_BOOTSTRAP": procs.kafka.bootstrap,
-        "IPSHARE_DEV_KEY_DIR": str(key_dir),
-        "IPSHARE_MIGRATE_ON_START": "false",
-        "IPSHARE_LOG_LEVEL": "WARNING",
-    }
+    env = service_env(procs, "ipshare", key_dir)
     factory = "ipshare.app:create_app"
     if profile_dir is not None:
         env["BENCH_PROFILE_DIR"] = str(profile_dir)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(Path(__file__).parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         factory = "income:profiled_app"
-    # N single-process uvicorn servers, one port each, not ``uvicorn --workers N``: see
-    # _servers.py (how connections fall on a shared socket or port is left to chance).
-    cmd = [sys.executable, str(Path(__file__).parent / "_servers.py"), factory,
-           ",".join(map(str, ports))]
-    log = open(procs.root / "ipshare.log", "wb")  # noqa: SIM115 - closed with the process
-    procs.service = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+    procs.service = launch_servers(factory, ports, env, procs.root / "ipshare.log")
     for port in ports:
         wait_ready(procs, port)
     procs.workers = server_pids(procs.service.pid)
