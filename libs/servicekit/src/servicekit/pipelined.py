@@ -93,6 +93,13 @@ class PipelinedCommand:
         lookup = idempotency.lookup_query(self.principal.sub, self._claim)
         return [*reads[:at], lookup, *reads[at:]], at
 
+    def _stored(self, rows: list[list[Any]], at: int | None
+                ) -> idempotency.StoredResponse | None:
+        """Takes the key lookup's rows out of ``rows``: the stored answer, if any."""
+        if at is None or self._claim is None:
+            return None
+        return idempotency.stored_response(rows.pop(at), self._claim)
+
     def _uow(self, session: Session | None) -> UnitOfWork:
         return UnitOfWork(self._kit, session, self.principal, self._claim,
                           self._request_state)
@@ -104,11 +111,10 @@ class PipelinedCommand:
         # Leaving the block on an exception rolls back (the pool's connection context).
         async with pool.connection() as conn:
             rows = await _fetch(conn, dialect, statements, begin=True)
-            if at is not None and self._claim is not None:
-                stored = idempotency.stored_response(rows.pop(at), self._claim)
-                if stored is not None:
-                    await conn.rollback()
-                    return replay_response(stored)
+            stored = self._stored(rows, at)
+            if stored is not None:
+                await conn.rollback()
+                return replay_response(stored)
             uow = self._uow(None)
             pending: PendingCommit = decide(uow, rows, *args)
             try:
@@ -130,10 +136,9 @@ class PipelinedCommand:
             session = CoreSession(conn)
             rows = [fetch_all(session.connection(), statement, params)
                     for statement, params in statements]
-            if at is not None and self._claim is not None:
-                stored = idempotency.stored_response(rows.pop(at), self._claim)
-                if stored is not None:
-                    return replay_response(stored)
+            stored = self._stored(rows, at)
+            if stored is not None:
+                return replay_response(stored)
             # Stands in for a Session wherever the command takes one (duck-typed).
             return decide(self._uow(cast(Session, session)), rows, *args)
 
