@@ -853,7 +853,8 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
             total.cpu[k] = total.cpu.get(k, 0.0) + v
 
     n = args.rounds
-    f1, fn_, s1, sn = ("floor c=1", f"floor c={args.workers}", "service c=1",
+    # The floor's two phases keep distinct names when --workers is 1.
+    f1, fn_, s1, sn = ("floor c=1", f"floor on {args.workers} conns", "service c=1",
                        f"service c={args.concurrency}")
     for r in range(n):
         out(f"round {r + 1} of {n}: {f1}, {fn_}, {s1}, {sn}...")
@@ -919,13 +920,12 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
         "processes | iowait |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    counts = {"floor c=1": len(floor1.latencies),
-              f"floor c={args.workers}": len(floorn.latencies),
-              "service c=1": svc1.ok, f"service c={args.concurrency}": svcn.ok}
+    counts = {f1: len(floor1.latencies), fn_: len(floorn.latencies),
+              s1: svc1.ok, sn: svcn.ok}
     for name, p in phases.items():
         bench_cpu = p.cpu["bench"]
         if name.startswith("floor"):
-            bench_cpu += (floor1 if name == "floor c=1" else floorn).cpu
+            bench_cpu += (floor1 if name == f1 else floorn).cpu
         ours = sum(p.cpu[k] for k in ("service", "postgres", "kafka")) + bench_cpu
         lines.append(f"| {name} | {p.seconds:.1f} | {counts[name]} | {p.cores('service'):.2f} "
                      f"| {p.cores('postgres'):.2f} | {p.cores('kafka'):.2f} "
