@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
-from servicekit import audit, problems
+from servicekit import audit, housekeeping, problems
 from servicekit.auth import RevocationList, TokenVerifier
 from servicekit.bus import Bus, InProcessBus, KafkaBus
 from servicekit.clock import Clock, SystemClock
@@ -57,7 +57,7 @@ class Kit:
     consumers: list[EventConsumer] = field(default_factory=list)
     # PipelinedCommand's connections (PostgreSQL), held by the app's lifespan.
     pipeline_pool: AsyncConnectionPool | None = None
-    _checkpoint_stop: threading.Event = field(default_factory=threading.Event)
+    _background_stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)
@@ -69,23 +69,38 @@ class Kit:
         self.relay.start()
         for consumer in self.consumers:
             consumer.start()
-        self._checkpoint_stop.clear()
+        self._background_stop.clear()
         threading.Thread(target=self._checkpoints, name=f"audit-checkpoint-{self.name}",
                          daemon=True).start()
+        if self.settings.housekeeping_seconds > 0:
+            threading.Thread(target=self._housekeeping, name=f"housekeeping-{self.name}",
+                             daemon=True).start()
 
     def stop_background(self) -> None:
-        self._checkpoint_stop.set()
+        self._background_stop.set()
         for consumer in self.consumers:
             consumer.stop()
         self.relay.stop()
 
     def _checkpoints(self) -> None:
-        while not self._checkpoint_stop.wait(self.settings.audit_checkpoint_seconds):
+        while not self._background_stop.wait(self.settings.audit_checkpoint_seconds):
             try:
                 with self.sessions() as session, session.begin():
                     audit.checkpoint(session, self.clock.now())
             except Exception:
                 log.exception("audit checkpoint for %s failed", self.name)
+
+    def _housekeeping(self) -> None:
+        settings = self.settings
+        retention = housekeeping.Retention(
+            outbox_days=settings.outbox_retention_days,
+            inbox_days=settings.inbox_retention_days,
+            idempotency_days=settings.idempotency_retention_days)
+        while not self._background_stop.wait(settings.housekeeping_seconds):
+            try:
+                housekeeping.purge(self.engine, self.clock.now(), retention)
+            except Exception:
+                log.exception("housekeeping for %s failed", self.name)
 
 
 def build_verifier(settings: ServiceSettings) -> TokenVerifier:

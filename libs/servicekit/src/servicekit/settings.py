@@ -53,6 +53,12 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = 500
     relay_linger_seconds: float = 0.05
     audit_checkpoint_seconds: float = 300.0
+    # How often sent outbox rows, inbox rows and Idempotency-Key records past their
+    # retention are purged (servicekit.housekeeping); 0 never.
+    housekeeping_seconds: float = Field(default=3600.0, ge=0)
+    outbox_retention_days: int = Field(default=7, ge=1)
+    inbox_retention_days: int = Field(default=120, ge=1)
+    idempotency_retention_days: int = Field(default=7, ge=1)
 
     otlp_endpoint: str | None = None
     log_level: str = "INFO"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from ipshare.models import DistributionRow, LedgerEntryRow
+from servicekit.housekeeping import Retention, purge
 
 pytestmark = pytest.mark.postgres
 
@@ -222,6 +224,29 @@ def test_an_idempotent_retry_replays_instead_of_conflicting(w):
     again = w.c.post(f"/v1/agreements/{agreement['id']}/income", headers=headers, json=body)
     assert first.status_code == again.status_code == 201
     assert first.json()["id"] == again.json()["id"]
+
+
+def test_a_retry_after_its_key_expired_is_refused_not_posted_twice(w, clock, ipshare_db):
+    # Idempotency-Key records are purged after IDEMPOTENCY_RETENTION_DAYS; a late retry
+    # is then handled afresh, and the standing reference refuses it: nothing doubles.
+    agreement = w.agreement()
+    headers = {**w.office, "Idempotency-Key": "income-late"}
+    body = {"period": "Q4", "gross_vnd": 5_000, "costs_vnd": 0, "reference": "LATE-1"}
+    path = f"/v1/agreements/{agreement['id']}/income"
+    assert w.c.post(path, headers=headers, json=body).status_code == 201
+    rows = ledger_rows(ipshare_db)
+
+    clock.advance(timedelta(days=8))
+    deleted = purge(w.c.app.state.kit.engine, clock.now(), Retention(idempotency_days=7))
+
+    assert deleted["idempotency_keys"] >= 1
+    late = w.c.post(path, headers=headers, json=body)
+    assert late.status_code == 409, late.text
+    assert "Idempotent-Replayed" not in late.headers
+    assert ledger_rows(ipshare_db) == rows
+    assert trial_balance(w)["total_vnd"] == 0
+    listed = w.c.get(f"/v1/agreements/{agreement['id']}/distributions", headers=w.office)
+    assert len(listed.json()["items"]) == 1
 
 
 def test_a_payee_sees_the_totals_and_only_their_own_line(w):
