@@ -171,11 +171,14 @@ class _Row:
 
 
 class HistoryEntry(BaseModel):
+    """One step of an aggregate's trail as ``GET .../{id}/history`` shows it (the
+    contract's actor, role, time, action, from_status, to_status, reason)."""
+
     seq: int
     actor: str
     role: str
     org: str
-    at: datetime
+    time: datetime
     action: str
     from_status: str | None
     to_status: str | None
@@ -203,7 +206,7 @@ def history(
     ).all()
     items = [
         HistoryEntry(
-            seq=r.seq, actor=r.actor, role=r.role, org=r.org, at=as_utc(r.at), action=r.action,
+            seq=r.seq, actor=r.actor, role=r.role, org=r.org, time=as_utc(r.at), action=r.action,
             from_status=r.from_status, to_status=r.to_status, reason=r.reason, data=r.data,
         )
         for r in rows[:limit]

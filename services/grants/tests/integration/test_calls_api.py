@@ -103,18 +103,20 @@ def test_a_call_whose_window_ended_cannot_be_opened(client, tokens, clock):
     assert "window has already ended" in r.json()["detail"]
 
 
-def test_the_history_names_who_did_what_and_when(client, tokens):
+def test_the_history_names_who_did_what_and_when(client, tokens, clock):
     call = draft(client, tokens)
+    clock.advance(timedelta(hours=1))
     client.post(f"/v1/calls/{call['id']}/open", headers=pm(tokens))
+    clock.advance(timedelta(days=30))
     client.post(f"/v1/calls/{call['id']}/close", headers=pm(tokens))
     r = client.get(f"/v1/calls/{call['id']}/history", headers=pm(tokens))
     assert r.status_code == 200
-    trail = [(e["action"], e["from_status"], e["to_status"], e["actor"], e["role"])
-             for e in r.json()["items"]]
+    trail = [(e["action"], e["from_status"], e["to_status"], e["actor"], e["role"],
+              e["time"]) for e in r.json()["items"]]
     assert trail == [
-        ("draft", None, "draft", "pm-MOST", "program_manager"),
-        ("open", "draft", "open", "pm-MOST", "program_manager"),
-        ("close", "open", "closed", "pm-MOST", "program_manager"),
+        ("draft", None, "draft", "pm-MOST", "program_manager", "2026-11-23T09:00:00Z"),
+        ("open", "draft", "open", "pm-MOST", "program_manager", "2026-11-23T10:00:00Z"),
+        ("close", "open", "closed", "pm-MOST", "program_manager", "2026-12-23T10:00:00Z"),
     ]
 
 
