@@ -130,7 +130,6 @@ class Line(BaseModel):
     payee_id: str
     payee_kind: Literal["researcher", "institution"]
     amount_vnd: int
-    contribution_bp: int | None = None
 
 
 class DistributionRead(BaseModel):

@@ -287,6 +287,30 @@ def test_statements_carry_the_running_balance_and_are_private(w):
     assert w.c.get("/v1/payees/r-a/statement", headers=w.finance).status_code == 200
 
 
+def test_a_statement_window_takes_dates_or_times(w, clock):
+    authors = [{"researcher_id": "r-window", "name": "W", "contribution_bp": 10000}]
+    agreement = w.agreement(asset=w.asset(authors))
+    amounts = []
+    for gross in (1_000, 2_000, 4_000):  # on 23, 24 and 25 November
+        d = w.income(agreement["id"], gross=gross).json()
+        amounts.append(d["lines"][0]["amount_vnd"])
+        clock.advance(timedelta(days=1))
+
+    def statement(**window):
+        r = w.c.get("/v1/payees/r-window/statement", headers=w.finance, params=window)
+        return r.status_code, r.json()
+
+    by_date = statement(**{"from": "2026-11-24", "to": "2026-11-24"})
+    by_time = statement(**{"from": "2026-11-24T07:00:00+07:00", "to": "2026-11-25T00:00:00Z"})
+    for status, body in (by_date, by_time):
+        assert status == 200, body
+        assert [i["amount_vnd"] for i in body["items"]] == [amounts[1]]
+        assert body["opening_balance_vnd"] == amounts[0]
+        assert body["closing_balance_vnd"] == amounts[0] + amounts[1]
+    assert statement(**{"from": "2026-11-24T10:00:00"})[0] == 422  # a time needs its offset
+    assert statement(**{"from": "2026-11-25", "to": "2026-11-24"})[0] == 422
+
+
 def test_the_ledger_refuses_edits(w, ipshare_db):
     agreement = w.agreement()
     w.income(agreement["id"])
@@ -311,6 +335,17 @@ def test_roles_and_ownership(w):
     listed = w.c.get("/v1/assets", headers=w.a).json()["items"]
     assert asset["id"] in [a["id"] for a in listed]
     assert w.c.get("/v1/assets", headers=w.outsider).json()["items"] == []
+    # The asset's authors see its agreements, listed and one by one; outsiders do not.
+    path = f"/v1/agreements/{agreement['id']}"
+    listed = w.c.get(f"/v1/assets/{asset['id']}/agreements", headers=w.a).json()["items"]
+    assert [a["id"] for a in listed] == [agreement["id"]]
+    assert w.c.get(path, headers=w.a).json() == agreement
+    assert w.c.get(f"{path}/history", headers=w.a).status_code == 200
+    for outsider in (w.outsider, w.other_office):
+        assert w.c.get(path, headers=outsider).status_code == 404
+        assert w.c.get(f"{path}/history", headers=outsider).status_code == 404
+    assert w.c.post(f"{path}/terminate", headers=w.a, json={"reason": "x"}).status_code \
+        == 403
 
 
 def test_the_documented_examples_work_as_documented(w):

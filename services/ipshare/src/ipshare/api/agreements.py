@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ipshare import access, events
-from ipshare.api.assets import Institution, agreement_read
+from ipshare.api.assets import Institution, agreement_read, is_author
 from ipshare.api.deps import Limit, problem_from
 from ipshare.domain.errors import DomainError
 from ipshare.models import AgreementRow
@@ -20,8 +20,11 @@ router = APIRouter(prefix="/v1/agreements", tags=["agreements"])
 
 
 def visible(session, agreement_id: str, user: Principal) -> AgreementRow:
+    """The agreement, for its institution, the books, and the authors of its asset (who
+    see it in the asset's list too)."""
     row = session.get(AgreementRow, agreement_id)
-    if row is None or not access.can_read_institution_data(user, row.institution_id):
+    if row is None or not (access.can_read_institution_data(user, row.institution_id) or (
+            user.has("researcher") and is_author(session, row.asset_id, user.sub))):
         raise NotFound(f"agreement {agreement_id} not found")
     return row
 

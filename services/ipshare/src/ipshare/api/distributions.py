@@ -9,6 +9,7 @@ work rather than the ORM's unit of work, which costs several times the SQL itsel
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -289,9 +290,13 @@ def read_distributions(agreement_id: str, session: SessionDep, user: CurrentPrin
             summary="Every line of a payee, with the running balance carried forward")
 def read_statement(
     payee_id: str, session: SessionDep, user: CurrentPrincipal,
-    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    to: AwareDatetime | None = None, limit: Limit = 100, cursor: str | None = None,
+    from_: Annotated[AwareDatetime | date | None, Query(alias="from", description=(
+        "lines from this RFC 3339 time, or from the start of this date (UTC)"))] = None,
+    to: Annotated[AwareDatetime | date | None, Query(description=(
+        "lines before this RFC 3339 time, or up to the end of this date (UTC)"))] = None,
+    limit: Limit = 100, cursor: str | None = None,
 ) -> Statement:
+    from_, to = _bound(from_, end=False), _bound(to, end=True)
     base = [LEDGER.c.payee_id == payee_id]
     if user.has(*access.ALL_SEEING) or user.sub == payee_id or (
             user.has("institution") and user.org == payee_id):
@@ -329,6 +334,14 @@ def read_statement(
     next_cursor = str(items[-1].entry_id) if len(rows) > limit else None
     return Statement(payee_id=payee_id, opening_balance_vnd=int(opening), items=items,
                      closing_balance_vnd=balance, next_cursor=next_cursor)
+
+
+def _bound(value: datetime | date | None, *, end: bool) -> datetime | None:
+    """A statement's bound as a time: a date stands for its whole day, UTC."""
+    if value is None or isinstance(value, datetime):
+        return value
+    day = value + timedelta(days=1) if end else value
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 @router.get("/ledger/trial-balance", response_model=TrialBalance,
