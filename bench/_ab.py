@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import income as bench
@@ -48,18 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ipshare.app import migrate
-    from servicekit.devtokens import DevIssuer, ensure_dev_keys
 
-    root = Path(tempfile.mkdtemp(prefix="most-ab-", dir="/tmp"))
-    os.chmod(root, 0o755)  # traversable by the unprivileged PostgreSQL user
+    root = bench.scratch_root("most-ab-")
     procs = bench.Processes(root=root)
     launchers: list[bench.Processes] = []
     try:
         bench.start_infrastructure(procs)
         key_dir = root / "dev-keys"
-        ensure_dev_keys(key_dir)
-        token = DevIssuer(key_dir).issue("off-bench", name="Bench", org=bench.INST,
-                                         roles=["institution"])
+        token = bench.officer_token(key_dir)
         variants = []
         for i, factory in enumerate((args.a, args.b)):
             db = f"variant_{i}"

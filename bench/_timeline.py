@@ -16,7 +16,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import income as bench
@@ -32,10 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ipshare.app import migrate
-    from servicekit.devtokens import DevIssuer, ensure_dev_keys
 
-    root = Path(tempfile.mkdtemp(prefix="most-timeline-", dir="/tmp"))
-    os.chmod(root, 0o755)  # traversable by the unprivileged PostgreSQL user
+    root = bench.scratch_root("most-timeline-")
     procs = bench.Processes(root=root)
     timeline = root / "timeline.jsonl"
     try:
@@ -44,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             procs.pg.create_database(db)
             migrate(procs.pg.url(db))
         key_dir = root / "dev-keys"
-        ensure_dev_keys(key_dir)
-        token = DevIssuer(key_dir).issue("off-bench", name="Bench", org=bench.INST,
-                                         roles=["institution"])
+        token = bench.officer_token(key_dir)
         port = bench.free_port()
         env = bench.service_env(procs, "ipshare", key_dir)
         env["PYTHONPATH"] = os.pathsep.join([str(BENCH), env.get("PYTHONPATH", "")])

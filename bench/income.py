@@ -522,6 +522,23 @@ def pooled_load(results: list[LoadResult]) -> LoadResult:
 # --------------------------------------------------------------------------- set-up
 
 
+def scratch_root(prefix: str) -> Path:
+    """A fresh folder under /tmp for one run's servers and data."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(root, 0o755)  # traversable by the unprivileged PostgreSQL user
+    return root
+
+
+def officer_token(key_dir: Path) -> str:
+    """A real JWT of an institution officer of ``INST``, signed with the dev key in
+    ``key_dir`` (created if missing), which the servers verify."""
+    from servicekit.devtokens import DevIssuer, ensure_dev_keys
+
+    ensure_dev_keys(key_dir)
+    return DevIssuer(key_dir).issue("off-bench", name="Bench Officer", org=INST,
+                                    roles=["institution"])
+
+
 def start_infrastructure(procs: Processes) -> None:
     """A durable PostgreSQL and a Kafka with the topics the service uses, in ``procs``."""
     from servicekit.localservers import start_kafka, start_postgres
@@ -798,8 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, _sigterm)
-    root = Path(tempfile.mkdtemp(prefix="most-bench-", dir="/tmp"))
-    os.chmod(root, 0o755)  # traversable by the unprivileged PostgreSQL user
+    root = scratch_root("most-bench-")
     procs = Processes(root=root)
     atexit.register(procs.stop)
     started = time.perf_counter()
@@ -814,14 +830,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
-    from servicekit.devtokens import DevIssuer
-
     key_dir = procs.root / "dev-keys"
     out(f"income bench: {args.workers} uvicorn servers, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}")
     service_dsn, floor_dsn, ports = start_servers(procs, args.workers, key_dir, args.profile)
-    issuer = DevIssuer(key_dir)
-    token = issuer.issue("off-bench", name="Bench Officer", org=INST, roles=["institution"])
+    token = officer_token(key_dir)
     n_agreements = args.agreements or args.concurrency
     agreements = seed(ports[0], token, n_agreements)
     out(f"service on 127.0.0.1 ports {', '.join(map(str, ports))}; seeded 1 asset (3 "
