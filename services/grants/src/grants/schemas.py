@@ -180,6 +180,7 @@ class MilestoneRead(BaseModel):
 
 class BreachRead(BaseModel):
     id: str
+    grant_id: str
     kind: str
     description: str
     recorded_by: str

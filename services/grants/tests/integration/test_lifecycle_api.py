@@ -254,6 +254,12 @@ def test_reviewers_do_not_see_each_others_reviews_before_the_decision(w):
              json={"decision": "reject", "reason": "out of scope"})
     after = w.c.get(f"/v1/applications/{app['id']}/reviews", headers=w.rev1).json()["items"]
     assert len(after) == 2
+    path = f"/v1/applications/{app['id']}/reviews"
+    first = w.c.get(path, headers=w.pm, params={"limit": 1}).json()
+    second = w.c.get(path, headers=w.pm,
+                     params={"limit": 1, "cursor": first["next_cursor"]}).json()
+    assert second["next_cursor"] is None
+    assert [r["id"] for r in first["items"] + second["items"]] == [r["id"] for r in after]
 
 
 # --- decisions ---------------------------------------------------------------------------
@@ -392,6 +398,16 @@ def test_registering_a_result_emits_result_registered(w, grants_db):
     assert r.status_code == 201, r.text
     assert r.json()["institution_id"] == INSTITUTION
     assert events_for(grants_db, grant["id"])[-1] == "result.registered"
+    second = w.c.post(f"/v1/grants/{grant['id']}/results", headers=w.member, json={
+        "kind": "dataset", "title": "Field data",
+        "authors": [{"researcher_id": "r-lead", "name": "Lead", "contribution_bp": 10000}]})
+    path = f"/v1/grants/{grant['id']}/results"
+    page = w.c.get(path, headers=w.pm, params={"limit": 1}).json()
+    rest = w.c.get(path, headers=w.pm, params={"limit": 1, "cursor": page["next_cursor"]}
+                   ).json()
+    paged = [x["id"] for x in page["items"] + rest["items"]]
+    assert sorted(paged) == sorted([r.json()["id"], second.json()["id"]])
+    assert rest["next_cursor"] is None
     bad = w.c.post(f"/v1/grants/{grant['id']}/results", headers=w.member, json={
         "kind": "patent", "title": "x",
         "authors": [{"researcher_id": "r-lead", "name": "Lead", "contribution_bp": 9000}]})
@@ -419,6 +435,7 @@ def test_a_recorded_breach_bars_the_good_faith_outcome(w):
     r = w.c.post(f"/v1/grants/{grant['id']}/breaches", headers=w.pm,
                  json={"kind": "misuse", "description": "bought a car"})
     assert r.status_code == 201
+    assert r.json()["grant_id"] == grant["id"]
     r = w.c.post(f"/v1/grants/{grant['id']}/close", headers=w.pm, json={
         "outcome": "failed_in_good_faith", "justification": "x", "procedures_followed": True})
     assert r.status_code == 409 and "breach" in r.json()["detail"]
@@ -529,6 +546,8 @@ def test_the_portfolio_counts_good_faith_failure_as_accepted_risk(w):
 
 
 def test_a_programme_manager_sees_only_their_agencys_portfolio(w):
+    assert w.c.get("/v1/portfolio", headers=w.pm).json()["agency_id"] == AGENCY
+    assert w.c.get("/v1/portfolio", headers=w.auditor).json()["agency_id"] is None
     assert w.c.get("/v1/portfolio", headers=w.pm,
                    params={"agency": "DOST-HN"}).status_code == 403
     assert w.c.get("/v1/portfolio", headers=w.lead).status_code == 403

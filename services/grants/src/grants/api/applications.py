@@ -157,7 +157,8 @@ def review_read(r: ReviewRow) -> ReviewRead:
 @router.get("/applications/{application_id}/reviews", response_model=ReviewPage,
             summary="Reviews: all to the agency, auditors and admins; a reviewer sees only "
                     "their own until the decision")
-def read_reviews(application_id: str, session: SessionDep, user: CurrentPrincipal):
+def read_reviews(application_id: str, session: SessionDep, user: CurrentPrincipal,
+                 limit: Limit = DEFAULT_PAGE, cursor: str | None = None):
     row, app = visible(session, application_id, user)
     stmt = select(ReviewRow).where(ReviewRow.application_id == app.id)
     decided = app.status in (ApplicationStatus.APPROVED, ApplicationStatus.REJECTED)
@@ -168,8 +169,9 @@ def read_reviews(application_id: str, session: SessionDep, user: CurrentPrincipa
             raise Forbidden("reviews are for the ministry")
         if not decided:
             stmt = stmt.where(ReviewRow.reviewer_id == user.sub)
-    rows = session.execute(stmt.order_by(ReviewRow.created_at, ReviewRow.id)).scalars().all()
-    return ReviewPage(items=[review_read(r) for r in rows])
+    rows, next_cursor = keyset_page(session, stmt, ReviewRow.created_at, ReviewRow.id,
+                                    limit=limit, cursor=cursor)
+    return ReviewPage(items=[review_read(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.post("/applications/{application_id}/decision", response_model=ApplicationRead,

@@ -77,7 +77,7 @@ def to_read(session: Session, row: GrantRow, grant: Grant, today: date) -> Grant
                           reject_reason=m.reject_reason)
             for m in grant.milestones
         ],
-        breaches=[BreachRead(id=b.id, kind=b.kind, description=b.description,
+        breaches=[BreachRead(id=b.id, grant_id=row.id, kind=b.kind, description=b.description,
                              recorded_by=b.recorded_by, created_at=as_utc(b.created_at))
                   for b in breaches],
         created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
@@ -227,11 +227,14 @@ def result_read(r: ResultRow, institution_id: str) -> ResultRead:
 
 @router.get("/grants/{grant_id}/results", response_model=ResultPage,
             summary="The grant's registered results")
-def read_results(grant_id: str, session: SessionDep, user: CurrentPrincipal):
+def read_results(grant_id: str, session: SessionDep, user: CurrentPrincipal,
+                 limit: Limit = DEFAULT_PAGE, cursor: str | None = None):
     _, grant = visible(session, grant_id, user)
-    rows = session.execute(select(ResultRow).where(ResultRow.grant_id == grant.id)
-                           .order_by(ResultRow.created_at, ResultRow.id)).scalars().all()
-    return ResultPage(items=[result_read(r, grant.institution_id) for r in rows])
+    rows, next_cursor = keyset_page(
+        session, select(ResultRow).where(ResultRow.grant_id == grant.id),
+        ResultRow.created_at, ResultRow.id, limit=limit, cursor=cursor)
+    return ResultPage(items=[result_read(r, grant.institution_id) for r in rows],
+                      next_cursor=next_cursor)
 
 
 @router.post("/grants/{grant_id}/breaches", status_code=201, response_model=BreachRead,
@@ -253,7 +256,7 @@ def record_breach(grant_id: str, body: BreachCreate, user: ProgramManager, uow: 
                to_status=grant.status.value, reason=body.description,
                data={"breach_id": breach.id, "kind": breach.kind.value})
     events.publish(uow, grant.events)
-    return uow.commit(BreachRead(id=breach.id, kind=breach.kind.value,
+    return uow.commit(BreachRead(id=breach.id, grant_id=grant.id, kind=breach.kind.value,
                                  description=breach.description, recorded_by=user.sub,
                                  created_at=uow.now), status_code=201)
 

@@ -57,6 +57,7 @@ class CallMetrics(Metrics):
 
 
 class Portfolio(BaseModel):
+    agency_id: str | None  # the agency whose portfolio this is; None: national
     filters: dict[str, Any]
     overall: Metrics
     by_call: list[CallMetrics]
@@ -163,6 +164,7 @@ def read_portfolio(
     ]
     by_call.sort(key=lambda c: c.call_id)
     return Portfolio(
+        agency_id=agency,
         filters={"agency": agency, "call_id": call_id,
                  "from": from_.isoformat() if from_ else None,
                  "to": to.isoformat() if to else None},
