@@ -2,7 +2,8 @@
 
 - researchers: applications and grants whose team they are on (or that they drafted);
 - institution officers: their organisation's applications and grants;
-- programme managers: their own agency's (funding agency = their ``org``);
+- programme managers: their own agency's applications (funding agency = their ``org``),
+  and every grant, as every ministry role (they act on their own agency's only: 403);
 - reviewers: submitted applications without a conflict of interest, and grants;
 - auditors and admins: everything (read).
 """
@@ -17,6 +18,8 @@ from grants.models import ApplicationRow, GrantRow, TeamMemberRow
 from servicekit.auth import Principal
 
 NATIONAL = ("auditor", "admin")
+# The contract's "ministry roles", who read every grant (GET /v1/grants/{id}).
+MINISTRY_READERS = ("program_manager", "reviewer", "auditor", "admin")
 
 
 def can_read_application(p: Principal, app: Application) -> bool:
@@ -33,13 +36,11 @@ def can_read_application(p: Principal, app: Application) -> bool:
 
 
 def can_read_grant(p: Principal, grant: Grant) -> bool:
-    if p.has(*NATIONAL, "reviewer"):
+    if p.has(*MINISTRY_READERS):
         return True
     if p.has("researcher") and p.sub in grant.team_ids():
         return True
-    if p.has("institution") and p.org == grant.institution_id:
-        return True
-    return p.has("program_manager") and p.org == grant.agency_id
+    return p.has("institution") and p.org == grant.institution_id
 
 
 def _on_team(sub: str, application_id_col) -> object:
@@ -68,13 +69,11 @@ def scope_applications(p: Principal, stmt: Select) -> Select:
 
 
 def scope_grants(p: Principal, stmt: Select) -> Select:
-    if p.has(*NATIONAL, "reviewer"):
+    if p.has(*MINISTRY_READERS):
         return stmt
     clauses = []
     if p.has("researcher"):
         clauses.append(_on_team(p.sub, GrantRow.application_id))
     if p.has("institution"):
         clauses.append(GrantRow.institution_id == p.org)
-    if p.has("program_manager"):
-        clauses.append(GrantRow.agency_id == p.org)
     return stmt.where(or_(*clauses) if clauses else false())

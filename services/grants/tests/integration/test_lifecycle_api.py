@@ -326,11 +326,27 @@ def test_another_agency_cannot_decide(w):
 def test_grant_visibility_team_institution_ministry_only(w):
     grant = w.grant()
     path = f"/v1/grants/{grant['id']}"
-    for who in (w.lead, w.member, w.office, w.pm, w.rev1, w.auditor):
+    for who in (w.lead, w.member, w.office, w.pm, w.pm_other, w.rev1, w.auditor):
         assert w.c.get(path, headers=who).status_code == 200
-    for who in (w.outsider, w.other_office, w.pm_other):
+    for who in (w.outsider, w.other_office):
         assert w.c.get(path, headers=who).status_code == 404
     assert w.c.get(path).status_code == 401
+
+
+def test_another_agency_reads_a_grant_but_does_not_act_on_it(w):
+    grant = w.grant()
+    w.report(grant, 1)
+    path = f"/v1/grants/{grant['id']}"
+    attempts = [
+        (f"{path}/milestones/{grant['milestones'][0]['id']}/accept", {}),
+        (f"{path}/breaches", {"kind": "other", "description": "x"}),
+        (f"{path}/close", {"outcome": "completed", "justification": "x"}),
+    ]
+    for url, body in attempts:
+        r = w.c.post(url, headers=w.pm_other, json=body)
+        assert r.status_code == 403, (url, r.text)
+    after = w.c.get(path, headers=w.pm).json()
+    assert (after["status"], after["disbursed_vnd"], after["breaches"]) == ("active", 0, [])
 
 
 def test_accepting_a_reported_milestone_releases_its_tranche(w, grants_db):
