@@ -238,6 +238,17 @@ def test_terminated_for_breach_refunds_at_most_what_was_disbursed():
     assert grant.liability == Liability.NOT_EXEMPT
 
 
+def test_terminated_for_breach_takes_the_breach_recorded_on_the_grant():
+    grant = awarded_grant()
+    with pytest.raises(InvalidInput, match="breach"):
+        grant.close(outcome=Outcome.TERMINATED_FOR_BREACH, justification="j", now=NOW)
+    grant.record_breach(breach_id="b1", kind=BreachKind.ABANDONMENT,
+                        description="the team left", recorded_by="pm-1", now=NOW)
+    grant.close(outcome=Outcome.TERMINATED_FOR_BREACH, justification="j", now=NOW)
+    assert grant.breach_stated == "abandonment: the team left"
+    assert grant.liability == Liability.NOT_EXEMPT
+
+
 def test_partially_completed_releases_the_floor_of_the_completed_share():
     grant = awarded_grant()
     grant.report_milestone("m2", {})

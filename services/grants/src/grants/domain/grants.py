@@ -481,7 +481,11 @@ class Grant:
     def _close_for_breach(self, *, justification: str, breach: str | None,
                           refund_vnd: int | None, **_: Any) -> None:
         if not (breach or "").strip():
-            raise InvalidInput("terminated_for_breach needs the breach stated", field="breach")
+            # A breach recorded earlier (POST .../breaches) states it as well.
+            breach = "; ".join(f"{b.kind}: {b.description}" for b in self.breaches)
+        if not breach:
+            raise InvalidInput("terminated_for_breach needs the breach stated, or one "
+                               "recorded on the grant", field="breach")
         refund = refund_vnd or 0
         if refund < 0:
             raise InvalidInput("refund_vnd must not be negative", field="refund_vnd")
