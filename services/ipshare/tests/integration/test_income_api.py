@@ -115,6 +115,20 @@ def test_a_policy_below_30_percent_is_refused_and_changes_are_versioned(w):
     assert w.c.put(f"/v1/institutions/{INST}/policy", headers=w.other_office,
                    json={"researcher_share_bp": 5000}).status_code == 403
 
+    # The changes' trail: who, when, from which version to which; the refused ones left
+    # nothing. Seen by the institution, its researchers and the books; not by others.
+    path = f"/v1/institutions/{INST}/policy/history"
+    trail = w.c.get(path, headers=w.office).json()["items"][-2:]
+    assert [(e["actor"], e["from_status"], e["to_status"], e["data"]["researcher_share_bp"])
+            for e in trail] == [
+        ("off-1", f"v{first['version'] - 1}", f"v{first['version']}", 3500),
+        ("off-1", f"v{first['version']}", f"v{second['version']}", 4000)]
+    assert all(e["time"] for e in trail)
+    for reader in (w.a, w.auditor, w.finance):
+        assert w.c.get(path, headers=reader).status_code == 200
+    for outsider in (w.other_office, w.outsider):
+        assert w.c.get(path, headers=outsider).status_code == 404
+
 
 def test_spin_off_income_is_in_kind_on_the_contributed_value(w):
     agreement = w.agreement(kind="spin_off")

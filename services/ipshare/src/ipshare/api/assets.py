@@ -204,3 +204,14 @@ def put_policy(institution_id: str, body: PolicyUpdate, user: Institution, uow: 
             summary="The current sharing policy (version 0: the statutory default)")
 def read_policy(institution_id: str, session: SessionDep, user: CurrentPrincipal) -> PolicyRead:
     return policy_read(institution_id, session)
+
+
+@router.get("/institutions/{institution_id}/policy/history", response_model=HistoryPage,
+            summary="Every change of the sharing policy: who, when, from which version")
+def read_policy_history(institution_id: str, session: SessionDep, user: CurrentPrincipal,
+                        limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
+    # The institution, the books, and the institution's own people (whose share it sets).
+    if not (access.can_read_institution_data(user, institution_id)
+            or user.org == institution_id):
+        raise NotFound(f"institution {institution_id} has no policy history for you")
+    return history(session, "policy", institution_id, limit=limit, cursor=cursor)
