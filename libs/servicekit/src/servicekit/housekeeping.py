@@ -8,13 +8,15 @@
   from anywhere on its topic (a consumer group reset to the earliest offset, a dead
   letter republished) still finds its row and is not applied twice. Keep it above the
   topics' retention.
-- ``idempotency_keys``: ``idempotency_retention_days`` (default 7). A retry with the same
-  key within that replays the first answer; after it the request is handled afresh, and
-  the domain's own rules (one standing distribution per income reference, state
-  transitions) refuse what would be a duplicate.
+- ``idempotency_keys``: ``idempotency_retention_days`` (default 30). A retry with the same
+  key within that replays the first answer; after it the request is handled afresh: the
+  domain's own rules (one standing distribution per income reference, state transitions)
+  refuse some duplicates, but a create without such a rule (a call, an application, a
+  result) would be made again, hence a retention far beyond any client's retries.
 
 The audit trail is append-only and never purged. Rows go in batches, one short
-transaction each, so that a backlog does not hold locks or one long transaction.
+transaction each, so that a backlog does not hold locks or one long transaction. Several
+processes may purge at once: a row deleted by one is skipped by the others.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 class Retention:
     outbox_days: int = 7
     inbox_days: int = 120
-    idempotency_days: int = 7
+    idempotency_days: int = 30
 
 
 def purge(engine: Engine, now: datetime, retention: Retention, *,

@@ -43,9 +43,10 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
 
 def keyset_page(
     session: Any, stmt: Any, created_col: Any, id_col: Any, *, limit: int,
-    cursor: str | None,
+    cursor: str | None, newest_first: bool = True,
 ) -> tuple[list[Any], str | None]:
-    """Newest first, paged by ``(created_at, id)``; returns rows and the next cursor."""
+    """Paged by ``(created_at, id)``, newest first (or oldest first, for what reads as a
+    sequence: reviews, results); returns rows and the next cursor."""
     from sqlalchemy import and_, or_
 
     from servicekit.clock import as_utc
@@ -56,9 +57,14 @@ def keyset_page(
             created = datetime.fromisoformat(after[0])
         except (TypeError, ValueError) as exc:
             raise Invalid("cursor is not valid", loc=["query", "cursor"]) from exc
-        stmt = stmt.where(or_(created_col < created,
-                              and_(created_col == created, id_col < str(after[1]))))
-    rows = session.execute(stmt.order_by(created_col.desc(), id_col.desc()).limit(limit + 1))
+        if newest_first:
+            stmt = stmt.where(or_(created_col < created,
+                                  and_(created_col == created, id_col < str(after[1]))))
+        else:
+            stmt = stmt.where(or_(created_col > created,
+                                  and_(created_col == created, id_col > str(after[1]))))
+    order = (created_col.desc(), id_col.desc()) if newest_first else (created_col, id_col)
+    rows = session.execute(stmt.order_by(*order).limit(limit + 1))
     rows = rows.scalars().all()
     if len(rows) <= limit:
         return list(rows), None

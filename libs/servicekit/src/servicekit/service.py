@@ -96,7 +96,11 @@ class Kit:
             outbox_days=settings.outbox_retention_days,
             inbox_days=settings.inbox_retention_days,
             idempotency_days=settings.idempotency_retention_days)
-        while not self._background_stop.wait(settings.housekeeping_seconds):
+        # The first pass soon after start (a process restarted more often than the
+        # interval would otherwise never purge), then one every interval.
+        delay = min(settings.housekeeping_seconds, 60.0)
+        while not self._background_stop.wait(delay):
+            delay = settings.housekeeping_seconds
             try:
                 housekeeping.purge(self.engine, self.clock.now(), retention)
             except Exception:

@@ -58,7 +58,7 @@ class ServiceSettings(BaseSettings):
     housekeeping_seconds: float = Field(default=3600.0, ge=0)
     outbox_retention_days: int = Field(default=7, ge=1)
     inbox_retention_days: int = Field(default=120, ge=1)
-    idempotency_retention_days: int = Field(default=7, ge=1)
+    idempotency_retention_days: int = Field(default=30, ge=1)
 
     otlp_endpoint: str | None = None
     log_level: str = "INFO"

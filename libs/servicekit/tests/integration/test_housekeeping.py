@@ -108,7 +108,8 @@ def test_a_running_service_purges_in_the_background(sqlite_kit_engine, tmp_path)
 
     seed(sqlite_kit_engine)
     settings = ServiceSettings(database_url=str(sqlite_kit_engine.url),
-                               dev_key_dir=tmp_path / "keys", housekeeping_seconds=0.05)
+                               dev_key_dir=tmp_path / "keys", housekeeping_seconds=0.05,
+                               idempotency_retention_days=7)
     app = create_service_app(settings, title="t", description="d", clock=FixedClock(NOW))
 
     with TestClient(app):

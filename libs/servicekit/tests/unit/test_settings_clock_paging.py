@@ -57,3 +57,37 @@ def test_cursors_round_trip_and_foreign_cursors_are_422():
 def test_idempotency_hash_ignores_key_order_and_whitespace():
     assert _canonical_body(b'{"a": 1, "b": [1,2]}') == _canonical_body(b'{"b":[1, 2],"a":1}')
     assert _canonical_body(b'{"a": 1}') != _canonical_body(b'{"a": 2}')
+
+
+@pytest.mark.parametrize("newest_first", [True, False])
+def test_keyset_pages_cover_every_row_once_in_either_order(tmp_path, newest_first):
+    import sqlalchemy as sa
+    from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
+
+    from servicekit.paging import keyset_page
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Thing(Base):
+        __tablename__ = "things"
+        id = mapped_column(sa.String, primary_key=True)
+        created_at = mapped_column(sa.DateTime, nullable=False)
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    Base.metadata.create_all(engine)
+    t0 = datetime(2026, 11, 23, 9, 0)
+    with Session(engine) as session:  # pairs share a time: ties go by id
+        session.add_all(Thing(id=f"t{i}", created_at=t0 + timedelta(minutes=i // 2))
+                        for i in range(7))
+        session.commit()
+
+        seen, cursor = [], None
+        while True:
+            page, cursor = keyset_page(session, sa.select(Thing), Thing.created_at, Thing.id,
+                                       limit=2, cursor=cursor, newest_first=newest_first)
+            seen += [t.id for t in page]
+            if cursor is None:
+                break
+    expected = [f"t{i}" for i in range(7)]
+    assert seen == (expected[::-1] if newest_first else expected)

@@ -2,8 +2,9 @@
 
 - researchers: applications and grants whose team they are on (or that they drafted);
 - institution officers: their organisation's applications and grants;
-- programme managers: their own agency's applications (funding agency = their ``org``),
-  and every grant, as every ministry role (they act on their own agency's only: 403);
+- programme managers: their own agency's applications and grants (funding agency = their
+  ``org``) in lists; any one grant by its id, as every ministry role (acting on another
+  agency's is refused: 403);
 - reviewers: submitted applications without a conflict of interest, and grants;
 - auditors and admins: everything (read).
 """
@@ -69,11 +70,15 @@ def scope_applications(p: Principal, stmt: Select) -> Select:
 
 
 def scope_grants(p: Principal, stmt: Select) -> Select:
-    if p.has(*MINISTRY_READERS):
+    """Restrict a grants list to what ``p`` may list. A programme manager lists their own
+    agency's only: the other agencies' portfolios are not theirs to rebuild."""
+    if p.has(*NATIONAL, "reviewer"):
         return stmt
     clauses = []
     if p.has("researcher"):
         clauses.append(_on_team(p.sub, GrantRow.application_id))
     if p.has("institution"):
         clauses.append(GrantRow.institution_id == p.org)
+    if p.has("program_manager"):
+        clauses.append(GrantRow.agency_id == p.org)
     return stmt.where(or_(*clauses) if clauses else false())

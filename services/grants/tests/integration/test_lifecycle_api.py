@@ -347,6 +347,11 @@ def test_another_agency_reads_a_grant_but_does_not_act_on_it(w):
         assert r.status_code == 403, (url, r.text)
     after = w.c.get(path, headers=w.pm).json()
     assert (after["status"], after["disbursed_vnd"], after["breaches"]) == ("active", 0, [])
+    # Lists stay within the agency (its portfolio is not another agency's to rebuild).
+    listed = w.c.get("/v1/grants", headers=w.pm_other, params={"limit": 200}).json()
+    assert grant["id"] not in [g["id"] for g in listed["items"]]
+    listed = w.c.get("/v1/grants", headers=w.pm, params={"call_id": grant["call_id"]}).json()
+    assert grant["id"] in [g["id"] for g in listed["items"]]
 
 
 def test_accepting_a_reported_milestone_releases_its_tranche(w, grants_db):
@@ -422,8 +427,8 @@ def test_registering_a_result_emits_result_registered(w, grants_db):
     rest = w.c.get(path, headers=w.pm, params={"limit": 1, "cursor": page["next_cursor"]}
                    ).json()
     paged = [x["id"] for x in page["items"] + rest["items"]]
-    assert sorted(paged) == sorted([r.json()["id"], second.json()["id"]])
-    assert rest["next_cursor"] is None
+    assert paged == sorted([r.json()["id"], second.json()["id"]])  # oldest first; same
+    assert rest["next_cursor"] is None                              # time: by id
     bad = w.c.post(f"/v1/grants/{grant['id']}/results", headers=w.member, json={
         "kind": "patent", "title": "x",
         "authors": [{"researcher_id": "r-lead", "name": "Lead", "contribution_bp": 9000}]})

@@ -321,7 +321,10 @@ def test_a_statement_window_takes_dates_or_times(w, clock):
         assert [i["amount_vnd"] for i in body["items"]] == [amounts[1]]
         assert body["opening_balance_vnd"] == amounts[0]
         assert body["closing_balance_vnd"] == amounts[0] + amounts[1]
-    assert statement(**{"from": "2026-11-24T10:00:00"})[0] == 422  # a time needs its offset
+    status, everything = statement(**{"from": "2026-11-23", "to": "9999-12-31"})
+    assert status == 200 and [i["amount_vnd"] for i in everything["items"]] == amounts
+    for naive in ("2026-11-24T10:00:00", "2026-11-24T00:00:00"):  # a time needs its offset
+        assert statement(**{"from": naive})[0] == 422
     assert statement(**{"from": "2026-11-25", "to": "2026-11-24"})[0] == 422
 
 

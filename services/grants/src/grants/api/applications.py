@@ -170,7 +170,7 @@ def read_reviews(application_id: str, session: SessionDep, user: CurrentPrincipa
         if not decided:
             stmt = stmt.where(ReviewRow.reviewer_id == user.sub)
     rows, next_cursor = keyset_page(session, stmt, ReviewRow.created_at, ReviewRow.id,
-                                    limit=limit, cursor=cursor)
+                                    limit=limit, cursor=cursor, newest_first=False)
     return ReviewPage(items=[review_read(r) for r in rows], next_cursor=next_cursor)
 
 

@@ -232,7 +232,7 @@ def read_results(grant_id: str, session: SessionDep, user: CurrentPrincipal,
     _, grant = visible(session, grant_id, user)
     rows, next_cursor = keyset_page(
         session, select(ResultRow).where(ResultRow.grant_id == grant.id),
-        ResultRow.created_at, ResultRow.id, limit=limit, cursor=cursor)
+        ResultRow.created_at, ResultRow.id, limit=limit, cursor=cursor, newest_first=False)
     return ResultPage(items=[result_read(r, grant.institution_id) for r in rows],
                       next_cursor=next_cursor)
 

@@ -210,8 +210,8 @@ def read_policy(institution_id: str, session: SessionDep, user: CurrentPrincipal
             summary="Every change of the sharing policy: who, when, from which version")
 def read_policy_history(institution_id: str, session: SessionDep, user: CurrentPrincipal,
                         limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
-    # The institution, the books, and the institution's own people (whose share it sets).
+    # The institution, the books, and its researchers (whose share the policy sets).
     if not (access.can_read_institution_data(user, institution_id)
-            or user.org == institution_id):
+            or (user.has("researcher") and user.org == institution_id)):
         raise NotFound(f"institution {institution_id} has no policy history for you")
     return history(session, "policy", institution_id, limit=limit, cursor=cursor)

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session
 
@@ -164,6 +164,16 @@ def _post_income(uow: UnitOfWork, rows: list[list[Any]], agreement_id: str,
     return uow.commit(_read(payload), status_code=201)
 
 
+def _calendar_date(value: Any) -> Any:
+    if isinstance(value, str) and len(value) != len("2026-11-23"):
+        raise ValueError("a date is YYYY-MM-DD; a time needs its UTC offset")
+    return value
+
+
+# A date alone, as YYYY-MM-DD: a time without an offset is not taken for one.
+CalendarDate = Annotated[date, BeforeValidator(_calendar_date)]
+
+
 def _post_entries(uow: UnitOfWork, dist: dict[str, Any], posting_id: str, kind: str,
                   entries: list[Entry]) -> None:
     uow.session.execute(_INSERT_LEDGER, _ledger_rows(uow, dist, posting_id, kind, entries))
@@ -290,9 +300,9 @@ def read_distributions(agreement_id: str, session: SessionDep, user: CurrentPrin
             summary="Every line of a payee, with the running balance carried forward")
 def read_statement(
     payee_id: str, session: SessionDep, user: CurrentPrincipal,
-    from_: Annotated[AwareDatetime | date | None, Query(alias="from", description=(
+    from_: Annotated[AwareDatetime | CalendarDate | None, Query(alias="from", description=(
         "lines from this RFC 3339 time, or from the start of this date (UTC)"))] = None,
-    to: Annotated[AwareDatetime | date | None, Query(description=(
+    to: Annotated[AwareDatetime | CalendarDate | None, Query(description=(
         "lines before this RFC 3339 time, or up to the end of this date (UTC)"))] = None,
     limit: Limit = 100, cursor: str | None = None,
 ) -> Statement:
@@ -337,9 +347,12 @@ def read_statement(
 
 
 def _bound(value: datetime | date | None, *, end: bool) -> datetime | None:
-    """A statement's bound as a time: a date stands for its whole day, UTC."""
+    """A statement's bound as a UTC time (the ledger's, on either database): a date
+    stands for its whole day; the end of the last day there is is no bound at all."""
     if value is None or isinstance(value, datetime):
-        return value
+        return value.astimezone(UTC) if value else None
+    if end and value == date.max:
+        return None
     day = value + timedelta(days=1) if end else value
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
