@@ -30,15 +30,23 @@ from sqlalchemy import Column, Engine, Table, delete, select, tuple_
 from servicekit.idempotency import IDEMPOTENCY
 from servicekit.inbox import INBOX
 from servicekit.outbox import OUTBOX
+from servicekit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Retention:
-    outbox_days: int = 7
-    inbox_days: int = 120
-    idempotency_days: int = 30
+    outbox_days: int
+    inbox_days: int
+    idempotency_days: int
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> Retention:
+        """The retention a service is configured with (its defaults are the settings')."""
+        return cls(outbox_days=settings.outbox_retention_days,
+                   inbox_days=settings.inbox_retention_days,
+                   idempotency_days=settings.idempotency_retention_days)
 
 
 def purge(engine: Engine, now: datetime, retention: Retention, *,

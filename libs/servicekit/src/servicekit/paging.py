@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import operator
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -57,12 +58,9 @@ def keyset_page(
             created = datetime.fromisoformat(after[0])
         except (TypeError, ValueError) as exc:
             raise Invalid("cursor is not valid", loc=["query", "cursor"]) from exc
-        if newest_first:
-            stmt = stmt.where(or_(created_col < created,
-                                  and_(created_col == created, id_col < str(after[1]))))
-        else:
-            stmt = stmt.where(or_(created_col > created,
-                                  and_(created_col == created, id_col > str(after[1]))))
+        beyond = operator.lt if newest_first else operator.gt
+        stmt = stmt.where(or_(beyond(created_col, created),
+                              and_(created_col == created, beyond(id_col, str(after[1])))))
     order = (created_col.desc(), id_col.desc()) if newest_first else (created_col, id_col)
     rows = session.execute(stmt.order_by(*order).limit(limit + 1))
     rows = rows.scalars().all()

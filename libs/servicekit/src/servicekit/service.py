@@ -70,11 +70,16 @@ class Kit:
         for consumer in self.consumers:
             consumer.start()
         self._background_stop.clear()
-        threading.Thread(target=self._checkpoints, name=f"audit-checkpoint-{self.name}",
-                         daemon=True).start()
-        if self.settings.housekeeping_seconds > 0:
-            threading.Thread(target=self._housekeeping, name=f"housekeeping-{self.name}",
-                             daemon=True).start()
+        settings = self.settings
+        self._every("audit checkpoint", settings.audit_checkpoint_seconds,
+                    self._checkpoint)
+        if settings.housekeeping_seconds > 0:
+            retention = housekeeping.Retention.of(settings)
+            # The first pass soon after start (a process restarted more often than the
+            # interval would otherwise never purge), then one every interval.
+            self._every("housekeeping", settings.housekeeping_seconds,
+                        lambda: housekeeping.purge(self.engine, self.clock.now(), retention),
+                        first_after=min(settings.housekeeping_seconds, 60.0))
 
     def stop_background(self) -> None:
         self._background_stop.set()
@@ -82,29 +87,25 @@ class Kit:
             consumer.stop()
         self.relay.stop()
 
-    def _checkpoints(self) -> None:
-        while not self._background_stop.wait(self.settings.audit_checkpoint_seconds):
-            try:
-                with self.sessions() as session, session.begin():
-                    audit.checkpoint(session, self.clock.now())
-            except Exception:
-                log.exception("audit checkpoint for %s failed", self.name)
+    def _checkpoint(self) -> None:
+        with self.sessions() as session, session.begin():
+            audit.checkpoint(session, self.clock.now())
 
-    def _housekeeping(self) -> None:
-        settings = self.settings
-        retention = housekeeping.Retention(
-            outbox_days=settings.outbox_retention_days,
-            inbox_days=settings.inbox_retention_days,
-            idempotency_days=settings.idempotency_retention_days)
-        # The first pass soon after start (a process restarted more often than the
-        # interval would otherwise never purge), then one every interval.
-        delay = min(settings.housekeeping_seconds, 60.0)
-        while not self._background_stop.wait(delay):
-            delay = settings.housekeeping_seconds
-            try:
-                housekeeping.purge(self.engine, self.clock.now(), retention)
-            except Exception:
-                log.exception("housekeeping for %s failed", self.name)
+    def _every(self, what: str, seconds: float, job: Callable[[], object], *,
+               first_after: float | None = None) -> None:
+        """Run ``job`` every ``seconds`` on a daemon thread until the background stops;
+        a failure is logged and the next run goes ahead."""
+        def loop() -> None:
+            delay = seconds if first_after is None else first_after
+            while not self._background_stop.wait(delay):
+                delay = seconds
+                try:
+                    job()
+                except Exception:
+                    log.exception("%s for %s failed", what, self.name)
+
+        threading.Thread(target=loop, name=f"{what.replace(' ', '-')}-{self.name}",
+                         daemon=True).start()
 
 
 def build_verifier(settings: ServiceSettings) -> TokenVerifier:

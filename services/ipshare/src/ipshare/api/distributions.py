@@ -13,12 +13,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AwareDatetime
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from ipshare import access, events
-from ipshare.api.deps import DEFAULT_PAGE, Limit, problem_from
+from ipshare.api.deps import DEFAULT_PAGE, CalendarDate, Limit, problem_from
 from ipshare.domain.assets import DistributionStatus, reverse
 from ipshare.domain.errors import DomainError
 from ipshare.domain.ledger import Entry, income_entries, reversing_entries
@@ -162,16 +162,6 @@ def _post_income(uow: UnitOfWork, rows: list[list[Any]], agreement_id: str,
                      "agreement_id": agreement_id})
     uow.emit(events.DISTRIBUTION_POSTED, dist_id, _event_data(payload))
     return uow.commit(_read(payload), status_code=201)
-
-
-def _calendar_date(value: Any) -> Any:
-    if isinstance(value, str) and len(value) != len("2026-11-23"):
-        raise ValueError("a date is YYYY-MM-DD; a time needs its UTC offset")
-    return value
-
-
-# A date alone, as YYYY-MM-DD: a time without an offset is not taken for one.
-CalendarDate = Annotated[date, BeforeValidator(_calendar_date)]
 
 
 def _post_entries(uow: UnitOfWork, dist: dict[str, Any], posting_id: str, kind: str,
@@ -349,10 +339,10 @@ def read_statement(
 def _bound(value: datetime | date | None, *, end: bool) -> datetime | None:
     """A statement's bound as a UTC time (the ledger's, on either database): a date
     stands for its whole day; the end of the last day there is is no bound at all."""
-    if value is None or isinstance(value, datetime):
-        return value.astimezone(UTC) if value else None
-    if end and value == date.max:
+    if value is None or (end and value == date.max):
         return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
     day = value + timedelta(days=1) if end else value
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
