@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlmodel import Field, Session, SQLModel
 
 from servicekit.clock import as_utc
+from servicekit.paging import position_cursor
 from servicekit.types import BigIntPK, UtcDateTime
 
 
@@ -196,7 +197,7 @@ def history(
     cursor: str | None = None,
 ) -> HistoryPage:
     """The aggregate's trail in order, paged by sequence number."""
-    after = int(cursor) if cursor and cursor.isdigit() else 0
+    after = position_cursor(cursor)
     rows = session.execute(
         select(AUDIT)
         .where(AUDIT.c.aggregate_type == aggregate_type, AUDIT.c.aggregate_id == aggregate_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import operator
+import re
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +22,19 @@ MAX_LIMIT = 200
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = None
+
+
+_POSITION = re.compile(r"[0-9]{1,18}")
+
+
+def position_cursor(cursor: str | None) -> int:
+    """The position a sequence's cursor carries (an audit ``seq``, a ledger entry id):
+    0 for none; 422 for anything this API did not make (it hands out plain numbers)."""
+    if not cursor:
+        return 0
+    if _POSITION.fullmatch(cursor) is None:
+        raise Invalid("cursor is not valid", loc=["query", "cursor"])
+    return int(cursor)
 
 
 def encode_cursor(*values: Any) -> str:

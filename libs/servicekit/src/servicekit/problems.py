@@ -5,6 +5,13 @@ adapter; :func:`install` turns it, FastAPI's validation errors, Starlette's 404/
 any unexpected exception into ``application/problem+json``. A database that cannot be
 reached (or a pool with no connection free in time) is a 503 with ``Retry-After``, not
 a 500: the request did nothing, and the caller may repeat it.
+
+Two database refusals are the caller's, not the server's, wherever they surface: a value
+the database cannot hold (``DataError``: a NUL character in text, a number or date out
+of its range) is a 422, and a unique or foreign key the change collides with
+(``IntegrityError``, e.g. two requests racing to make the same thing) is a 409. Either
+way the transaction was rolled back: nothing was written. The services validate what
+they can before that; these are the backstop.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg import DataError as DriverDataError
 from psycopg import OperationalError as DriverOperationalError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -133,6 +141,13 @@ def _default_kind(status: int) -> str:
     return _TITLES.get(status, "error").lower().replace(" ", "-")
 
 
+def _driver_message(exc: Exception) -> str:
+    """The database's own first line, without the SQL SQLAlchemy appends."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
@@ -183,6 +198,25 @@ def install(app: FastAPI) -> None:
 
     for unavailable in _UNAVAILABLE:
         app.add_exception_handler(unavailable, _unavailable)
+
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+        reason = _driver_message(exc)
+        log.warning("value refused by the database on %s %s: %s", request.method,
+                    request.url.path, reason)
+        return problem_response(
+            request, 422, f"a value in the request cannot be stored: {reason}",
+            kind="invalid")
+
+    for unstorable in (DataError, DriverDataError):
+        app.add_exception_handler(unstorable, _unstorable)
+
+    @app.exception_handler(IntegrityError)
+    async def _collided(request: Request, exc: IntegrityError) -> JSONResponse:
+        log.warning("change refused by a constraint on %s %s: %s", request.method,
+                    request.url.path, _driver_message(exc))
+        return problem_response(
+            request, 409, "the resource was changed concurrently; retry the request",
+            kind="conflict")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

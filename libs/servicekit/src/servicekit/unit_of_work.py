@@ -363,13 +363,31 @@ def get_uow(
     principal: OptionalPrincipal,
     claim: ClaimDep,
 ) -> Iterator[UnitOfWork]:
+    """The request's unit of work; a stored answer for its Idempotency-Key is replayed.
+
+    The key is looked up before the command runs, and again if the command is refused
+    with a 409 (or a unique index refuses its writes): a retry that raced its first
+    attempt, and waited on the row lock the first one held, finds the row changed by
+    that attempt (a distribution already reversed, say) and would otherwise get the 409
+    instead of the first answer.
+    """
     kit: Kit = request.app.state.kit
     with kit.sessions() as session:
-        if claim is not None and principal is not None:
+        keyed = claim is not None and principal is not None
+        if keyed:
             stored = idempotency.lookup(session, principal.sub, claim)
             if stored is not None:
                 raise idempotency.IdempotentReplay(stored)
-        yield UnitOfWork(kit, session, principal, claim, request.state)
+        try:
+            yield UnitOfWork(kit, session, principal, claim, request.state)
+        except (Conflict, IntegrityError):
+            if not keyed:
+                raise
+            session.rollback()  # a fresh snapshot: the winner has committed by now
+            stored = idempotency.lookup(session, principal.sub, claim)
+            if stored is None:
+                raise
+            raise idempotency.IdempotentReplay(stored) from None
 
 
 class CoreSession:

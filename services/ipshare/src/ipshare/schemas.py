@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ipshare.domain.assets import AgreementKind, AssetKind
 from ipshare.domain.split import Basis
+from servicekit.text import Text
 
 Vnd = Annotated[int, Field(strict=True, gt=0, le=10**15)]
 NonNegativeVnd = Annotated[int, Field(strict=True, ge=0, le=10**15)]
@@ -16,8 +17,8 @@ Bp = Annotated[int, Field(strict=True, ge=1, le=10_000)]
 
 
 class AuthorIn(BaseModel):
-    researcher_id: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
+    researcher_id: Text = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     contribution_bp: Bp
 
 
@@ -34,12 +35,25 @@ class AssetCreate(BaseModel):
             {"researcher_id": "r-binh", "name": "Trần Thị Bình", "contribution_bp": 3000}],
         "source_grant_id": None})
 
-    institution_id: str | None = Field(default=None, max_length=200,
-                                       description="defaults to the caller's organisation")
+    institution_id: Text | None = Field(default=None, min_length=1, max_length=200,
+                                        description="defaults to the caller's organisation")
     kind: AssetKind
-    title: str = Field(min_length=1, max_length=300)
+    title: Text = Field(min_length=1, max_length=300)
     authors: list[AuthorIn] = Field(min_length=1, max_length=100)
-    source_grant_id: str | None = Field(default=None, min_length=1, max_length=64)
+    source_grant_id: str | None = Field(default=None, description=(
+        "always null here: an asset from a grant is registered by the grants service's "
+        "`grants.result.registered` event, which carries the grant"))
+
+    @field_validator("source_grant_id")
+    @classmethod
+    def _not_from_a_grant(cls, value: str | None) -> None:
+        # Else any institution could attach its income to another's grant in the
+        # ministry's portfolio (grants attributes income by source_grant_id).
+        if value is not None:
+            raise ValueError("an asset from a grant is registered from the grant's result "
+                             "(grants.result.registered), not here; leave source_grant_id "
+                             "null")
+        return None
 
 
 class AssetRead(BaseModel):
@@ -79,9 +93,9 @@ class AgreementCreate(BaseModel):
                              "terms": "Non-exclusive licence, 5% royalty on net sales"})
 
     kind: AgreementKind
-    counterparty: str = Field(min_length=1, max_length=300)
+    counterparty: Text = Field(min_length=1, max_length=300)
     signed_on: date
-    terms: str = Field(default="", max_length=50_000)
+    terms: Text = Field(default="", max_length=50_000)
 
 
 class AgreementRead(BaseModel):
@@ -105,7 +119,7 @@ class AgreementPage(BaseModel):
 class Reason(BaseModel):
     model_config = _example({"reason": "Invoice INV-2026-0042 was issued twice"})
 
-    reason: str = Field(min_length=1, max_length=5_000)
+    reason: Text = Field(min_length=1, max_length=5_000)
 
 
 class IncomeCreate(BaseModel):
@@ -114,10 +128,10 @@ class IncomeCreate(BaseModel):
     model_config = _example({"period": "2026-Q4", "gross_vnd": 1_000_000_007,
                              "costs_vnd": 0, "reference": "INV-2026-0042"})
 
-    period: str = Field(min_length=1, max_length=100)
+    period: Text = Field(min_length=1, max_length=100)
     gross_vnd: Vnd
     costs_vnd: NonNegativeVnd = 0
-    reference: str = Field(min_length=1, max_length=200)
+    reference: Text = Field(min_length=1, max_length=200)
 
 
 class PolicyUsed(BaseModel):

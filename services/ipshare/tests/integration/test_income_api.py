@@ -390,3 +390,104 @@ def test_the_documented_examples_work_as_documented(w):
                          headers=w.office, json=example("Reason"))
     assert reversed_.status_code == 200
     assert trial_balance(w)["total_vnd"] == 0
+
+
+def test_text_is_trimmed_and_text_postgresql_cannot_store_is_refused(w, ipshare_db):
+    agreement = w.agreement()
+    posted = w.income(agreement["id"], reference="  INV-TRIM  ")
+    assert posted.status_code == 201 and posted.json()["reference"] == "INV-TRIM"
+    before = ledger_rows(ipshare_db)
+    # The same reference with other spacing is the same reference.
+    assert w.income(agreement["id"], reference="INV-TRIM ").status_code == 409
+    for reference in ("   ", "INV\u0000-1"):
+        r = w.income(agreement["id"], reference=reference)
+        assert r.status_code == 422, (reference, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    lone_surrogate = b'{"period": "p", "gross_vnd": 10, "reference": "INV-\\ud800"}'
+    r = w.c.post(f"/v1/agreements/{agreement['id']}/income", content=lone_surrogate,
+                 headers={**w.office, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    # An id no row can have (NUL in the path): refused by the database, a 422, not a 500.
+    r = w.c.post("/v1/agreements/a%00b/income", headers=w.office,
+                 json={"period": "p", "gross_vnd": 10, "reference": "R"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert w.c.get("/v1/assets", headers=w.office,
+                   params={"institution_id": "a\u0000"}).status_code == 422
+    assert ledger_rows(ipshare_db) == before
+    assert trial_balance(w)["total_vnd"] == 0
+
+
+def test_a_direct_asset_cannot_name_a_grant(w):
+    # Grants attributes income to a grant by source_grant_id: only the grant's own
+    # result event may set it, or any institution could credit another's grant.
+    r = w.c.post("/v1/assets", headers=w.office, json={
+        "kind": "patent", "title": "x", "authors": AUTHORS, "source_grant_id": "g-1"})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "source_grant_id"]
+    listed = w.c.get("/v1/assets", headers=w.office, params={"source_grant_id": "g-1"})
+    assert listed.json()["items"] == []
+
+
+def test_statement_and_history_cursors_and_bounds_are_checked(w):
+    agreement = w.agreement()
+    w.income(agreement["id"])
+    statement = "/v1/payees/r-a/statement"
+    history = f"/v1/agreements/{agreement['id']}/history"
+    for cursor in ("²", "garbage", "-5", "1e3", "9223372036854775808", "9" * 30):
+        for path in (statement, history):
+            r = w.c.get(path, headers=w.finance, params={"cursor": cursor})
+            assert r.status_code == 422, (path, cursor, r.text)
+            assert r.json()["errors"][0]["loc"] == ["query", "cursor"]
+    for window in ({"from": "0001-01-01T00:00:00+01:00"}, {"to": "9999-12-31T23:59:59-01:00"},
+                   {"to": "0001-01-01T00:30:00+01:00"}):
+        r = w.c.get(statement, headers=w.finance, params=window)
+        assert r.status_code == 422, (window, r.text)
+    assert w.c.get(statement, headers=w.finance, params={"to": "9999-12-31"}).status_code \
+        == 200
+
+
+def test_another_institution_reading_a_payee_it_never_paid_gets_404(w):
+    agreement = w.agreement()
+    w.income(agreement["id"])
+    for payee in ("r-a", INST):
+        assert w.c.get(f"/v1/payees/{payee}/statement",
+                       headers=w.other_office).status_code == 404
+        assert w.c.get(f"/v1/payees/{payee}/statement", headers=w.office).status_code == 200
+
+
+def test_a_policy_put_again_is_no_new_version_and_racing_changes_are_no_500(w):
+    first = w.gross_policy(3600)
+    assert w.gross_policy(3600) == first  # the same policy: no new version, no trail entry
+    trail = w.c.get(f"/v1/institutions/{INST}/policy/history", headers=w.office).json()
+    assert [e["to_status"] for e in trail["items"]].count(f"v{first['version']}") == 1
+
+    start = threading.Barrier(6)
+
+    def put(share: int) -> int:
+        start.wait()
+        return w.c.put(f"/v1/institutions/{INST}/policy", headers=w.office,
+                       json={"researcher_share_bp": share, "basis": "net"}).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(put, range(4000, 4006)))
+    assert set(statuses) <= {200, 409} and 200 in statuses, statuses
+    current = w.c.get(f"/v1/institutions/{INST}/policy", headers=w.office).json()
+    assert current["version"] == first["version"] + statuses.count(200)
+
+
+def test_racing_retries_of_a_reversal_with_one_key_all_get_its_answer(w):
+    agreement = w.agreement()
+    d = w.income(agreement["id"]).json()
+    headers = {**w.office, "Idempotency-Key": "reverse-race"}
+    start = threading.Barrier(6)
+
+    def reverse(i: int):
+        start.wait()
+        return w.c.post(f"/v1/distributions/{d['id']}/reverse", headers=headers,
+                        json={"reason": "posted twice"})
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(reverse, range(6)))
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    assert len({a.json()["reversed_at"] for a in answers}) == 1
+    assert trial_balance(w)["total_vnd"] == 0

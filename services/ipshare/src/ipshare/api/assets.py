@@ -183,6 +183,9 @@ def put_policy(institution_id: str, body: PolicyUpdate, user: Institution, uow: 
     if not access.owns(user, institution_id):
         raise Forbidden("an institution sets its own policy only")
     policy, _ = current_policy(uow.session, institution_id)
+    if policy.version and (body.researcher_share_bp, body.basis) == (
+            policy.researcher_share_bp, policy.basis):
+        return uow.commit(policy_read(institution_id, uow.session))  # PUT again: no change
     try:
         new = policy.changed(body.researcher_share_bp, body.basis)
     except DomainError as exc:

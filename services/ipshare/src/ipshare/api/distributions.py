@@ -39,7 +39,7 @@ from ipshare.store import agreement_from_row, income_inputs, income_inputs_query
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
-from servicekit.paging import keyset_page
+from servicekit.paging import keyset_page, position_cursor
 from servicekit.pipelined import PipelinedCommand, pipelined_command
 from servicekit.problems import Conflict, Forbidden, Invalid, NotFound
 from servicekit.unit_of_work import SessionDep, UnitOfWork, UnitOfWorkDep
@@ -296,18 +296,21 @@ def read_statement(
         "lines before this RFC 3339 time, or up to the end of this date (UTC)"))] = None,
     limit: Limit = 100, cursor: str | None = None,
 ) -> Statement:
-    from_, to = _bound(from_, end=False), _bound(to, end=True)
+    from_, to = _bound(from_, end=False, name="from"), _bound(to, end=True, name="to")
     base = [LEDGER.c.payee_id == payee_id]
     if user.has(*access.ALL_SEEING) or user.sub == payee_id or (
             user.has("institution") and user.org == payee_id):
         pass  # the payee, or the books
     elif user.has("institution"):
         base.append(LEDGER.c.institution_id == user.org)  # lines from its own distributions
+        if session.execute(select(LEDGER.c.id).where(*base).limit(1)).first() is None:
+            # Another payee with nothing from this institution: private, as to anyone.
+            raise NotFound(f"payee {payee_id} not found")
     else:
         raise NotFound(f"payee {payee_id} not found")
     if from_ and to and to <= from_:
         raise Invalid("'to' must be after 'from'", loc=["query", "to"])
-    after = int(cursor) if cursor and cursor.isdigit() else 0
+    after = position_cursor(cursor)
     window = [*base]
     if from_:
         window.append(LEDGER.c.created_at >= from_)
@@ -336,14 +339,18 @@ def read_statement(
                      closing_balance_vnd=balance, next_cursor=next_cursor)
 
 
-def _bound(value: datetime | date | None, *, end: bool) -> datetime | None:
+def _bound(value: datetime | date | None, *, end: bool, name: str) -> datetime | None:
     """A statement's bound as a UTC time (the ledger's, on either database): a date
     stands for its whole day; the end of the last day there is is no bound at all."""
     if value is None or (end and value == date.max):
         return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC)
-    day = value + timedelta(days=1) if end else value
+    try:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        day = value + timedelta(days=1) if end else value
+    except OverflowError:  # e.g. 0001-01-01T00:30:00+01:00 is before year 1 in UTC
+        raise Invalid(f"'{name}' is outside the years 1 to 9999 in UTC",
+                      loc=["query", name]) from None
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
