@@ -8,6 +8,18 @@ Requests and responses are buffered, not streamed: the API's bodies are small JS
 One ``httpx`` transport per upstream keeps a modest connection pool whose keep-alive
 expires before uvicorn's (5 s). The transport is called directly rather than through
 ``httpx.AsyncClient.send``, so no client default headers or cookie jar get in between.
+
+A kept-alive connection can still be closed by the upstream just as the gateway sends
+the next request on it: uvicorn closes the connection after a 500 raised through the app
+(the response carries no ``Connection: close``), and when its keep-alive runs out. The
+send then fails before any response arrives (``RemoteProtocolError`` "Server disconnected
+without sending a response", ``ReadError``, ``WriteError``) and the upstream never
+processed the request. Such a request is sent once more, on a connection the pool checks
+or opens afresh, if it is safe to repeat: an idempotent method (RFC 9110 §9.2.2: GET,
+HEAD, OPTIONS, PUT, DELETE) or a POST with an ``Idempotency-Key`` (the service replays
+its first answer). A POST without a key, a failure on a connection opened for this very
+request, and a timeout (the upstream may still be working on it) are answered 502/504 as
+before, never retried.
 """
 
 from __future__ import annotations
@@ -44,6 +56,10 @@ HOP_BY_HOP = frozenset(
 _NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 # The gateway's own server sets Date and Server; an upstream's would be duplicates.
 _NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
+# RFC 9110 §9.2.2; TRACE too, but nothing behind the gateway serves it.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# How a send on a connection the upstream has already closed fails (timeouts are not here).
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 @dataclass
@@ -70,7 +86,7 @@ class Upstream:
                     max_keepalive_connections=settings.pool_max_connections,
                     keepalive_expiry=settings.keepalive_expiry_seconds,
                 ),
-                retries=1,  # connection attempts only; a sent request is never retried
+                retries=1,  # connection attempts only; _send repeats a request on a stale one
             )
         timeout = httpx.Timeout(
             settings.upstream_timeout_seconds,
@@ -127,7 +143,7 @@ class ProxyApp:
             extensions={"timeout": up.timeout.as_dict()},
         )
         try:
-            upstream_response = await up.transport.handle_async_request(outbound)
+            upstream_response = await _send(up, outbound)
             try:
                 body = await _raw_body(upstream_response)
             finally:
@@ -150,6 +166,45 @@ class ProxyApp:
             (k, v) for k, v in upstream_response.headers.raw if k.lower() not in _NOT_RETURNED
         )
         return response
+
+
+async def _send(up: Upstream, request: httpx.Request) -> httpx.Response:
+    """Send a request, and once more if it met a kept-alive connection the upstream closed."""
+    connection = _ConnectionWatch()
+    request.extensions["trace"] = connection
+    try:
+        return await up.transport.handle_async_request(request)
+    except _STALE_CONNECTION as exc:
+        if not (connection.reused and _replayable(request)):
+            raise
+        log.info("upstream %s closed a kept-alive connection (%r); sending %s %s again",
+                 up.name, exc, request.method, request.url.path)
+    return await up.transport.handle_async_request(request)
+
+
+def _replayable(request: httpx.Request) -> bool:
+    return request.method in _IDEMPOTENT or (
+        request.method == "POST" and "idempotency-key" in request.headers
+    )
+
+
+class _ConnectionWatch:
+    """httpcore's ``trace`` hook: was the request sent on a connection kept from before?
+
+    A request on a new connection opens it (``connection.connect_tcp``) before sending
+    its headers; one on a pooled connection sends them straight away. A transport that
+    does not trace (a mock, an ASGI app) reports neither, and counts as not reused.
+    """
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.reused = False
+
+    async def __call__(self, event: str, info: dict[str, object]) -> None:
+        if event == "connection.connect_tcp.started":
+            self.connected = True
+        elif event.endswith(".send_request_headers.started"):
+            self.reused = not self.connected
 
 
 async def _raw_body(response: httpx.Response) -> bytes:
