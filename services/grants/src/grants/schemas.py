@@ -9,14 +9,15 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from grants.domain.applications import Recommendation, RiskLevel
 from grants.domain.grants import BreachKind, Outcome, ResultKind
+from servicekit.text import Text
 
 # Money is integer đồng: strict, so "100" and 1.5 are refused rather than coerced.
 Vnd = Annotated[int, Field(strict=True, gt=0, le=10**15)]
 
 
 class CallCreate(BaseModel):
-    title: str = Field(min_length=1, max_length=300)
-    description: str = Field(default="", max_length=20_000)
+    title: Text = Field(min_length=1, max_length=300)
+    description: Text = Field(default="", max_length=20_000)
     budget_vnd: Vnd
     max_award_vnd: Vnd
     opens_at: AwareDatetime
@@ -53,25 +54,25 @@ Bp = Annotated[int, Field(strict=True, ge=1, le=10_000)]
 
 
 class TeamMemberIn(BaseModel):
-    researcher_id: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
-    role: str = Field(default="member", max_length=100)
+    researcher_id: Text = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
+    role: Text = Field(default="member", max_length=100)
     contribution_bp: Bp
 
 
 class MilestoneIn(BaseModel):
-    title: str = Field(min_length=1, max_length=300)
-    deliverable: str = Field(min_length=1, max_length=5_000)
-    verification: str = Field(default="", max_length=5_000)
+    title: Text = Field(min_length=1, max_length=300)
+    deliverable: Text = Field(min_length=1, max_length=5_000)
+    verification: Text = Field(default="", max_length=5_000)
     due_date: date
     tranche_bp: Bp
 
 
 class ApplicationCreate(BaseModel):
-    call_id: str = Field(min_length=1, max_length=36)
-    title: str = Field(min_length=1, max_length=300)
-    abstract: str = Field(default="", max_length=20_000)
-    institution_id: str = Field(min_length=1, max_length=200)
+    call_id: Text = Field(min_length=1, max_length=36)
+    title: Text = Field(min_length=1, max_length=300)
+    abstract: Text = Field(default="", max_length=20_000)
+    institution_id: Text = Field(min_length=1, max_length=200)
     requested_vnd: Vnd
     risk_level: RiskLevel
     team: list[TeamMemberIn] = Field(min_length=1, max_length=100)
@@ -124,7 +125,7 @@ class ApplicationPage(BaseModel):
 class ReviewCreate(BaseModel):
     scores: dict[str, Annotated[int, Field(strict=True, ge=1, le=5)]] = Field(min_length=1)
     recommendation: Recommendation
-    comment: str = Field(default="", max_length=20_000)
+    comment: Text = Field(default="", max_length=20_000)
     conflict_of_interest: bool = False
 
 
@@ -147,12 +148,12 @@ class ReviewPage(BaseModel):
 class Approve(BaseModel):
     decision: Literal["approve"]
     awarded_vnd: Vnd
-    reason: str | None = Field(default=None, max_length=5_000)
+    reason: Text | None = Field(default=None, max_length=5_000)
 
 
 class Reject(BaseModel):
     decision: Literal["reject"]
-    reason: str = Field(min_length=1, max_length=5_000)
+    reason: Text = Field(min_length=1, max_length=5_000)
 
 
 Decision = Annotated[Approve | Reject, Field(discriminator="decision")]
@@ -219,34 +220,34 @@ class GrantPage(BaseModel):
 
 class Evidence(BaseModel):
     kind: Literal["url", "document", "dataset", "demo", "other"]
-    ref: str = Field(min_length=1, max_length=2_000)
+    ref: Text = Field(min_length=1, max_length=2_000)
 
 
 class MilestoneReport(BaseModel):
     """Evidence of the deliverable. There is deliberately no place for invoices."""
 
-    summary: str = Field(min_length=1, max_length=20_000)
+    summary: Text = Field(min_length=1, max_length=20_000)
     evidence: list[Evidence] = Field(min_length=1, max_length=50)
 
 
 class Reason(BaseModel):
-    reason: str = Field(min_length=1, max_length=5_000)
+    reason: Text = Field(min_length=1, max_length=5_000)
 
 
 class Reschedule(BaseModel):
     due_date: date
-    reason: str = Field(min_length=1, max_length=5_000)
+    reason: Text = Field(min_length=1, max_length=5_000)
 
 
 class AuthorIn(BaseModel):
-    researcher_id: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
+    researcher_id: Text = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     contribution_bp: Bp
 
 
 class ResultCreate(BaseModel):
     kind: ResultKind
-    title: str = Field(min_length=1, max_length=300)
+    title: Text = Field(min_length=1, max_length=300)
     authors: list[AuthorIn] = Field(min_length=1, max_length=100)
 
 
@@ -268,7 +269,7 @@ class ResultPage(BaseModel):
 
 class BreachCreate(BaseModel):
     kind: BreachKind
-    description: str = Field(min_length=1, max_length=20_000)
+    description: Text = Field(min_length=1, max_length=20_000)
 
 
 class PartialIn(BaseModel):
@@ -278,8 +279,8 @@ class PartialIn(BaseModel):
 
 class GrantClose(BaseModel):
     outcome: Outcome
-    justification: str = Field(default="", max_length=20_000)
+    justification: Text = Field(default="", max_length=20_000)
     procedures_followed: bool | None = None
-    breach: str | None = Field(default=None, max_length=20_000)
+    breach: Text | None = Field(default=None, max_length=20_000)
     refund_vnd: Annotated[int, Field(strict=True, ge=0, le=10**15)] | None = None
     partial: list[PartialIn] | None = None

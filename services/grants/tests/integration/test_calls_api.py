@@ -236,3 +236,17 @@ def test_a_failed_command_leaves_no_key_behind(client, tokens):
     r = client.post(f"/v1/calls/{call['id']}/close", headers=headers)
     assert r.status_code == 409
     assert "idempotent-replayed" not in r.headers
+
+
+def test_text_is_trimmed_and_nul_or_blank_text_is_refused(client, tokens, grants_db):
+    call = draft(client, tokens, title="  AI for rice yields \n")
+    assert call["title"] == "AI for rice yields"
+    before = count(grants_db, OUTBOX)
+    for title in ("   ", "AI\u0000yields"):
+        r = client.post("/v1/calls", json={**CALL, "title": title}, headers=pm(tokens))
+        assert r.status_code == 422, (title, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    # An id no row can have: the database refuses it, a 422 rather than a 500.
+    r = client.get("/v1/calls/a%00b", headers=pm(tokens))
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert count(grants_db, OUTBOX) == before
