@@ -17,6 +17,7 @@ they can before that; these are the backstop.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -128,13 +129,26 @@ def problem_response(
         "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
+        "instance": _public_path(request),
     }
     if errors is not None:
         body["errors"] = errors
     if extensions:
         body.update(extensions)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+_PREFIX = re.compile(r"/[a-z][a-z0-9-]{0,30}")
+
+
+def _public_path(request: Request) -> str:
+    """The path the caller used: behind the gateway's proxy, with the prefix it removed
+    (``X-Forwarded-Prefix``, e.g. ``/ipshare``), as the embedded gateway's mounts show it."""
+    prefix = request.headers.get("x-forwarded-prefix", "")
+    path = request.url.path
+    if _PREFIX.fullmatch(prefix) and not path.startswith(prefix + "/"):
+        return prefix + path
+    return path
 
 
 def _default_kind(status: int) -> str:

@@ -42,3 +42,12 @@ def test_unknown_route_is_problem_json(client: TestClient) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["instance"] == "/v1/nothing-here"
+
+
+def test_a_problem_names_the_path_the_caller_used_behind_the_gateway(client: TestClient
+                                                                     ) -> None:
+    # The gateway's proxy strips /sandbox and says so in X-Forwarded-Prefix.
+    proxied = client.get("/v1/nothing-here", headers={"X-Forwarded-Prefix": "/sandbox"})
+    assert proxied.json()["instance"] == "/sandbox/v1/nothing-here"
+    odd = client.get("/v1/nothing-here", headers={"X-Forwarded-Prefix": "/a b/../x"})
+    assert odd.json()["instance"] == "/v1/nothing-here"  # not a prefix the gateway makes
