@@ -491,3 +491,19 @@ def test_racing_retries_of_a_reversal_with_one_key_all_get_its_answer(w):
     assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
     assert len({a.json()["reversed_at"] for a in answers}) == 1
     assert trial_balance(w)["total_vnd"] == 0
+
+
+def test_a_researcher_whose_id_is_an_organisations_never_reads_its_lines(w, tokens):
+    org = f"INST-{uuid.uuid4().hex[:6]}"
+    office = tokens.headers("off-9", "institution", org=org)
+    asset = w.c.post("/v1/assets", headers=office, json={
+        "kind": "patent", "title": "x", "authors": AUTHORS}).json()
+    agreement = w.c.post(f"/v1/assets/{asset['id']}/agreements", headers=office, json={
+        "kind": "licence", "counterparty": "FPT", "signed_on": "2026-11-01"}).json()
+    d = w.income(agreement["id"], who=office).json()
+    namesake = tokens.headers(org, "researcher", org="VNU")  # sub == the institution's id
+    statement = w.c.get(f"/v1/payees/{org}/statement", headers=namesake)
+    assert statement.status_code == 200 and statement.json()["items"] == []
+    assert w.c.get(f"/v1/distributions/{d['id']}", headers=namesake).status_code == 404
+    own = w.c.get(f"/v1/payees/{org}/statement", headers=office).json()
+    assert [i["amount_vnd"] for i in own["items"]] == [d["institution_vnd"]]

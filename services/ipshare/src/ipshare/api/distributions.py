@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
 from ipshare import access, events
@@ -89,11 +89,17 @@ def _payload(dist: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
+def _own_line(line: dict[str, Any], user: Principal) -> bool:
+    """A researcher's line: matched on the id *and* the kind, so a researcher whose
+    ``sub`` happens to equal an organisation's id never reads that institution's line."""
+    return line["payee_kind"] == "researcher" and line["payee_id"] == user.sub
+
+
 def _read(payload: dict[str, Any], viewer: Principal | None = None) -> DistributionRead:
     lines = payload["lines"]
     if viewer is not None and not access.can_read_institution_data(
             viewer, payload["institution_id"]):
-        lines = [ln for ln in lines if ln["payee_id"] == viewer.sub]  # a payee: own line
+        lines = [ln for ln in lines if _own_line(ln, viewer)]  # a payee: their own line
     return DistributionRead(**{**payload, "policy": PolicyUsed(**payload["policy"]),
                                "lines": [Line(**ln) for ln in lines]})
 
@@ -206,7 +212,7 @@ def _visible(session: Session, distribution_id: str, user: Principal, *,
     if loaded is None:
         raise NotFound(f"distribution {distribution_id} not found")
     dist, lines = loaded
-    payee = any(ln["payee_id"] == user.sub for ln in lines) and user.has("researcher")
+    payee = user.has("researcher") and any(_own_line(ln, user) for ln in lines)
     if not (access.can_read_institution_data(user, dist["institution_id"]) or payee):
         raise NotFound(f"distribution {distribution_id} not found")
     return dist, lines
@@ -298,9 +304,15 @@ def read_statement(
 ) -> Statement:
     from_, to = _bound(from_, end=False, name="from"), _bound(to, end=True, name="to")
     base = [LEDGER.c.payee_id == payee_id]
-    if user.has(*access.ALL_SEEING) or user.sub == payee_id or (
-            user.has("institution") and user.org == payee_id):
-        pass  # the payee, or the books
+    # The payee by kind as well as id: a researcher's sub and an organisation's id could
+    # be the same string, and neither may read the other's lines.
+    own = [LEDGER.c.payee_kind == kind for kind, is_own in (
+        ("researcher", user.sub == payee_id),
+        ("institution", user.has("institution") and user.org == payee_id)) if is_own]
+    if user.has(*access.ALL_SEEING):
+        pass  # the books
+    elif own:
+        base.append(or_(*own))
     elif user.has("institution"):
         base.append(LEDGER.c.institution_id == user.org)  # lines from its own distributions
         if session.execute(select(LEDGER.c.id).where(*base).limit(1)).first() is None:
