@@ -328,6 +328,8 @@ def test_a_statement_window_takes_dates_or_times(w, clock):
     assert status == 200 and [i["amount_vnd"] for i in everything["items"]] == amounts
     for naive in ("2026-11-24T10:00:00", "2026-11-24T00:00:00"):  # a time needs its offset
         assert statement(**{"from": naive})[0] == 422
+    for seconds in ("1700000000", "1699920000"):  # RFC 3339, not a count of seconds
+        assert statement(**{"from": seconds})[0] == 422
     assert statement(**{"from": "2026-11-25", "to": "2026-11-24"})[0] == 422
 
 

@@ -13,12 +13,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
 from ipshare import access, events
-from ipshare.api.deps import DEFAULT_PAGE, CalendarDate, Limit, problem_from
+from ipshare.api.deps import DEFAULT_PAGE, CalendarDate, Limit, Rfc3339Time, problem_from
 from ipshare.domain.assets import DistributionStatus, reverse
 from ipshare.domain.errors import DomainError
 from ipshare.domain.ledger import Entry, income_entries, reversing_entries
@@ -296,9 +295,9 @@ def read_distributions(agreement_id: str, session: SessionDep, user: CurrentPrin
             summary="Every line of a payee, with the running balance carried forward")
 def read_statement(
     payee_id: str, session: SessionDep, user: CurrentPrincipal,
-    from_: Annotated[AwareDatetime | CalendarDate | None, Query(alias="from", description=(
+    from_: Annotated[Rfc3339Time | CalendarDate | None, Query(alias="from", description=(
         "lines from this RFC 3339 time, or from the start of this date (UTC)"))] = None,
-    to: Annotated[AwareDatetime | CalendarDate | None, Query(description=(
+    to: Annotated[Rfc3339Time | CalendarDate | None, Query(description=(
         "lines before this RFC 3339 time, or up to the end of this date (UTC)"))] = None,
     limit: Limit = 100, cursor: str | None = None,
 ) -> Statement:
