@@ -17,14 +17,18 @@ Bp = Annotated[int, Field(strict=True, ge=1, le=10_000)]
 
 
 class AuthorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     researcher_id: Text = Field(min_length=1, max_length=200)
     name: Text = Field(min_length=1, max_length=200)
     contribution_bp: Bp
 
 
 def _example(example: dict) -> ConfigDict:
-    """The request's example in the API documentation (tests post every one of them)."""
-    return ConfigDict(json_schema_extra={"examples": [example]})
+    """A request body's settings: its example in the API documentation (tests post every
+    one of them), and no field it does not know. Money is at stake: a misspelt
+    ``cost_vnd`` ignored would post the income as if it had no costs."""
+    return ConfigDict(json_schema_extra={"examples": [example]}, extra="forbid")
 
 
 class AssetCreate(BaseModel):

@@ -509,3 +509,13 @@ def test_a_researcher_whose_id_is_an_organisations_never_reads_its_lines(w, toke
     assert w.c.get(f"/v1/distributions/{d['id']}", headers=namesake).status_code == 404
     own = w.c.get(f"/v1/payees/{org}/statement", headers=office).json()
     assert [i["amount_vnd"] for i in own["items"]] == [d["institution_vnd"]]
+
+
+def test_a_misspelt_field_is_refused_not_ignored(w, ipshare_db):
+    agreement = w.agreement()
+    before = ledger_rows(ipshare_db)
+    r = w.c.post(f"/v1/agreements/{agreement['id']}/income", headers=w.office, json={
+        "period": "Q4", "gross_vnd": 1_000_000, "cost_vnd": 400_000, "reference": "TYPO-1"})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "cost_vnd"]
+    assert ledger_rows(ipshare_db) == before
