@@ -359,11 +359,21 @@ def write_atomically(path: Path, header: Sequence[str], rows: Sequence[Sequence[
 
 
 def append_rejects(path: Path, entries: Sequence[dict[str, Any]]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        for entry in entries:
-            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append whole lines in one write. If an earlier append was cut short (kill -9, power
+    cut) the file does not end with a newline: start on a new line, so that only the torn
+    line is broken, never the next one."""
+    data = "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = "\n" + data
+        view = memoryview(data.encode("utf-8"))
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # --- Kafka -----------------------------------------------------------------------------

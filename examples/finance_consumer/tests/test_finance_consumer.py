@@ -344,3 +344,16 @@ def test_the_program_runs_from_the_command_line(topic, tmp_path):
     assert summary["paid_events"] == 1
     [batch] = batches(tmp_path / "out")
     assert rows_of(batch) == expected_rows(data, value)
+
+
+# --- rejects.jsonl --------------------------------------------------------------------------
+
+def test_a_torn_rejects_line_does_not_swallow_the_next_one(tmp_path):
+    path = tmp_path / "rejects.jsonl"
+    fc.append_rejects(path, [{"n": 1}])
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('{"n": 2, "reason": "cut sh')  # kill -9 in the middle of an append
+    fc.append_rejects(path, [{"n": 3, "id": "\u0111\u1ed3ng"}, {"n": 4}])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[1] == '{"n": 2, "reason": "cut sh'
+    assert [json.loads(ln)["n"] for ln in (lines[0], *lines[2:])] == [1, 3, 4]
