@@ -241,7 +241,7 @@ CREATE TABLE IF NOT EXISTS runs (
     cash_rows       INTEGER NOT NULL,
     cash_total_vnd  INTEGER NOT NULL,
     in_kind_rows    INTEGER NOT NULL,
-    written         INTEGER NOT NULL DEFAULT 0  -- 1 once its files are on disk
+    written         INTEGER NOT NULL DEFAULT 0  -- 1 once all its files are in place
 );
 CREATE TABLE IF NOT EXISTS rejected (
     topic           TEXT NOT NULL,
@@ -253,6 +253,25 @@ CREATE TABLE IF NOT EXISTS rejected (
     PRIMARY KEY (topic, partition, "offset")
 );
 """
+
+# Columns added after the first version: a ledger written by it gains them on open (fresh
+# ledgers too, so both end with the same schema). The UPDATE gives the old rows their value.
+COLUMNS = (
+    # the run's batch file: 'pending' (never renamed into place), 'staged' (the temp file
+    # is complete and fsynced; the rename may have happened), 'done' (renamed, or collected
+    # since), 'legacy' (unknown: the run was interrupted under the first version);
+    # NULL when the run has no batch file
+    ("runs", "batch_state",
+     "TEXT CHECK (batch_state IN ('pending', 'staged', 'done', 'legacy'))",
+     "UPDATE runs SET batch_state = CASE WHEN batch_file IS NULL THEN NULL "
+     "WHEN written = 1 THEN 'done' ELSE 'legacy' END"),
+    # 0 while the in-kind register may lack this run's rows
+    ("runs", "register_written", "INTEGER NOT NULL DEFAULT 1",
+     "UPDATE runs SET register_written = 0 WHERE written = 0 AND in_kind_rows > 0"),
+)
+# ``runs.written``: 1 once every file of the run is in place (kept for existing queries).
+_WRITTEN = ("UPDATE runs SET written = 1 WHERE written = 0 AND register_written = 1 "
+            "AND coalesce(batch_state, 'done') = 'done'")
 
 
 @dataclass(frozen=True)
@@ -271,6 +290,13 @@ class Ledger:
         self.db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        with self.transaction() as db:
+            for table, column, definition, fill in COLUMNS:
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                    if fill:
+                        db.execute(fill)
 
     def close(self) -> None:
         self.db.close()
@@ -325,14 +351,25 @@ class Ledger:
             "l.distribution_id, p.run FROM paid_lines l JOIN paid p USING (event_id) "
             "WHERE p.in_kind = 1 AND l.amount_vnd <> 0 ORDER BY p.rowid, l.seq").fetchall()
 
-    def unwritten_runs(self) -> list[tuple[str, str | None, int]]:
-        return self.db.execute("SELECT run, batch_file, in_kind_rows FROM runs "
-                               "WHERE written = 0 "
+    def unfinished_batches(self) -> list[tuple[str, str, str]]:
+        return self.db.execute("SELECT run, batch_file, batch_state FROM runs "
+                               "WHERE batch_state IN ('pending', 'staged', 'legacy') "
                                "ORDER BY run").fetchall()
 
-    def mark_written(self, run: str) -> None:
+    def register_stale(self) -> list[str]:
+        return [row[0] for row in self.db.execute(
+            "SELECT run FROM runs WHERE register_written = 0 ORDER BY run")]
+
+    def set_batch_state(self, run: str, state: str) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE runs SET written = 1 WHERE run = ?", (run,))
+            db.execute("UPDATE runs SET batch_state = ? WHERE run = ?", (state, run))
+            db.execute(_WRITTEN)
+
+    def register_done(self) -> None:
+        """The register just written holds every in-kind row the ledger has."""
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET register_written = 1 WHERE register_written = 0")
+            db.execute(_WRITTEN)
 
 
 # --- files -------------------------------------------------------------------------------
@@ -345,17 +382,33 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Write a CSV whole or not at all: temp file, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def temp_of(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed into place (a dot file)."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def write_temp(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    """Write the CSV to ``path``'s temp file, whole and durable (the file and its directory
+    entry fsynced); return the temp file."""
+    tmp = temp_of(path)
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
         f.flush()
         os.fsync(f.fileno())
+    _fsync_dir(path.parent)
+    return tmp
+
+
+def rename_into_place(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def write_atomically(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Write a CSV whole or not at all: temp file, fsync, rename, fsync the directory."""
+    rename_into_place(write_temp(path, header, rows), path)
 
 
 def append_rejects(path: Path, entries: Sequence[dict[str, Any]]) -> None:
@@ -579,20 +632,54 @@ def classify(messages: Sequence[Message], ledger: Ledger) -> _Decisions:
     return out
 
 
+def _finish_batch(ledger: Ledger, out: Path, run: str, batch_file: str,
+                  state: str) -> None:
+    """Bring a run's batch file from ``state`` to 'done'. The file is (re)written only
+    while the ledger says it was never renamed into place; once it may have been, it is at
+    most renamed from its complete temp file, never written again: the finance side may
+    already have collected it."""
+    path = out / batch_file
+    tmp = temp_of(path)
+    if state == "legacy":  # interrupted under the first version, which recorded no stage
+        if path.exists():  # it was renamed: nothing to write
+            ledger.set_batch_state(run, "done")
+            return
+        if tmp.exists():
+            state = "pending"  # its temp file may be partial, and was never renamed
+        else:
+            log.error("run %s: %s is missing and the ledger (written by an older version) "
+                      "cannot tell whether it was ever renamed into place; it is NOT "
+                      "written again, as it may have been collected. If it was never "
+                      "paid, its rows are in paid.db (paid_lines of the run's events)",
+                      run, batch_file)
+            ledger.set_batch_state(run, "done")
+            return
+    if state == "pending":
+        write_temp(path, BATCH_HEADER, ledger.batch_rows(run))
+        ledger.set_batch_state(run, "staged")
+    if tmp.exists():
+        rename_into_place(tmp, path)
+    # else: renamed before an interruption (and perhaps collected since)
+    ledger.set_batch_state(run, "done")
+
+
 def recover(ledger: Ledger, out: Path) -> list[str]:
-    """Finish runs whose ledger commit happened but whose files may not have been written
-    (a crash between the two): write the missing batch from the ledger's rows."""
+    """Finish runs whose ledger commit happened but whose files may not be in place (an
+    interruption between the two): finish each batch (see ``_finish_batch``) and
+    regenerate the in-kind register if it may lack a run's rows."""
     done = []
-    for run, batch_file, in_kind_rows in ledger.unwritten_runs():
-        if batch_file and not (out / batch_file).exists():
-            log.warning("run %s: writing %s from the ledger after an interrupted run",
-                        run, batch_file)
-            write_atomically(out / batch_file, BATCH_HEADER, ledger.batch_rows(run))
-        if in_kind_rows:
-            write_atomically(out / REGISTER_FILE, REGISTER_HEADER, ledger.register_rows())
-        ledger.mark_written(run)
+    for run, batch_file, state in ledger.unfinished_batches():
+        log.warning("run %s: finishing %s (%s) after an interrupted run", run, batch_file,
+                    state)
+        _finish_batch(ledger, out, run, batch_file, state)
         done.append(run)
-    return done
+    stale = ledger.register_stale()
+    if stale:
+        log.warning("runs %s: writing %s after an interrupted run", ", ".join(stale),
+                    REGISTER_FILE)
+        write_atomically(out / REGISTER_FILE, REGISTER_HEADER, ledger.register_rows())
+        ledger.register_done()
+    return sorted({*done, *stale})
 
 
 @contextlib.contextmanager
@@ -617,15 +704,18 @@ def run_cycle(source: KafkaSource, out: Path, *, idle_seconds: float = 5.0,
 
     1. rejects are appended to ``rejects.jsonl`` (at worst a line appears twice);
     2. ONE SQLite transaction records every new event id in ``paid`` with its rows and the
-       run (``written = 0``) — this commit is the moment the events count as paid;
-    3. the batch CSV is written from those rows to a temp file, fsynced, renamed into
-       place (whole or absent), the in-kind register likewise, then the run is marked
-       ``written``;
-    4. only then are the Kafka offsets committed.
+       run (batch ``pending``) — this commit is the moment the events count as paid;
+    3. the batch CSV is written from those rows to a temp file, fsynced, and only then
+       marked ``staged`` in the ledger; then renamed into place and marked ``done``;
+    4. the in-kind register is regenerated (temp file, rename) and marked written;
+    5. only then are the Kafka offsets committed.
 
     A crash before 2 pays nothing and Kafka redelivers everything. A crash after 2 finds
-    the ids in ``paid``: redelivered events are skipped, and ``recover`` writes any batch
-    file that step 3 did not finish. A crash after 3 only redelivers skipped events.
+    the ids in ``paid``: redelivered events are skipped, and ``recover`` finishes the run:
+    a ``pending`` batch was never renamed into place, so it is written again from the
+    ledger; a ``staged`` one is only renamed from its complete temp file, or left alone if
+    that rename happened — a batch in place is never written a second time. A crash after
+    4 only redelivers skipped events.
     """
     out.mkdir(parents=True, exist_ok=True)
     with locked(out):
@@ -652,11 +742,13 @@ def run_cycle(source: KafkaSource, out: Path, *, idle_seconds: float = 5.0,
                 with ledger.transaction() as db:  # step 2
                     db.execute(
                         "INSERT INTO runs (run, at, batch_file, cash_rows, cash_total_vnd, "
-                        "in_kind_rows) VALUES (?, ?, ?, ?, ?, ?)",
+                        "in_kind_rows, batch_state, register_written) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (run, now, batch_file,
                          sum(1 for d in cash for ln in d.lines if ln.amount_vnd),
                          sum(ln.amount_vnd for d in cash for ln in d.lines),
-                         sum(1 for d in in_kind for ln in d.lines if ln.amount_vnd)))
+                         sum(1 for d in in_kind for ln in d.lines if ln.amount_vnd),
+                         "pending" if batch_file else None, 0 if in_kind else 1))
                     for d in decided.accepted:
                         db.execute(
                             "INSERT INTO paid (event_id, batch, at, run, distribution_id, "
@@ -674,21 +766,21 @@ def run_cycle(source: KafkaSource, out: Path, *, idle_seconds: float = 5.0,
                         "reason, at) VALUES (?, ?, ?, ?, ?, ?)",
                         [(r["topic"], r["partition"], r["offset"], r["event_id"], r["reason"],
                           now) for r in decided.rejects])
-                # step 3
-                if batch_file:
+                    db.execute(_WRITTEN)  # a run with nothing to write is complete
+                if batch_file:  # step 3
+                    _finish_batch(ledger, out, run, batch_file, "pending")
                     rows = ledger.batch_rows(run)
-                    write_atomically(out / batch_file, BATCH_HEADER, rows)
                     report.batch_file = batch_file
                     report.cash_rows = len(rows)
                     report.cash_total_vnd = sum(r[2] for r in rows)
-                if in_kind:
+                if in_kind:  # step 4
                     write_atomically(out / REGISTER_FILE, REGISTER_HEADER,
                                      ledger.register_rows())
+                    ledger.register_done()
                     report.in_kind_rows = sum(1 for d in in_kind for ln in d.lines
                                               if ln.amount_vnd)
-                ledger.mark_written(run)
                 report.paid_events = len(decided.accepted)
-            report.offsets_committed = source.commit(messages)  # step 4
+            report.offsets_committed = source.commit(messages)  # step 5
             return report
         finally:
             ledger.close()

@@ -319,7 +319,7 @@ def test_a_crash_after_the_ledger_commit_is_recovered_without_paying_twice(
         raise OSError("disk full")
 
     with monkeypatch.context() as m:
-        m.setattr(fc, "write_atomically", crash)
+        m.setattr(fc, "write_temp", crash)
         with pytest.raises(OSError):
             run(topic, tmp_path)  # the ledger committed; no file; offsets not committed
     assert batches(tmp_path) == [] and len(paid_ids(tmp_path)) == 1
@@ -344,6 +344,200 @@ def test_the_program_runs_from_the_command_line(topic, tmp_path):
     assert summary["paid_events"] == 1
     [batch] = batches(tmp_path / "out")
     assert rows_of(batch) == expected_rows(data, value)
+
+
+# --- interruptions: a batch in place is never written again ---------------------------------
+
+def fail_once(target, name: str, exc: BaseException, monkeypatch, when=None):
+    """Make ``target.name`` raise ``exc`` the first time (``when(*args)`` is true)."""
+    original = getattr(target, name)
+
+    def patched(*args, **kwargs):
+        if when is None or when(*args, **kwargs):
+            monkeypatch.setattr(target, name, original)
+            raise exc
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, patched)
+
+
+def collect(out: Path) -> list[Path]:
+    """The finance side picks the batches up, as the README allows: a plain ``mv``."""
+    outbox = out.parent / "outbox"
+    outbox.mkdir(exist_ok=True)
+    for batch in batches(out):
+        batch.rename(outbox / batch.name)
+    return sorted(outbox.glob("batch-*.csv"))
+
+
+def test_a_batch_collected_before_an_interrupted_run_finished_is_not_written_again(
+    topic, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    cash = posted_data(reference="LIC-1")
+    spin_off = posted_data(in_kind=True, reference="SPIN-1")
+    cash_value = topic.send_event("distribution.posted", cash)
+    spin_value = topic.send_event("distribution.posted", spin_off)
+
+    # The batch is renamed into place, then writing the register fails (a full disk; a
+    # kill -9 or a power cut at that moment leaves the same state behind).
+    fail_once(fc, "write_atomically", OSError("disk full"), monkeypatch)
+    with pytest.raises(OSError, match="disk full"):
+        run(topic, out)
+    [batch] = batches(out)
+    assert rows_of(batch) == expected_rows(cash, cash_value)
+    assert not (out / "in-kind-register.csv").exists()
+    [collected] = collect(out)  # the transfer job took it: it is being paid
+
+    report = run(topic, out)  # the restart redelivers both events
+
+    assert batches(out) == []  # NOT written a second time
+    assert report["recovered_runs"] and report["duplicates"] == 2
+    assert report["paid_events"] == 0 and report["batch_file"] is None
+    assert rows_of(collected) == expected_rows(cash, cash_value)
+    _, *register = read_csv(out / "in-kind-register.csv")  # the register is finished
+    assert [tuple(r[:6]) for r in register] == [
+        (p, k, str(a), ref, e, d) for p, k, a, ref, e, d in expected_rows(spin_off, spin_value)]
+    with sqlite3.connect(out / "paid.db") as db:
+        assert db.execute("SELECT batch_state, register_written, written FROM runs"
+                          ).fetchall() == [("done", 1, 1)]
+    assert run(topic, out)["recovered_runs"] == [] and batches(out) == []
+
+
+@pytest.mark.parametrize("where", ["before the rename", "after the rename"])
+def test_an_interrupted_batch_is_finished_from_its_temp_file_or_left_alone(
+    topic, tmp_path, monkeypatch, where
+):
+    out = tmp_path / "out"
+    data = posted_data()
+    value = topic.send_event("distribution.posted", data)
+    if where == "before the rename":  # staged: the temp file is whole, not renamed
+        fail_once(fc, "rename_into_place", KeyboardInterrupt(), monkeypatch)
+    else:  # renamed, but the process died before the ledger said so
+        fail_once(fc.Ledger, "set_batch_state", KeyboardInterrupt(), monkeypatch,
+                  when=lambda _self, _run, state: state == "done")
+    with pytest.raises(KeyboardInterrupt):
+        run(topic, out)
+    with sqlite3.connect(out / "paid.db") as db:
+        assert db.execute("SELECT batch_state FROM runs").fetchall() == [("staged",)]
+
+    if where == "before the rename":
+        assert batches(out) == []
+        [temp] = out.glob(".batch-*.csv.tmp")
+        assert rows_of(temp) == expected_rows(data, value)
+        report = run(topic, out)
+        [batch] = batches(out)  # renamed into place by the recovery
+        assert rows_of(batch) == expected_rows(data, value)
+        assert list(out.glob(".batch-*")) == []
+    else:
+        [collected] = collect(out)
+        report = run(topic, out)
+        assert batches(out) == []  # collected: not written again
+        assert rows_of(collected) == expected_rows(data, value)
+    assert report["recovered_runs"] and report["duplicates"] == 1
+    assert report["paid_events"] == 0
+    with sqlite3.connect(out / "paid.db") as db:
+        assert db.execute("SELECT batch_state, written FROM runs").fetchall() == [("done", 1)]
+
+
+# --- a ledger written by the first version ----------------------------------------------------
+
+FIRST_SCHEMA = """
+CREATE TABLE paid (
+    event_id TEXT PRIMARY KEY, batch TEXT NOT NULL, at TEXT NOT NULL,
+    run TEXT NOT NULL REFERENCES runs(run), distribution_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('posted', 'reversed')), in_kind INTEGER NOT NULL,
+    gross_vnd INTEGER NOT NULL, UNIQUE (distribution_id, kind));
+CREATE TABLE paid_lines (
+    event_id TEXT NOT NULL REFERENCES paid(event_id), seq INTEGER NOT NULL,
+    payee_id TEXT NOT NULL, payee_kind TEXT NOT NULL, amount_vnd INTEGER NOT NULL,
+    reference TEXT NOT NULL, distribution_id TEXT NOT NULL, PRIMARY KEY (event_id, seq));
+CREATE TABLE runs (
+    run TEXT PRIMARY KEY, at TEXT NOT NULL, batch_file TEXT, cash_rows INTEGER NOT NULL,
+    cash_total_vnd INTEGER NOT NULL, in_kind_rows INTEGER NOT NULL,
+    written INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE rejected (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
+    event_id TEXT, reason TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (topic, partition, "offset"));
+"""
+
+
+def first_version_ledger(out: Path, runs: list[tuple[str, bytes, int]]) -> None:
+    """``paid.db`` as the first version left it: ``(run, event value, written)``."""
+    out.mkdir()
+    with sqlite3.connect(out / "paid.db") as db:
+        db.executescript(FIRST_SCHEMA)
+        for run_id, value, written in runs:
+            raw = json.loads(value)
+            data = raw["data"]
+            in_kind = data["in_kind"]
+            batch_file = None if in_kind else f"batch-{run_id}.csv"
+            db.execute("INSERT INTO runs VALUES (?, '2026-11-23', ?, 3, ?, ?, ?)",
+                       (run_id, batch_file, 0 if in_kind else data["gross_vnd"],
+                        3 if in_kind else 0, written))
+            db.execute("INSERT INTO paid VALUES (?, ?, '2026-11-23', ?, ?, 'posted', ?, ?)",
+                       (raw["id"], "in-kind-register.csv" if in_kind else batch_file, run_id,
+                        data["distribution_id"], int(in_kind), data["gross_vnd"]))
+            db.executemany(
+                "INSERT INTO paid_lines VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(raw["id"], i, ln["payee_id"], ln["payee_kind"], ln["amount_vnd"],
+                  data["reference"], data["distribution_id"])
+                 for i, ln in enumerate(data["lines"])])
+        db.execute("INSERT INTO rejected VALUES ('t', 0, 0, 'old-reject', 'lines sum', 'x')")
+
+
+def test_a_ledger_written_by_the_first_version_keeps_working(topic, tmp_path, caplog):
+    out = tmp_path / "out"
+    done, collected, partial, in_place, spin = (posted_data(reference=r) for r in (
+        "DONE", "COLLECTED", "PARTIAL", "IN-PLACE", "SPIN"))
+    spin["in_kind"] = True
+    values = {name: event("distribution.posted", d) for name, d in (
+        ("done", done), ("collected", collected), ("partial", partial),
+        ("in_place", in_place), ("spin", spin))}
+    runs = [("20261123T090000.000001Z", values["done"], 1),
+            # interrupted: its batch is gone (collected, or never written: unknown)
+            ("20261123T090000.000002Z", values["collected"], 0),
+            # interrupted while writing its temp file: never renamed into place
+            ("20261123T090000.000003Z", values["partial"], 0),
+            # interrupted after the rename
+            ("20261123T090000.000004Z", values["in_place"], 0),
+            # interrupted before the register was written
+            ("20261123T090000.000005Z", values["spin"], 0)]
+    first_version_ledger(out, runs)
+    (out / ".batch-20261123T090000.000003Z.csv.tmp").write_text("payee_id,pay")
+    in_place_file = out / "batch-20261123T090000.000004Z.csv"
+    in_place_file.write_text("as the first version wrote it\n")
+
+    fresh = posted_data(reference="FRESH")
+    fresh_value = topic.send_event("distribution.posted", fresh)
+    for value in values.values():  # redelivered: all already paid
+        topic.send(value)
+    report = run(topic, out)
+
+    assert report["paid_events"] == 1 and report["duplicates"] == len(values)
+    assert report["recovered_runs"] == [r[0] for r in runs[1:]]
+    assert "20261123T090000.000002Z" in caplog.text and "NOT written again" in caplog.text
+    assert not (out / "batch-20261123T090000.000002Z.csv").exists()
+    assert rows_of(out / "batch-20261123T090000.000003Z.csv") == expected_rows(
+        partial, values["partial"])
+    assert in_place_file.read_text() == "as the first version wrote it\n"  # untouched
+    _, *register = read_csv(out / "in-kind-register.csv")
+    assert [r[3] for r in register] == ["SPIN"] * 3
+    assert rows_of(out / f"batch-{report['run']}.csv") == expected_rows(fresh, fresh_value)
+    with sqlite3.connect(out / "paid.db") as db:
+        assert db.execute("SELECT count(*) FROM runs WHERE written = 0").fetchone() == (0,)
+        assert db.execute("SELECT batch_state FROM runs ORDER BY run").fetchall() == [
+            ("done",), ("done",), ("done",), ("done",), (None,), ("done",)]
+
+
+def test_opening_the_ledger_twice_migrates_once(tmp_path):
+    for _ in range(2):
+        ledger = fc.Ledger(tmp_path / "paid.db")
+        ledger.close()
+    with sqlite3.connect(tmp_path / "paid.db") as db:
+        columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    assert {"batch_state", "register_written", "written"} <= columns
 
 
 # --- rejects.jsonl --------------------------------------------------------------------------
