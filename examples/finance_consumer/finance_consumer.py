@@ -23,7 +23,8 @@ Usage::
     python finance_consumer.py --bootstrap localhost:9092 --out /srv/payments --once
 
 Only ``kafka-python`` and the ``cloudevents`` SDK are needed besides the standard library.
-Money is integer đồng throughout; a float anywhere in an amount rejects the event.
+Money is integer đồng throughout (signed 64 bits, as SQLite stores it); a float anywhere
+in an amount rejects the event.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ import argparse
 import contextlib
 import csv
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import reprlib
 import signal
 import sqlite3
 import sys
@@ -67,6 +70,8 @@ LEDGER_FILE = "paid.db"
 REGISTER_FILE = "in-kind-register.csv"
 REJECTS_FILE = "rejects.jsonl"
 LOCK_FILE = ".lock"
+# Amounts, and a run's cash total, are SQLite integers: signed 64 bits.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 # --- what arrives and what it means --------------------------------------------------------
@@ -79,7 +84,7 @@ class Message:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (a record with a null value)
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
@@ -101,32 +106,78 @@ class Distribution:
     in_kind: bool
     gross_vnd: int
     lines: tuple[Line, ...]
+    content_sha256: str = ""  # of the canonical event: tells a redelivery from a reused id
 
 
 class Invalid(ValueError):
     """The message is not a finance event this program can pay; it goes to rejects."""
 
 
+def _show(value: Any) -> str:
+    """A short, bounded ``repr`` of foreign data for a reason (no deep recursion)."""
+    return reprlib.repr(value)
+
+
 def _int(data: dict[str, Any], name: str, where: str = "data") -> int:
     value = data.get(name)
     # bool is an int subclass in Python; 1.0 and "1" are not money here.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"{where}.{name} must be an integer number of đồng, got {value!r}")
+        raise Invalid(f"{where}.{name} must be an integer number of đồng, got {_show(value)}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise Invalid(f"{where}.{name} is outside the signed 64-bit range, got {_show(value)}")
     return value
 
 
 def _text(data: dict[str, Any], name: str, where: str = "data") -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise Invalid(f"{where}.{name} must be a non-empty string, got {value!r}")
+        raise Invalid(f"{where}.{name} must be a non-empty string, got {_show(value)}")
     return value
 
 
-def event_id_of(value: bytes) -> str | None:
-    """The ``id`` of a message that may not even be valid (for the rejects file)."""
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
-        raw = json.loads(value)
+def _json(value: bytes | None) -> Any:
+    """The JSON of a message. Raises ``Invalid`` for anything parsing foreign bytes can
+    fail on."""
+    if value is None:
+        raise Invalid("the record has no value (a tombstone)")
+    try:
+        return json.loads(value)
+    except RecursionError as exc:
+        raise Invalid("not JSON this program reads: nested too deeply") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid(f"not JSON: {exc}") from exc
+
+
+def _canonical(raw: Any) -> bytes:
+    """One encoding of a JSON value (sorted keys, no spaces, UTF-8). Raises ``Invalid``
+    when a string is not valid Unicode (a lone surrogate such as ``"\\ud800"``)."""
+    try:
+        return json.dumps(raw, ensure_ascii=False, sort_keys=True,
+                          separators=(",", ":")).encode("utf-8")
+    except RecursionError as exc:
+        raise Invalid("not JSON this program reads: nested too deeply") from exc
+    except UnicodeEncodeError as exc:
+        raise Invalid(f"a string is not valid Unicode: {exc}") from exc
+
+
+def content_sha256(value: bytes | None) -> str | None:
+    """SHA-256 of the canonical event, or of the bytes when they are not valid JSON."""
+    if value is None:
+        return None
+    try:
+        canonical = _canonical(_json(value))
+    except Invalid:
+        canonical = value
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def event_id_of(value: bytes | None) -> str | None:
+    """The ``id`` of a message that may not even be valid (for the rejects file); None
+    when there is none or it is not valid Unicode."""
+    with contextlib.suppress(Invalid):
+        raw = _json(value)
         if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+            _canonical(raw["id"])
             return raw["id"]
     return None
 
@@ -134,14 +185,12 @@ def event_id_of(value: bytes) -> str | None:
 def parse(message: Message) -> Distribution | None:
     """Validate one message. ``None``: a valid CloudEvent that is not a payment event
     (``asset.registered``, ``agreement.signed``, …), skipped. Raises ``Invalid``."""
-    try:
-        raw = json.loads(message.value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid(f"not JSON: {exc}") from exc
+    raw = _json(message.value)
+    canonical = _canonical(raw)  # every string valid Unicode, so every text can be stored
     if not isinstance(raw, dict):
         raise Invalid("not a structured CloudEvent: the value is not a JSON object")
     if raw.get("specversion") != "1.0":  # the SDK would assume 1.0 when it is missing
-        raise Invalid(f"specversion must be '1.0', got {raw.get('specversion')!r}")
+        raise Invalid(f"specversion must be '1.0', got {_show(raw.get('specversion'))}")
     try:
         event = from_structured(
             KafkaMessage(headers=dict(message.headers), key=message.key, value=message.value),
@@ -172,7 +221,7 @@ def parse(message: Message) -> Distribution | None:
     reference = _text(data, "reference")
     in_kind = data.get("in_kind")
     if not isinstance(in_kind, bool):
-        raise Invalid(f"data.in_kind must be true or false, got {in_kind!r}")
+        raise Invalid(f"data.in_kind must be true or false, got {_show(in_kind)}")
     gross = _int(data, "gross_vnd")
     pool = _int(data, "researcher_pool_vnd")
     institution = _int(data, "institution_vnd")
@@ -207,7 +256,8 @@ def parse(message: Message) -> Distribution | None:
                           "line")
     return Distribution(event_id=event.get_id(), kind=kind, distribution_id=distribution_id,
                         reference=reference, in_kind=in_kind, gross_vnd=gross,
-                        lines=tuple(lines))
+                        lines=tuple(lines),
+                        content_sha256=hashlib.sha256(canonical).hexdigest())
 
 
 # --- the ledger of what has been paid -----------------------------------------------------
@@ -257,6 +307,10 @@ CREATE TABLE IF NOT EXISTS rejected (
 # Columns added after the first version: a ledger written by it gains them on open (fresh
 # ledgers too, so both end with the same schema). The UPDATE gives the old rows their value.
 COLUMNS = (
+    # SHA-256 of the canonical event that was paid or rejected under this id (NULL: paid or
+    # rejected by the first version, which did not record it)
+    ("paid", "content_sha256", "TEXT", None),
+    ("rejected", "content_sha256", "TEXT", None),
     # the run's batch file: 'pending' (never renamed into place), 'staged' (the temp file
     # is complete and fsynced; the rename may have happened), 'done' (renamed, or collected
     # since), 'legacy' (unknown: the run was interrupted under the first version);
@@ -269,6 +323,7 @@ COLUMNS = (
     ("runs", "register_written", "INTEGER NOT NULL DEFAULT 1",
      "UPDATE runs SET register_written = 0 WHERE written = 0 AND in_kind_rows > 0"),
 )
+INDEXES = "CREATE INDEX IF NOT EXISTS rejected_event_id ON rejected (event_id);"
 # ``runs.written``: 1 once every file of the run is in place (kept for existing queries).
 _WRITTEN = ("UPDATE runs SET written = 1 WHERE written = 0 AND register_written = 1 "
             "AND coalesce(batch_state, 'done') = 'done'")
@@ -297,6 +352,7 @@ class Ledger:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
                     if fill:
                         db.execute(fill)
+            db.execute(INDEXES)
 
     def close(self) -> None:
         self.db.close()
@@ -311,9 +367,17 @@ class Ledger:
             raise
         self.db.execute("COMMIT")
 
-    def is_paid(self, event_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM paid WHERE event_id = ?",
-                               (event_id,)).fetchone() is not None
+    def paid_content(self, event_id: str) -> tuple[bool, str | None]:
+        """Whether ``event_id`` is paid, and the SHA-256 of the content paid under it."""
+        row = self.db.execute("SELECT content_sha256 FROM paid WHERE event_id = ?",
+                              (event_id,)).fetchone()
+        return (row is not None, row[0] if row else None)
+
+    def rejected_contents(self, event_id: str) -> set[str]:
+        """The SHA-256s of the contents rejected under ``event_id``."""
+        return {row[0] for row in self.db.execute(
+            "SELECT content_sha256 FROM rejected WHERE event_id = ? "
+            "AND content_sha256 IS NOT NULL", (event_id,))}
 
     def paid_event(self, distribution_id: str, kind: str) -> str | None:
         row = self.db.execute("SELECT event_id FROM paid WHERE distribution_id = ? AND kind = ?",
@@ -525,6 +589,21 @@ class KafkaSource:
             return False
         return True
 
+    def rewind(self, messages: Sequence[Message]) -> None:
+        """Read ``messages`` again in the next run: seek each of their partitions back to
+        the first of them (a partition no longer assigned restarts from its committed
+        offset anyway)."""
+        from kafka.structs import TopicPartition
+
+        first: dict[TopicPartition, int] = {}
+        for m in messages:
+            tp = TopicPartition(m.topic, m.partition)
+            first[tp] = min(first.get(tp, m.offset), m.offset)
+        assigned = self.consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)
+
     def close(self) -> None:
         self.consumer.close(autocommit=False)
 
@@ -542,6 +621,7 @@ class RunReport:
     duplicates: int = 0
     ignored: int = 0
     rejected: int = 0
+    deferred: int = 0
     recovered_runs: list[str] = field(default_factory=list)
     offsets_committed: bool = False
 
@@ -559,6 +639,7 @@ def new_run_id(ledger: Ledger) -> str:
 class _Decisions:
     accepted: list[Distribution] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
+    deferred: list[Message] = field(default_factory=list)  # for the next run
     duplicates: int = 0
     ignored: int = 0
 
@@ -595,40 +676,86 @@ def _against_history(d: Distribution, ledger: Ledger,
     return None
 
 
+def _already_known(d: Distribution, ledger: Ledger, run_accepted: dict[str, str],
+                   run_rejected: dict[str, set[str]]) -> bool:
+    """True: ``d`` is a redelivery of an event already paid. Raises ``Invalid`` when its id
+    was paid or rejected with other content: an id names one event, never two."""
+    if d.event_id in run_accepted:
+        paid, earlier = True, run_accepted[d.event_id]
+    else:
+        paid, earlier = ledger.paid_content(d.event_id)
+    if paid:
+        # ``earlier`` is None for an event paid by the first version (no hash recorded).
+        if earlier is not None and earlier != d.content_sha256:
+            raise Invalid(f"event id {d.event_id} reused with different content: an event "
+                          f"with this id and other content was already paid")
+        return True
+    others = (run_rejected.get(d.event_id, set()) | ledger.rejected_contents(d.event_id))
+    if others - {d.content_sha256}:
+        raise Invalid(f"event id {d.event_id} reused with different content: a message "
+                      f"with this id and other content was rejected")
+    return False
+
+
+def _safe(text: str) -> str:
+    """Text that can be written as UTF-8 (a lone surrogate becomes ``\\udXXX``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def classify(messages: Sequence[Message], ledger: Ledger) -> _Decisions:
     out = _Decisions()
-    seen: set[str] = set()
+    run_accepted: dict[str, str] = {}  # event id → content hash
+    run_rejected: dict[str, set[str]] = {}
     run_postings: dict[str, Distribution] = {}
     run_reversals: set[str] = set()
+    run_cash_total = 0
+    full: set[tuple[str, int]] = set()  # partitions whose remaining messages wait
     at = datetime.now(UTC).isoformat()
     for m in messages:
+        if (m.topic, m.partition) in full:
+            out.deferred.append(m)
+            continue
         try:
             d = parse(m)
-            if d is not None and d.event_id not in seen and not ledger.is_paid(d.event_id):
-                problem = _against_history(d, ledger, run_postings, run_reversals)
-                if problem:
-                    raise Invalid(problem)
+            if d is None:
+                out.ignored += 1
+                continue
+            if _already_known(d, ledger, run_accepted, run_rejected):
+                out.duplicates += 1  # at-least-once delivery: this event is already paid
+                continue
+            problem = _against_history(d, ledger, run_postings, run_reversals)
+            if problem:
+                raise Invalid(problem)
+            if not d.in_kind and not INT64_MIN <= run_cash_total + d.gross_vnd <= INT64_MAX:
+                # The run's total (runs.cash_total_vnd) would not fit: this event, and the
+                # rest of its partition (Kafka's order), go to the next run's batch.
+                full.add((m.topic, m.partition))
+                out.deferred.append(m)
+                continue
         except Invalid as exc:
             if ledger.was_rejected(m):  # a replayed offset is not a new reject
                 out.duplicates += 1
             else:
+                event_id = event_id_of(m.value)
+                digest = content_sha256(m.value)
+                if event_id is not None and digest is not None:
+                    run_rejected.setdefault(event_id, set()).add(digest)
                 out.rejects.append({
                     "at": at, "topic": m.topic, "partition": m.partition, "offset": m.offset,
                     "key": m.key.decode("utf-8", "replace") if m.key is not None else None,
-                    "event_id": event_id_of(m.value), "reason": str(exc),
-                    "value": m.value.decode("utf-8", "replace")})
+                    "event_id": event_id, "reason": _safe(str(exc)),
+                    "value": m.value.decode("utf-8", "replace") if m.value is not None
+                    else None,
+                    "content_sha256": digest})
             continue
-        if d is None:
-            out.ignored += 1
-        elif d.event_id in seen or ledger.is_paid(d.event_id):
-            out.duplicates += 1  # at-least-once delivery: this event is already paid
+        run_accepted[d.event_id] = d.content_sha256
+        out.accepted.append(d)
+        if not d.in_kind:
+            run_cash_total += d.gross_vnd
+        if d.kind == "posted":
+            run_postings[d.distribution_id] = d
         else:
-            seen.add(d.event_id)
-            out.accepted.append(d)
-            if d.kind == "posted":
-                run_postings[d.distribution_id] = d
-            else:
-                run_reversals.add(d.distribution_id)
+            run_reversals.add(d.distribution_id)
     return out
 
 
@@ -728,7 +855,7 @@ def run_cycle(source: KafkaSource, out: Path, *, idle_seconds: float = 5.0,
             run = new_run_id(ledger)
             report = RunReport(run=run, duplicates=decided.duplicates,
                                ignored=decided.ignored, rejected=len(decided.rejects),
-                               recovered_runs=recovered)
+                               deferred=len(decided.deferred), recovered_runs=recovered)
             if decided.rejects:  # step 1
                 append_rejects(out / REJECTS_FILE, decided.rejects)
                 for r in decided.rejects:
@@ -752,9 +879,11 @@ def run_cycle(source: KafkaSource, out: Path, *, idle_seconds: float = 5.0,
                     for d in decided.accepted:
                         db.execute(
                             "INSERT INTO paid (event_id, batch, at, run, distribution_id, "
-                            "kind, in_kind, gross_vnd) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            "kind, in_kind, gross_vnd, content_sha256) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (d.event_id, REGISTER_FILE if d.in_kind else batch_file, now,
-                             run, d.distribution_id, d.kind, int(d.in_kind), d.gross_vnd))
+                             run, d.distribution_id, d.kind, int(d.in_kind), d.gross_vnd,
+                             d.content_sha256))
                         db.executemany(
                             "INSERT INTO paid_lines (event_id, seq, payee_id, payee_kind, "
                             "amount_vnd, reference, distribution_id) "
@@ -763,9 +892,9 @@ def run_cycle(source: KafkaSource, out: Path, *, idle_seconds: float = 5.0,
                               d.reference, d.distribution_id) for i, ln in enumerate(d.lines)])
                     db.executemany(
                         'INSERT OR IGNORE INTO rejected (topic, partition, "offset", event_id, '
-                        "reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+                        "reason, at, content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [(r["topic"], r["partition"], r["offset"], r["event_id"], r["reason"],
-                          now) for r in decided.rejects])
+                          now, r["content_sha256"]) for r in decided.rejects])
                     db.execute(_WRITTEN)  # a run with nothing to write is complete
                 if batch_file:  # step 3
                     _finish_batch(ledger, out, run, batch_file, "pending")
@@ -780,7 +909,13 @@ def run_cycle(source: KafkaSource, out: Path, *, idle_seconds: float = 5.0,
                     report.in_kind_rows = sum(1 for d in in_kind for ln in d.lines
                                               if ln.amount_vnd)
                 report.paid_events = len(decided.accepted)
-            report.offsets_committed = source.commit(messages)  # step 5
+            if decided.deferred:
+                log.warning("%d messages wait for the next run: this run's cash total "
+                            "would leave the signed 64-bit range", len(decided.deferred))
+                source.rewind(decided.deferred)
+            deferred = {id(m) for m in decided.deferred}
+            report.offsets_committed = source.commit(  # step 5
+                [m for m in messages if id(m) not in deferred])
             return report
         finally:
             ledger.close()

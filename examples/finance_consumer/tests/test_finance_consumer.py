@@ -440,6 +440,168 @@ def test_an_interrupted_batch_is_finished_from_its_temp_file_or_left_alone(
         assert db.execute("SELECT batch_state, written FROM runs").fetchall() == [("done", 1)]
 
 
+# --- messages that used to stop every run -----------------------------------------------------
+
+def with_json(value: bytes, change) -> bytes:
+    """The event re-encoded after ``change(raw)`` (json.dumps escapes a lone surrogate)."""
+    raw = json.loads(value)
+    change(raw)
+    return json.dumps(raw).encode()
+
+
+def test_poison_messages_are_rejected_and_the_run_goes_on(topic, tmp_path):
+    huge = posted_data(gross=10**19, reference="HUGE")  # sums add up; beyond 64 bits
+    assert all(-(2**63) <= ln["amount_vnd"] < 2**63 for ln in huge["lines"])
+    big = posted_data(gross=5 * 10**18, reference="BIG")  # fits in 64 bits
+    cases: dict[str, bytes | None] = {
+        "tombstone": None,  # a record with a null value
+        "nested too deeply": b'{"specversion": "1.0", "data": ' + b"[" * 100_000
+                             + b"]" * 100_000 + b"}",
+        "gross_vnd is outside the signed 64-bit range": event("distribution.posted", huge),
+        "not valid Unicode": with_json(  # "INV-\\ud800" on the wire
+            event("distribution.posted", posted_data()),
+            lambda raw: raw["data"].update(reference="INV-\ud800")),
+        "not valid Unicode (the id)": with_json(
+            event("distribution.posted", posted_data()), lambda raw: raw.update(id="\ud800")),
+        "not valid Unicode (encoded)": (  # a surrogate encoded in the bytes, not escaped
+            event("distribution.posted", posted_data(reference="INV-?"))
+            .replace(b"INV-?", b"INV-\xed\xa0\x80")),
+    }
+    # One key, one partition: the messages are read in the order they are sent.
+    big_value = event("distribution.posted", big)
+    topic.send(big_value)
+    for value in cases.values():
+        topic.producer.send(topic.name, key=b"k", value=value).get(timeout=30)
+    good = posted_data(reference="GOOD")
+    good_value = event("distribution.posted", good)
+    topic.send(good_value)
+
+    report = run(topic, tmp_path)
+
+    assert report["rejected"] == len(cases) and report["paid_events"] == 2
+    assert report["offsets_committed"] is True
+    [batch] = batches(tmp_path)
+    assert rows_of(batch) == expected_rows(big, big_value) + expected_rows(good, good_value)
+    rejects = [json.loads(ln) for ln in (tmp_path / "rejects.jsonl").read_text(
+        encoding="utf-8").splitlines()]
+    for expected, reject in zip(cases, rejects, strict=True):
+        assert expected.split(" (")[0] in reject["reason"], (expected, reject["reason"])
+    by_case = dict(zip(cases, rejects, strict=True))
+    assert by_case["tombstone"]["value"] is None and by_case["tombstone"]["event_id"] is None
+    assert by_case["not valid Unicode (the id)"]["event_id"] is None  # not an id
+    assert by_case["not valid Unicode"]["event_id"] == json.loads(
+        cases["not valid Unicode"])["id"]
+    assert by_case["not valid Unicode"]["value"] == cases["not valid Unicode"].decode()
+    with sqlite3.connect(tmp_path / "paid.db") as db:
+        assert db.execute("SELECT count(*) FROM rejected").fetchone() == (len(cases),)
+
+    again = run(topic, tmp_path, "another-group")  # read again: nothing new, no crash
+    assert again["rejected"] == 0 and again["paid_events"] == 0
+    assert again["duplicates"] == len(cases) + 2
+
+
+def test_a_run_whose_cash_total_would_not_fit_64_bits_leaves_the_rest_to_the_next(
+    topic, tmp_path
+):
+    sent = [posted_data(gross=4 * 10**18, reference=f"BIG-{i}") for i in range(3)]
+    values = [event("distribution.posted", d) for d in sent]
+    for value in values:  # one key, one partition, in this order
+        topic.send(value)
+
+    # Without --once: one consumer, one run after another.
+    source = fc.KafkaSource(topic.bootstrap, topic.name, "finance-test")
+    try:
+        first = fc.run_cycle(source, tmp_path, idle_seconds=1.0, max_seconds=60).__dict__
+        assert first["paid_events"] == 2 and first["deferred"] == 1
+        assert first["rejected"] == 0
+        assert rows_of(batches(tmp_path)[0]) == (expected_rows(sent[0], values[0])
+                                                + expected_rows(sent[1], values[1]))
+        # The consumer was sought back to the deferred event: the next run reads it.
+        second = fc.run_cycle(source, tmp_path, idle_seconds=1.0, max_seconds=60).__dict__
+    finally:
+        source.close()
+    assert second["paid_events"] == 1 and second["duplicates"] == 0
+    assert rows_of(batches(tmp_path)[1]) == expected_rows(sent[2], values[2])
+    with sqlite3.connect(tmp_path / "paid.db") as db:
+        assert [r[0] for r in db.execute("SELECT cash_total_vnd FROM runs ORDER BY run")] == [
+            8 * 10**18, 4 * 10**18]
+
+
+def test_parsing_never_raises_anything_but_invalid_however_deep_the_nesting():
+    base = json.loads(event("distribution.posted", posted_data()))
+    for depth in [*range(1, 1200, 37), *range(950, 1050), 5000]:
+        nested: Any = "x"
+        for _ in range(depth):
+            nested = [nested]
+        for place in ("distribution_id", "reference", "gross_vnd", "lines"):
+            raw = json.loads(json.dumps(base))
+            raw["data"][place] = nested
+            try:
+                value = json.dumps(raw).encode()
+            except RecursionError:
+                continue  # too deep for the test's own encoder
+            message = fc.Message("t", 0, 0, b"k", value)
+            with pytest.raises(fc.Invalid):
+                fc.parse(message)
+            fc.content_sha256(value)
+            fc.event_id_of(value)
+
+
+# --- an event id names one event ------------------------------------------------------------
+
+def test_an_event_id_reused_with_different_content_is_rejected_not_skipped(topic, tmp_path):
+    paid = posted_data(reference="PAID")
+    paid_value = topic.send_event("distribution.posted", paid)
+    event_id = json.loads(paid_value)["id"]
+    run(topic, tmp_path)
+
+    def with_id(value: bytes, id_: str) -> bytes:
+        return with_json(value, lambda raw: raw.update(id=id_))
+
+    other = posted_data(reference="OTHER")  # another distribution under the paid id
+    topic.send(with_id(event("distribution.posted", other), event_id), key="k")
+    topic.send(paid_value, key=paid["distribution_id"])  # a plain redelivery
+    # The same event encoded differently (keys reordered, spaces) is the same content.
+    topic.send(json.dumps(dict(reversed(json.loads(paid_value).items())), indent=1).encode(),
+               key=paid["distribution_id"])
+    # In one run: an id first rejected (lines do not add up), then sent valid: rejected.
+    bad = posted_data(reference="BAD")
+    bad["lines"][0]["amount_vnd"] += 1
+    bad_value = event("distribution.posted", bad)
+    bad_id = json.loads(bad_value)["id"]
+    topic.send(bad_value, key="k")
+    topic.send(with_id(event("distribution.posted", posted_data(reference="FIXED")), bad_id),
+               key="k")
+    # ... and one first paid in this run, then reused in the same run.
+    fresh = posted_data(reference="FRESH")
+    fresh_value = event("distribution.posted", fresh)
+    topic.send(fresh_value, key="k")
+    topic.send(with_id(event("distribution.posted", posted_data(reference="AGAIN")),
+                       json.loads(fresh_value)["id"]), key="k")
+
+    report = run(topic, tmp_path)
+
+    assert report["paid_events"] == 1 and report["duplicates"] == 2
+    assert report["rejected"] == 4
+    assert rows_of(batches(tmp_path)[1]) == expected_rows(fresh, fresh_value)
+    rejects = [json.loads(ln) for ln in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    reasons = {r["value"].split('"reference": "')[1].split('"')[0]: r["reason"]
+               for r in rejects}
+    assert "lines sum" in reasons.pop("BAD")
+    assert reasons.keys() == {"OTHER", "FIXED", "AGAIN"}
+    for reason in reasons.values():
+        assert "reused with different content" in reason
+    assert paid_ids(tmp_path) == [event_id, json.loads(fresh_value)["id"]]
+    with sqlite3.connect(tmp_path / "paid.db") as db:
+        assert db.execute("SELECT count(*) FROM paid WHERE content_sha256 IS NULL"
+                          ).fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM rejected WHERE content_sha256 IS NULL"
+                          ).fetchone() == (0,)
+
+    again = run(topic, tmp_path, "another-group")  # everything again: nothing new
+    assert again["paid_events"] == 0 and again["rejected"] == 0
+
+
 # --- a ledger written by the first version ----------------------------------------------------
 
 FIRST_SCHEMA = """
@@ -529,6 +691,15 @@ def test_a_ledger_written_by_the_first_version_keeps_working(topic, tmp_path, ca
         assert db.execute("SELECT count(*) FROM runs WHERE written = 0").fetchone() == (0,)
         assert db.execute("SELECT batch_state FROM runs ORDER BY run").fetchall() == [
             ("done",), ("done",), ("done",), ("done",), (None,), ("done",)]
+        assert db.execute("SELECT content_sha256 IS NULL FROM paid ORDER BY rowid"
+                          ).fetchall() == [(1,)] * 5 + [(0,)]
+
+    # A first-version reject's id is known without a hash: no conflict either way.
+    ledger = fc.Ledger(out / "paid.db")
+    try:
+        assert ledger.rejected_contents("old-reject") == set()
+    finally:
+        ledger.close()
 
 
 def test_opening_the_ledger_twice_migrates_once(tmp_path):
