@@ -36,10 +36,12 @@ def can_read_application(p: Principal, app: Application) -> bool:
             and app.conflict_of(p.sub, p.org) is None)
 
 
-def can_read_grant(p: Principal, grant: Grant) -> bool:
+def can_read_grant(p: Principal, grant: Grant, applicant_id: str | None = None) -> bool:
+    """``applicant_id``: who drafted the grant's application (they read it, as they read
+    the application, whether or not they are on its team)."""
     if p.has(*MINISTRY_READERS):
         return True
-    if p.has("researcher") and p.sub in grant.team_ids():
+    if p.has("researcher") and (p.sub in grant.team_ids() or p.sub == applicant_id):
         return True
     return p.has("institution") and p.org == grant.institution_id
 
@@ -77,6 +79,8 @@ def scope_grants(p: Principal, stmt: Select) -> Select:
     clauses = []
     if p.has("researcher"):
         clauses.append(_on_team(p.sub, GrantRow.application_id))
+        clauses.append(GrantRow.application_id.in_(
+            select(ApplicationRow.id).where(ApplicationRow.applicant_id == p.sub)))
     if p.has("institution"):
         clauses.append(GrantRow.institution_id == p.org)
     if p.has("program_manager"):

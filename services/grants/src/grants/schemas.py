@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from grants.domain.applications import Recommendation, RiskLevel
 from grants.domain.grants import BreachKind, Outcome, ResultKind
-from servicekit.text import Text
+from servicekit.inputs import CalendarDate, Opaque, Text, UtcTime
 
 # Money is integer đồng: strict, so "100" and 1.5 are refused rather than coerced.
 Vnd = Annotated[int, Field(strict=True, gt=0, le=10**15)]
@@ -20,8 +20,8 @@ class CallCreate(BaseModel):
     description: Text = Field(default="", max_length=20_000)
     budget_vnd: Vnd
     max_award_vnd: Vnd
-    opens_at: AwareDatetime
-    closes_at: AwareDatetime
+    opens_at: UtcTime
+    closes_at: UtcTime
     min_reviews: int = Field(default=2, ge=1, le=20, strict=True)
 
 
@@ -54,7 +54,7 @@ Bp = Annotated[int, Field(strict=True, ge=1, le=10_000)]
 
 
 class TeamMemberIn(BaseModel):
-    researcher_id: Text = Field(min_length=1, max_length=200)
+    researcher_id: Opaque = Field(min_length=1, max_length=200)
     name: Text = Field(min_length=1, max_length=200)
     role: Text = Field(default="member", max_length=100)
     contribution_bp: Bp
@@ -64,15 +64,15 @@ class MilestoneIn(BaseModel):
     title: Text = Field(min_length=1, max_length=300)
     deliverable: Text = Field(min_length=1, max_length=5_000)
     verification: Text = Field(default="", max_length=5_000)
-    due_date: date
+    due_date: CalendarDate
     tranche_bp: Bp
 
 
 class ApplicationCreate(BaseModel):
-    call_id: Text = Field(min_length=1, max_length=36)
+    call_id: Opaque = Field(min_length=1, max_length=36)
     title: Text = Field(min_length=1, max_length=300)
     abstract: Text = Field(default="", max_length=20_000)
-    institution_id: Text = Field(min_length=1, max_length=200)
+    institution_id: Opaque = Field(min_length=1, max_length=200)
     requested_vnd: Vnd
     risk_level: RiskLevel
     team: list[TeamMemberIn] = Field(min_length=1, max_length=100)
@@ -122,11 +122,16 @@ class ApplicationPage(BaseModel):
     next_cursor: str | None = None
 
 
+Criterion = Annotated[Text, Field(min_length=1, max_length=100)]
+
+
 class ReviewCreate(BaseModel):
-    scores: dict[str, Annotated[int, Field(strict=True, ge=1, le=5)]] = Field(min_length=1)
+    scores: dict[Criterion, Annotated[int, Field(strict=True, ge=1, le=5)]] = Field(
+        min_length=1, max_length=50)
     recommendation: Recommendation
     comment: Text = Field(default="", max_length=20_000)
-    conflict_of_interest: bool = False
+    # A declaration: true or false, not "no" or 0 taken for false.
+    conflict_of_interest: StrictBool = False
 
 
 class ReviewRead(BaseModel):
@@ -235,14 +240,20 @@ class Reason(BaseModel):
 
 
 class Reschedule(BaseModel):
-    due_date: date
+    due_date: CalendarDate
     reason: Text = Field(min_length=1, max_length=5_000)
 
 
 class AuthorIn(BaseModel):
-    researcher_id: Text = Field(min_length=1, max_length=200)
+    researcher_id: Opaque = Field(min_length=1, max_length=200)
     name: Text = Field(min_length=1, max_length=200)
     contribution_bp: Bp
+
+
+class AuthorOut(BaseModel):
+    researcher_id: str
+    name: str
+    contribution_bp: int
 
 
 class ResultCreate(BaseModel):
@@ -257,7 +268,7 @@ class ResultRead(BaseModel):
     institution_id: str
     kind: str
     title: str
-    authors: list[AuthorIn]
+    authors: list[AuthorOut]
     registered_by: str
     created_at: datetime
 
@@ -280,7 +291,8 @@ class PartialIn(BaseModel):
 class GrantClose(BaseModel):
     outcome: Outcome
     justification: Text = Field(default="", max_length=20_000)
-    procedures_followed: bool | None = None
+    # The attestation that grants the exemption: JSON true, not "yes", "on" or 1.
+    procedures_followed: StrictBool | None = None
     breach: Text | None = Field(default=None, max_length=20_000)
     refund_vnd: Annotated[int, Field(strict=True, ge=0, le=10**15)] | None = None
     partial: list[PartialIn] | None = None

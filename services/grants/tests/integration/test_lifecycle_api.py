@@ -572,3 +572,91 @@ def test_a_programme_manager_sees_only_their_agencys_portfolio(w):
     assert w.c.get("/v1/portfolio", headers=w.pm,
                    params={"agency": "DOST-HN"}).status_code == 403
     assert w.c.get("/v1/portfolio", headers=w.lead).status_code == 403
+
+
+def test_the_application_history_keeps_review_blind(w):
+    call = w.open_call()
+    app = w.reviewed(call["id"])
+    path = f"/v1/applications/{app['id']}/history"
+
+    def reviews_seen(who: dict) -> list[tuple[str, object]]:
+        r = w.c.get(path, headers=who)
+        assert r.status_code == 200, r.text
+        return [(e["actor"], e["data"]) for e in r.json()["items"] if e["action"] == "review"]
+
+    # The applicants and their institution: that two reviews happened, not who or how.
+    for applicant in (w.lead, w.member, w.office):
+        assert reviews_seen(applicant) == [("(reviewer)", None)] * 2
+    # A reviewer before the decision: their own review only.
+    mine = reviews_seen(w.rev1)
+    assert mine[0][0] == "rev-1" and mine[0][1]["recommendation"] == "fund"
+    assert mine[1] == ("(reviewer)", None)
+    # The agency's programme managers and the auditors: everything.
+    for ministry in (w.pm, w.auditor):
+        assert [actor for actor, _ in reviews_seen(ministry)] == ["rev-1", "rev-2"]
+
+
+def test_the_researcher_who_drafted_an_application_reads_its_grant(w):
+    call = w.open_call()
+    body = w.application_body(call["id"])
+    drafter = w.t.headers("r-drafter", "researcher", org=INSTITUTION)  # not on the team
+    app = w.c.post("/v1/applications", headers=drafter, json=body).json()
+    assert w.c.post(f"/v1/applications/{app['id']}/submit", headers=drafter).status_code \
+        == 200
+    for reviewer in (w.rev1, w.rev2):
+        assert w.review(app["id"], reviewer).status_code == 201
+    decided = w.c.post(f"/v1/applications/{app['id']}/decision", headers=w.pm,
+                       json={"decision": "approve", "awarded_vnd": 1_000_000_001}).json()
+    assert w.c.get(f"/v1/grants/{decided['grant_id']}", headers=drafter).status_code == 200
+    listed = w.c.get("/v1/grants", headers=drafter).json()["items"]
+    assert [g["id"] for g in listed] == [decided["grant_id"]]
+    assert w.c.get(f"/v1/grants/{decided['grant_id']}", headers=w.outsider).status_code == 404
+
+
+def test_another_agencys_draft_call_does_not_show_through_its_applications(w):
+    draft = w.c.post("/v1/calls", headers=w.pm_other, json={
+        "title": "Draft", "budget_vnd": 1_000, "max_award_vnd": 1_000,
+        "opens_at": "2026-11-01T00:00:00Z", "closes_at": "2027-06-01T00:00:00Z"}).json()
+    for outsider in (w.pm, w.rev1):
+        r = w.c.get(f"/v1/calls/{draft['id']}/applications", headers=outsider)
+        assert r.status_code == 404, r.text
+    assert w.c.get(f"/v1/calls/{draft['id']}/applications",
+                   headers=w.pm_other).status_code == 200
+
+
+def test_a_programme_manager_token_without_an_agency_gets_no_portfolio(w):
+    w.grant()
+    nowhere = w.t.headers("pm-x", "program_manager", org="")
+    r = w.c.get("/v1/portfolio", headers=nowhere)
+    assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("scores", [
+    {"nov\u0000elty": 5}, {"": 5}, {"   ": 5}, {"x" * 101: 5},
+    {f"c{i}": 3 for i in range(51)},
+])
+def test_review_criteria_are_named_text(w, scores):
+    call = w.open_call()
+    app = w.submitted(call["id"])
+    r = w.c.post(f"/v1/applications/{app['id']}/reviews", headers=w.rev1, json={
+        "scores": scores, "recommendation": "fund", "conflict_of_interest": False})
+    assert r.status_code == 422, r.text
+    assert w.c.get(f"/v1/applications/{app['id']}/reviews", headers=w.pm).json()["items"] \
+        == []
+
+
+def test_declarations_are_json_booleans(w):
+    call = w.open_call()
+    app = w.submitted(call["id"])
+    for said in ("no", 0, "false"):
+        r = w.c.post(f"/v1/applications/{app['id']}/reviews", headers=w.rev1, json={
+            "scores": {"novelty": 5}, "recommendation": "fund",
+            "conflict_of_interest": said})
+        assert r.status_code == 422, (said, r.text)
+    grant = w.grant()
+    for said in ("yes", 1, "on", "true"):
+        r = w.c.post(f"/v1/grants/{grant['id']}/close", headers=w.pm, json={
+            "outcome": "failed_in_good_faith", "justification": "the hypothesis failed",
+            "procedures_followed": said})
+        assert r.status_code == 422, (said, r.text)
+    assert w.c.get(f"/v1/grants/{grant['id']}", headers=w.pm).json()["status"] != "closed"

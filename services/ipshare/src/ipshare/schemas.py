@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ipshare.domain.assets import AgreementKind, AssetKind
 from ipshare.domain.split import Basis
-from servicekit.text import Text
+from servicekit.inputs import CalendarDate, Opaque, Text
 
 Vnd = Annotated[int, Field(strict=True, gt=0, le=10**15)]
 NonNegativeVnd = Annotated[int, Field(strict=True, ge=0, le=10**15)]
@@ -19,9 +19,17 @@ Bp = Annotated[int, Field(strict=True, ge=1, le=10_000)]
 class AuthorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    researcher_id: Text = Field(min_length=1, max_length=200)
+    researcher_id: Opaque = Field(min_length=1, max_length=200)
     name: Text = Field(min_length=1, max_length=200)
     contribution_bp: Bp
+
+
+class AuthorRead(BaseModel):
+    """An author as stored (read models take stored values as they are)."""
+
+    researcher_id: str
+    name: str
+    contribution_bp: int
 
 
 def _example(example: dict) -> ConfigDict:
@@ -39,7 +47,7 @@ class AssetCreate(BaseModel):
             {"researcher_id": "r-binh", "name": "Trần Thị Bình", "contribution_bp": 3000}],
         "source_grant_id": None})
 
-    institution_id: Text | None = Field(default=None, min_length=1, max_length=200,
+    institution_id: Opaque | None = Field(default=None, min_length=1, max_length=200,
                                         description="defaults to the caller's organisation")
     kind: AssetKind
     title: Text = Field(min_length=1, max_length=300)
@@ -65,7 +73,7 @@ class AssetRead(BaseModel):
     institution_id: str
     kind: str
     title: str
-    authors: list[AuthorIn]
+    authors: list[AuthorRead]
     source_grant_id: str | None
     source_result_id: str | None = None
     created_at: datetime
@@ -98,7 +106,7 @@ class AgreementCreate(BaseModel):
 
     kind: AgreementKind
     counterparty: Text = Field(min_length=1, max_length=300)
-    signed_on: date
+    signed_on: CalendarDate
     terms: Text = Field(default="", max_length=50_000)
 
 
@@ -135,7 +143,7 @@ class IncomeCreate(BaseModel):
     period: Text = Field(min_length=1, max_length=100)
     gross_vnd: Vnd
     costs_vnd: NonNegativeVnd = 0
-    reference: Text = Field(min_length=1, max_length=200)
+    reference: Opaque = Field(min_length=1, max_length=200)
 
 
 class PolicyUsed(BaseModel):

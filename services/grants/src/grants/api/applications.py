@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from grants import access, events
+from grants.api.calls import visible_call
 from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager, problem_from
 from grants.domain.applications import (
     Application,
@@ -44,7 +45,7 @@ from grants.schemas import (
     ReviewRead,
     TeamMemberOut,
 )
-from servicekit.audit import HistoryPage, history
+from servicekit.audit import HistoryEntry, HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
 from servicekit.paging import keyset_page
@@ -161,14 +162,11 @@ def read_reviews(application_id: str, session: SessionDep, user: CurrentPrincipa
                  limit: Limit = DEFAULT_PAGE, cursor: str | None = None):
     row, app = visible(session, application_id, user)
     stmt = select(ReviewRow).where(ReviewRow.application_id == app.id)
-    decided = app.status in (ApplicationStatus.APPROVED, ApplicationStatus.REJECTED)
-    sees_all = user.has(*access.NATIONAL) or (
-        user.has("program_manager") and user.org == app.agency_id)
-    if not sees_all:
-        if not user.has("reviewer"):
-            raise Forbidden("reviews are for the ministry")
-        if not decided:
-            stmt = stmt.where(ReviewRow.reviewer_id == user.sub)
+    sees = _reviews_seen_by(user, app)
+    if sees == "none":
+        raise Forbidden("reviews are for the ministry")
+    if sees == "own":
+        stmt = stmt.where(ReviewRow.reviewer_id == user.sub)
     rows, next_cursor = keyset_page(session, stmt, ReviewRow.created_at, ReviewRow.id,
                                     limit=limit, cursor=cursor, newest_first=False)
     return ReviewPage(items=[review_read(r) for r in rows], next_cursor=next_cursor)
@@ -227,8 +225,31 @@ def read_application(application_id: str, session: SessionDep, user: CurrentPrin
 def read_application_history(application_id: str, session: SessionDep,
                              user: CurrentPrincipal, limit: Limit = 100,
                              cursor: str | None = None) -> HistoryPage:
-    visible(session, application_id, user)
-    return history(session, AGGREGATE, application_id, limit=limit, cursor=cursor)
+    _, app = visible(session, application_id, user)
+    page = history(session, AGGREGATE, application_id, limit=limit, cursor=cursor)
+    sees = _reviews_seen_by(user, app)
+    if sees != "all":  # review is blind: who reviewed, and how, stays with the ministry
+        page.items = [_redacted(e) if e.action == "review" and not (
+            sees == "own" and e.actor == user.sub) else e for e in page.items]
+    return page
+
+
+def _reviews_seen_by(user: Principal, app: Application) -> str:
+    """Which reviews ``user`` may see: ``all`` (the ministry, the agency's programme
+    managers; any reviewer once the application is decided), ``own`` (a reviewer
+    before the decision) or ``none`` (the applicants and their institution)."""
+    if user.has(*access.NATIONAL) or (
+            user.has("program_manager") and user.org == app.agency_id):
+        return "all"
+    if not user.has("reviewer"):
+        return "none"
+    decided = app.status in (ApplicationStatus.APPROVED, ApplicationStatus.REJECTED)
+    return "all" if decided else "own"
+
+
+def _redacted(entry: HistoryEntry) -> HistoryEntry:
+    """A review's step without its reviewer or recommendation: that it happened, when."""
+    return entry.model_copy(update={"actor": "(reviewer)", "org": "", "data": None})
 
 
 def _page(session: Session, user: Principal, *, call_id: str | None, status: str | None,
@@ -266,7 +287,6 @@ def read_call_applications(
     status: ApplicationStatus | None = None, limit: Limit = DEFAULT_PAGE,
     cursor: str | None = None,
 ) -> ApplicationPage:
-    if get_call_row(session, call_id) is None:
-        raise NotFound(f"call {call_id} not found")
+    visible_call(get_call_row(session, call_id), user, call_id)  # drafts: their agency's
     return _page(session, user, call_id=call_id, status=status.value if status else None,
                  institution_id=None, limit=limit, cursor=cursor)

@@ -49,7 +49,7 @@ def sees_drafts_of(principal: Principal | None, agency_id: str) -> bool:
     return principal.has("program_manager") and principal.org == agency_id
 
 
-def _visible_call(row: CallRow | None, principal: Principal | None, call_id: str) -> CallRow:
+def visible_call(row: CallRow | None, principal: Principal | None, call_id: str) -> CallRow:
     if row is None or (row.status == CallStatus.DRAFT and not sees_drafts_of(principal,
                                                                               row.agency_id)):
         raise NotFound(f"call {call_id} not found")
@@ -57,7 +57,7 @@ def _visible_call(row: CallRow | None, principal: Principal | None, call_id: str
 
 
 def _own_agency_call(row: CallRow | None, principal: Principal, call_id: str) -> CallRow:
-    row = _visible_call(row, principal, call_id)
+    row = visible_call(row, principal, call_id)
     if row.agency_id != principal.org:
         raise Forbidden(f"call {call_id} belongs to agency {row.agency_id}; "
                         "programme managers act only on their own agency's calls")
@@ -138,12 +138,12 @@ def read_calls(
 @router.get("/{call_id}", response_model=CallRead, summary="One call")
 def read_call(call_id: str, session: SessionDep, principal: OptionalPrincipal,
               now: NowDep) -> CallRead:
-    row = _visible_call(get_call_row(session, call_id), principal, call_id)
+    row = visible_call(get_call_row(session, call_id), principal, call_id)
     return to_read(row, now)
 
 
 @router.get("/{call_id}/history", response_model=HistoryPage, summary="The call's audit trail")
 def read_call_history(call_id: str, session: SessionDep, user: CallHistoryReader,
                       limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
-    _visible_call(get_call_row(session, call_id), user, call_id)
+    visible_call(get_call_row(session, call_id), user, call_id)
     return history(session, AGGREGATE, call_id, limit=limit, cursor=cursor)

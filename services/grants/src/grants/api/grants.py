@@ -23,7 +23,7 @@ from grants.domain.grants import (
 from grants.models import ApplicationRow, BreachRow, GrantRow, ResultRow
 from grants.repository import grant_from_row, load_grant, save_grant
 from grants.schemas import (
-    AuthorIn,
+    AuthorOut,
     BreachCreate,
     BreachRead,
     GrantClose,
@@ -88,7 +88,11 @@ def to_read(session: Session, row: GrantRow, grant: Grant, today: date) -> Grant
 def visible(session: Session, grant_id: str, p: Principal, *,
             for_update: bool = False) -> tuple[GrantRow, Grant]:
     loaded = load_grant(session, grant_id, for_update=for_update)
-    if loaded is None or not access.can_read_grant(p, loaded[1]):
+    applicant = None
+    if loaded is not None and p.has("researcher"):
+        applicant = session.execute(select(ApplicationRow.applicant_id).where(
+            ApplicationRow.id == loaded[0].application_id)).scalar_one_or_none()
+    if loaded is None or not access.can_read_grant(p, loaded[1], applicant):
         raise NotFound(f"grant {grant_id} not found")
     return loaded
 
@@ -221,7 +225,7 @@ def register_result(grant_id: str, body: ResultCreate, user: Researcher, uow: Un
 
 def result_read(r: ResultRow, institution_id: str) -> ResultRead:
     return ResultRead(id=r.id, grant_id=r.grant_id, institution_id=institution_id, kind=r.kind,
-                      title=r.title, authors=[AuthorIn(**a) for a in r.authors],
+                      title=r.title, authors=[AuthorOut(**a) for a in r.authors],
                       registered_by=r.registered_by, created_at=as_utc(r.created_at))
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 from sqlalchemy import case, func, select
 
 from grants.domain.grants import Outcome, ResultKind
 from grants.models import CallRow, GrantRow, IncomeRow, ResultRow
 from servicekit.auth import Principal, require_roles
+from servicekit.inputs import UtcTime
 from servicekit.problems import Forbidden, Invalid
 from servicekit.unit_of_work import SessionDep
 
@@ -93,10 +94,12 @@ def _metrics(row: Any, results: dict[str, int], income: Any) -> dict[str, Any]:
 def read_portfolio(
     session: SessionDep, user: Reader,
     agency: str | None = None, call_id: str | None = None,
-    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    to: AwareDatetime | None = None,
+    from_: Annotated[UtcTime | None, Query(alias="from")] = None,
+    to: UtcTime | None = None,
 ) -> Portfolio:
     if not user.has("auditor", "admin"):
+        if not user.org:  # no agency to scope to: never the national figures
+            raise Forbidden("a programme manager's token names no agency (org)")
         if agency not in (None, user.org):
             raise Forbidden("programme managers see their own agency's portfolio only")
         agency = user.org

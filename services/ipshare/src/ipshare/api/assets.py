@@ -21,7 +21,7 @@ from ipshare.schemas import (
     AssetCreate,
     AssetPage,
     AssetRead,
-    AuthorIn,
+    AuthorRead,
     PolicyRead,
     PolicyUpdate,
 )
@@ -41,8 +41,8 @@ Institution = Annotated[Principal, Depends(require_roles("institution"))]
 def asset_read(session: Session, row: AssetRow) -> AssetRead:
     return AssetRead(id=row.id, institution_id=row.institution_id, kind=row.kind,
                      title=row.title,
-                     authors=[AuthorIn(researcher_id=a.researcher_id, name=a.name,
-                                       contribution_bp=a.contribution_bp)
+                     authors=[AuthorRead(researcher_id=a.researcher_id, name=a.name,
+                                         contribution_bp=a.contribution_bp)
                               for a in authors_of(session, row.id)],
                      source_grant_id=row.source_grant_id,
                      source_result_id=row.source_result_id, created_at=as_utc(row.created_at))

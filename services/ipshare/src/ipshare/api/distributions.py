@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
 from ipshare import access, events
-from ipshare.api.deps import DEFAULT_PAGE, CalendarDate, Limit, Rfc3339Time, problem_from
+from ipshare.api.deps import DEFAULT_PAGE, Limit, problem_from
 from ipshare.domain.assets import DistributionStatus, reverse
 from ipshare.domain.errors import DomainError
 from ipshare.domain.ledger import Entry, income_entries, reversing_entries
@@ -38,6 +38,7 @@ from ipshare.store import agreement_from_row, income_inputs, income_inputs_query
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
+from servicekit.inputs import CalendarDate, UtcTime
 from servicekit.paging import keyset_page, position_cursor
 from servicekit.pipelined import PipelinedCommand, pipelined_command
 from servicekit.problems import Conflict, Forbidden, Invalid, NotFound
@@ -295,13 +296,13 @@ def read_distributions(agreement_id: str, session: SessionDep, user: CurrentPrin
             summary="Every line of a payee, with the running balance carried forward")
 def read_statement(
     payee_id: str, session: SessionDep, user: CurrentPrincipal,
-    from_: Annotated[Rfc3339Time | CalendarDate | None, Query(alias="from", description=(
+    from_: Annotated[UtcTime | CalendarDate | None, Query(alias="from", description=(
         "lines from this RFC 3339 time, or from the start of this date (UTC)"))] = None,
-    to: Annotated[Rfc3339Time | CalendarDate | None, Query(description=(
+    to: Annotated[UtcTime | CalendarDate | None, Query(description=(
         "lines before this RFC 3339 time, or up to the end of this date (UTC)"))] = None,
     limit: Limit = 100, cursor: str | None = None,
 ) -> Statement:
-    from_, to = _bound(from_, end=False, name="from"), _bound(to, end=True, name="to")
+    from_, to = _bound(from_, end=False), _bound(to, end=True)
     base = [LEDGER.c.payee_id == payee_id]
     # The payee by kind as well as id: a researcher's sub and an organisation's id could
     # be the same string, and neither may read the other's lines.
@@ -350,18 +351,14 @@ def read_statement(
                      closing_balance_vnd=balance, next_cursor=next_cursor)
 
 
-def _bound(value: datetime | date | None, *, end: bool, name: str) -> datetime | None:
-    """A statement's bound as a UTC time (the ledger's, on either database): a date
-    stands for its whole day; the end of the last day there is is no bound at all."""
+def _bound(value: datetime | date | None, *, end: bool) -> datetime | None:
+    """A statement's bound as a UTC time (a ``UtcTime`` is one already): a date stands
+    for its whole day; the end of the last day there is is no bound at all."""
     if value is None or (end and value == date.max):
         return None
-    try:
-        if isinstance(value, datetime):
-            return value.astimezone(UTC)
-        day = value + timedelta(days=1) if end else value
-    except OverflowError:  # e.g. 0001-01-01T00:30:00+01:00 is before year 1 in UTC
-        raise Invalid(f"'{name}' is outside the years 1 to 9999 in UTC",
-                      loc=["query", name]) from None
+    if isinstance(value, datetime):
+        return value
+    day = value + timedelta(days=1) if end else value
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
