@@ -215,8 +215,9 @@ def install(app: FastAPI) -> None:
 
     async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
         reason = _driver_message(exc)
+        # With the traceback: a value the server computed itself would be a bug to find.
         log.warning("value refused by the database on %s %s: %s", request.method,
-                    request.url.path, reason)
+                    request.url.path, reason, exc_info=exc)
         return problem_response(
             request, 422, f"a value in the request cannot be stored: {reason}",
             kind="invalid")
@@ -227,7 +228,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(IntegrityError)
     async def _collided(request: Request, exc: IntegrityError) -> JSONResponse:
         log.warning("change refused by a constraint on %s %s: %s", request.method,
-                    request.url.path, _driver_message(exc))
+                    request.url.path, _driver_message(exc), exc_info=exc)
         return problem_response(
             request, 409, "the resource was changed concurrently; retry the request",
             kind="conflict")
