@@ -660,3 +660,27 @@ def test_declarations_are_json_booleans(w):
             "procedures_followed": said})
         assert r.status_code == 422, (said, r.text)
     assert w.c.get(f"/v1/grants/{grant['id']}", headers=w.pm).json()["status"] != "closed"
+
+
+def test_no_one_decides_accepts_or_closes_their_own(w):
+    # A programme manager who also applies (both roles in one token) is refused with the
+    # reason, on the decision and on every action on the grant, and nothing changes.
+    insider = w.t.headers("r-lead", "researcher", "program_manager", org=AGENCY)
+    call = w.open_call()
+    app = w.reviewed(call["id"])  # drafted by r-lead
+    r = w.c.post(f"/v1/applications/{app['id']}/decision", headers=insider,
+                 json={"decision": "approve", "awarded_vnd": 1_000_000_001})
+    assert r.status_code == 409 and "conflict of interest" in r.json()["detail"]
+    assert w.c.get(f"/v1/applications/{app['id']}", headers=w.pm).json()["status"] \
+        != "approved"
+
+    grant = w.grant()
+    assert w.report(grant, 1).status_code == 200
+    for path, body in ((f"milestones/{grant['milestones'][0]['id']}/accept", None),
+                       ("close", {"outcome": "failed_in_good_faith",
+                                  "justification": "x", "procedures_followed": True})):
+        r = w.c.post(f"/v1/grants/{grant['id']}/{path}", headers=insider, json=body)
+        assert r.status_code == 409, (path, r.text)
+        assert "conflict of interest" in r.json()["detail"]
+    after = w.c.get(f"/v1/grants/{grant['id']}", headers=w.pm).json()
+    assert after["status"] == grant["status"] and after["disbursed_vnd"] == 0

@@ -15,6 +15,7 @@ from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager, problem_from
 from grants.domain.applications import (
     Application,
     ApplicationStatus,
+    ConflictOfInterest,
     MilestonePlan,
     Review,
     TeamMember,
@@ -179,6 +180,9 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
     row, app = visible(uow.session, application_id, user, for_update=True)
     if app.agency_id != user.org:
         raise Forbidden("programme managers decide only their own agency's applications")
+    if app.is_team_member(user.sub):  # no one decides on their own application
+        raise problem_from(ConflictOfInterest(
+            "conflict of interest: the programme manager is on the applicant team"))
     # The call's row lock serialises decisions on one call, so the budget holds.
     call_row = get_call_row(uow.session, app.call_id, for_update=True)
     call = call_from_row(call_row)

@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from grants import access, events
 from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager, problem_from
+from grants.domain.applications import ConflictOfInterest
 from grants.domain.errors import DomainError
 from grants.domain.grants import (
     GOOD_FAITH_CONDITIONS,
@@ -85,23 +86,32 @@ def to_read(session: Session, row: GrantRow, grant: Grant, today: date) -> Grant
     )
 
 
+def _applicant_of(session: Session, row: GrantRow) -> str | None:
+    return session.execute(select(ApplicationRow.applicant_id).where(
+        ApplicationRow.id == row.application_id)).scalar_one_or_none()
+
+
 def visible(session: Session, grant_id: str, p: Principal, *,
             for_update: bool = False) -> tuple[GrantRow, Grant]:
     loaded = load_grant(session, grant_id, for_update=for_update)
     applicant = None
     if loaded is not None and p.has("researcher"):
-        applicant = session.execute(select(ApplicationRow.applicant_id).where(
-            ApplicationRow.id == loaded[0].application_id)).scalar_one_or_none()
+        applicant = _applicant_of(session, loaded[0])
     if loaded is None or not access.can_read_grant(p, loaded[1], applicant):
         raise NotFound(f"grant {grant_id} not found")
     return loaded
 
 
 def managed(session: Session, grant_id: str, p: Principal) -> tuple[GrantRow, Grant]:
-    """A grant the programme manager's agency funds (locked for the change)."""
+    """A grant the programme manager's agency funds (locked for the change), and not
+    one whose team they are on or whose application they drafted: no one accepts their
+    own deliverables or closes their own grant (409, the reason given)."""
     row, grant = visible(session, grant_id, p, for_update=True)
     if grant.agency_id != p.org:
         raise Forbidden("programme managers act only on their own agency's grants")
+    if p.sub in grant.team_ids() or p.sub == _applicant_of(session, row):
+        raise problem_from(ConflictOfInterest(
+            "conflict of interest: the programme manager is on the grant's team"))
     return row, grant
 
 
