@@ -35,6 +35,7 @@ TYPE_BASE = "https://most.gov.vn/problems/"
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+_UNPARSEABLE_BODY = "There was an error parsing the body"  # fastapi.routing's detail
 # The database is down or unreachable, a pool had no connection free in time, or the
 # server gave up on the transaction (deadlock, serialisation): nothing was committed.
 _UNAVAILABLE = (OperationalError, PoolTimeoutError, DriverOperationalError)
@@ -197,6 +198,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
+        if exc.status_code == 400 and detail == _UNPARSEABLE_BODY:
+            # FastAPI's answer to a JSON body it could not read at all (not UTF-8, nested
+            # too deeply); malformed JSON is already a 422: an invalid body, either way.
+            return problem_response(
+                request, 422, "the body is not JSON this API reads (not UTF-8, or nested "
+                "too deeply)", kind="validation", errors=[{"loc": ["body"],
+                                                          "msg": "unreadable JSON"}])
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no resource at {request.method} {request.url.path}"
         elif exc.status_code == 405:

@@ -523,3 +523,14 @@ def test_a_misspelt_field_is_refused_not_ignored(w, ipshare_db):
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == ["body", "cost_vnd"]
     assert ledger_rows(ipshare_db) == before
+
+
+@pytest.mark.parametrize("body", [b'{"period": "\xff\xfe", "gross_vnd": 1}',
+                                  b"[" * 100_000 + b"]" * 100_000,
+                                  b'{"period": "p", "gross_vnd": '])
+def test_an_unreadable_body_is_a_422_problem(w, body):
+    agreement = w.agreement()
+    r = w.c.post(f"/v1/agreements/{agreement['id']}/income", content=body,
+                 headers={**w.office, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
