@@ -19,10 +19,12 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
+from gateway.edge import EdgeMiddleware
 from gateway.proxy import ProxyApp, Upstream
 from gateway.request_ids import RequestIdMiddleware
 from gateway.settings import GatewaySettings
 from servicekit import devtokens, problems
+from servicekit.limits import BodyLimit
 from servicekit.telemetry import TELEMETRY
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -55,6 +57,8 @@ def build_gateway(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=_lifespan,
                   telemetry=TELEMETRY)
     problems.install(app)
+    app.add_middleware(EdgeMiddleware, services=list(mounts))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(operations_router(probes))
     if settings.profile == "dev":

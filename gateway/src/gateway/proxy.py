@@ -162,6 +162,12 @@ class ProxyApp:
                 kind="bad-gateway", title="Bad gateway", extensions={"upstream": up.name},
             )
         response = Response(content=body, status_code=upstream_response.status_code)
+        length = upstream_response.headers.get("content-length")
+        if request.method == "HEAD" and length is not None:
+            # No body, but the length of the one a GET gets (not the 0 of the empty body).
+            response.raw_headers = [(k, v) for k, v in response.raw_headers
+                                    if k != b"content-length"]
+            response.raw_headers.append((b"content-length", length.encode("latin-1")))
         response.raw_headers.extend(
             (k, v) for k, v in upstream_response.headers.raw if k.lower() not in _NOT_RETURNED
         )

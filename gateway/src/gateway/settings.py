@@ -38,6 +38,8 @@ class GatewaySettings(BaseSettings):
     # Below uvicorn's 5 s keep-alive, so the gateway never reuses a connection the
     # upstream is closing (that shows up as occasional ReadErrors).
     keepalive_expiry_seconds: float = Field(default=4.0, gt=0)
+    # A larger request body is refused with 413 before it is buffered (as the services do).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     dev_key_dir: Path = default_var_dir() / "dev-keys"
     jwt_issuer: str = DEV_ISSUER

@@ -118,3 +118,39 @@ def test_request_id_is_kept_when_given_and_made_when_missing(client: TestClient)
     made = client.get("/grants/health")
     assert given.headers["x-request-id"] == "abc-123"
     assert len(made.headers["x-request-id"]) == 32
+
+
+def test_head_answers_a_get_resource_without_its_body(client: TestClient,
+                                                      pm_headers: dict[str, str]) -> None:
+    get = client.get("/grants/v1/calls", headers=pm_headers)
+    head = client.head("/grants/v1/calls", headers=pm_headers)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert client.head("/grants/v1/calls/none", headers=pm_headers).status_code == 404
+    assert client.head("/grants/v1/applications",
+                       headers=pm_headers).headers.get("allow") is None
+
+
+def test_what_the_edge_does_not_let_through(client: TestClient,
+                                            pm_headers: dict[str, str]) -> None:
+    # A service's metrics are for Prometheus on the service's own port.
+    for name in ("grants", "sandbox", "ipshare"):
+        response = client.get(f"/{name}/metrics")
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+    # A client's X-Forwarded-Prefix does not reach the services.
+    spoofed = client.get("/grants/v1/nothing", headers={"X-Forwarded-Prefix": "/evil"})
+    assert spoofed.json()["instance"] == "/grants/v1/nothing"
+    # A trailing slash is a 404, not a redirect (behind the proxy it named the service).
+    slashed = client.get("/grants/v1/calls/", headers=pm_headers, follow_redirects=False)
+    assert slashed.status_code == 404
+    # A body larger than the limit is refused before it is read whole.
+    big = client.post("/grants/v1/calls", headers=pm_headers,
+                      content=b'{"title": "' + b"x" * 2_000_000 + b'"}')
+    assert big.status_code == 413
+    assert big.headers["content-type"] == "application/problem+json"
+    # Also when it comes in chunks, without a length: stopped once past the limit.
+    chunks = (b"x" * 65_536 for _ in range(40))
+    chunked = client.post("/grants/v1/calls", headers=pm_headers, content=chunks)
+    assert chunked.status_code == 413, chunked.text
+    assert chunked.headers["content-type"] == "application/problem+json"

@@ -201,3 +201,10 @@ def test_prod_profile_does_not_issue_dev_tokens(tmp_path: Path) -> None:
     with TestClient(app) as client:
         response = client.post("/dev/tokens", json={"sub": "x", "roles": ["admin"]})
     assert response.status_code == 404
+
+
+def test_a_head_answer_keeps_the_length_of_the_get(client: TestClient) -> None:
+    get = client.get("/grants/v1/calls")
+    head = client.head("/grants/v1/calls")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"] != "0"

@@ -121,6 +121,19 @@ class RevocationList:
             self._mtime = mtime
 
 
+# What the services record of a caller (actor, created_by, idempotency scope, audit org)
+# is at most this long; a longer id is refused at the door, not by a column later on.
+MAX_ID_LENGTH = 200
+MAX_ROLES = 50
+
+
+def _is_id(value: Any) -> bool:
+    """An identity claim as the services store and compare it: a string, bounded, with
+    no surrounding whitespace (``" hust"`` is not ``"hust"``)."""
+    return (isinstance(value, str) and len(value) <= MAX_ID_LENGTH
+            and value == value.strip() and "\x00" not in value)
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -155,19 +168,24 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         claims = self._decode(token)
         roles = claims.get("roles", [])
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise Unauthenticated("token claim 'roles' must be a list of strings")
-        sub, jti = str(claims["sub"]), str(claims["jti"])
+        if not isinstance(roles, list) or len(roles) > MAX_ROLES or not all(
+                isinstance(r, str) and 0 < len(r) <= MAX_ID_LENGTH for r in roles):
+            raise Unauthenticated(f"token claim 'roles' must be a list of at most "
+                                  f"{MAX_ROLES} role names")
+        sub, org, name = claims["sub"], claims.get("org", ""), claims.get("name", "")
+        if not _is_id(sub) or not sub:
+            raise Unauthenticated(f"token claim 'sub' must be a non-empty id of at most "
+                                  f"{MAX_ID_LENGTH} characters, without surrounding spaces")
+        if not _is_id(org):
+            raise Unauthenticated(f"token claim 'org' must be an id of at most "
+                                  f"{MAX_ID_LENGTH} characters, without surrounding spaces")
+        if not isinstance(name, str):
+            raise Unauthenticated("token claim 'name' must be a string")
+        jti = str(claims["jti"])
         if self.revocations.is_revoked(jti, sub):
             raise Unauthenticated("token has been revoked")
-        return Principal(
-            sub=sub,
-            name=str(claims.get("name", "")),
-            org=str(claims.get("org", "")),
-            roles=frozenset(roles),
-            jti=jti,
-            claims=claims,
-        )
+        return Principal(sub=sub, name=name, org=org, roles=frozenset(roles), jti=jti,
+                         claims=claims)
 
     def _prepared_key(self, index: int, key: Any, alg: str | None) -> Any:
         if alg is None or alg not in ALGORITHMS:

@@ -163,10 +163,16 @@ def _driver_message(exc: Exception) -> str:
     return lines[0] if lines else type(cause).__name__
 
 
+# A field's name or an index; pydantic adds the tag of the union member that failed
+# ("function-after[_utc(), ...]"), which names our code, not the caller's field.
+_LOC_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
-        out.append({"loc": list(err.get("loc", ())), "msg": err.get("msg", "invalid")})
+        loc = [p for p in err.get("loc", ()) if isinstance(p, int) or _LOC_PART.fullmatch(p)]
+        out.append({"loc": loc, "msg": err.get("msg", "invalid")})
     return out
 
 
@@ -206,9 +212,9 @@ def install(app: FastAPI) -> None:
                 "too deeply)", kind="validation", errors=[{"loc": ["body"],
                                                           "msg": "unreadable JSON"}])
         if exc.status_code == 404 and detail == "Not Found":
-            detail = f"no resource at {request.method} {request.url.path}"
+            detail = f"no resource at {request.method} {_public_path(request)}"
         elif exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}"
+            detail = f"{request.method} is not allowed on {_public_path(request)}"
         return problem_response(request, exc.status_code, detail, headers=exc.headers)
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

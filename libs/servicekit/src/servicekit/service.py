@@ -25,8 +25,10 @@ from servicekit.bus import Bus, InProcessBus, KafkaBus
 from servicekit.clock import Clock, SystemClock
 from servicekit.db import create_db_engine, ping, session_factory
 from servicekit.devtokens import ensure_dev_keys
+from servicekit.head import HeadAsGet
 from servicekit.idempotency import IdempotentReplay
 from servicekit.inbox import EventConsumer, Handler
+from servicekit.limits import BodyLimit
 from servicekit.outbox import OutboxRelay
 from servicekit.pipelined import open_pool
 from servicekit.settings import ServiceSettings
@@ -189,10 +191,15 @@ def create_service_app(
                 bus.close()
             engine.dispose()
 
+    # No redirect for a trailing slash: behind the gateway's proxy its Location would name
+    # the service's own address, which clients must not go to; the path is a 404 instead.
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan,
-                  telemetry=TELEMETRY, openapi_tags=[{"name": t} for t in tags] or None)
+                  telemetry=TELEMETRY, openapi_tags=[{"name": t} for t in tags] or None,
+                  redirect_slashes=False)
     app.state.kit = kit
     problems.install(app)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(IdempotentReplay)
     async def _replay(_request: Request, exc: IdempotentReplay) -> JSONResponse:

@@ -48,6 +48,9 @@ class ServiceSettings(BaseSettings):
 
     dev_key_dir: Path = default_var_dir() / "dev-keys"
     migrate_on_start: bool = True
+    # A larger request body is refused with 413 before it is read whole (the largest
+    # bodies the APIs take, with every text field full, are a few hundred kB).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     relay_poll_seconds: float = 0.5
     relay_batch_size: int = 500

@@ -64,3 +64,21 @@ def test_the_caller_cannot_change_what_the_verifier_remembers(issuer, verifier):
     t = token(issuer)
     verifier.verify(t).claims["roles"].append("admin")
     assert verifier.verify(t).roles == frozenset({"researcher"})
+
+
+@pytest.mark.parametrize(("claims", "named"), [
+    ({"sub": ""}, "sub"), ({"sub": " r-1"}, "sub"), ({"sub": "r" * 201}, "sub"),
+    ({"org": ["hust"]}, "org"), ({"org": 123}, "org"), ({"org": "HUST "}, "org"),
+    ({"org": "H" * 201}, "org"), ({"roles": ["researcher"] * 51}, "roles"),
+    ({"roles": [""]}, "roles"), ({"name": ["R"]}, "name"),
+])
+def test_identity_claims_the_services_cannot_record_as_sent_are_refused(
+        issuer, verifier, claims, named):
+    # Coerced ("['hust']") or cut by a column later, they would name someone else.
+    fields = {"sub": "r-1", "name": "R", "org": "HUST", "roles": ["researcher"], **claims}
+    sub = fields.pop("sub")
+    t = issuer.issue(sub, **fields)
+    with pytest.raises(Unauthenticated, match=f"'{named}'"):
+        verifier.verify(t)
+    assert verifier.verify(issuer.issue("r" * 200, name="R", org="H" * 200,
+                                        roles=["researcher"])).sub == "r" * 200

@@ -534,3 +534,20 @@ def test_an_unreadable_body_is_a_422_problem(w, body):
                  headers={**w.office, "Content-Type": "application/json"})
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_a_policy_is_read_by_its_institution_its_researchers_and_the_books(w, tokens):
+    path = f"/v1/institutions/{INST}/policy"
+    for reader in (w.office, w.a, w.finance, w.auditor):
+        assert w.c.get(path, headers=reader).status_code == 200
+    firm = tokens.headers("firm-1", "sandbox_applicant", org="ACME")
+    for outsider in (w.other_office, w.outsider, firm):
+        r = w.c.get(path, headers=outsider)
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_a_validation_error_names_the_callers_field_only(w):
+    r = w.c.get("/v1/payees/r-a/statement", headers=w.finance, params={"from": "\xff"})
+    assert r.status_code == 422
+    assert {tuple(e["loc"]) for e in r.json()["errors"]} == {("query", "from")}
+    assert r.json()["detail"].startswith("query.from: ")

@@ -206,15 +206,20 @@ def put_policy(institution_id: str, body: PolicyUpdate, user: Institution, uow: 
 @router.get("/institutions/{institution_id}/policy", response_model=PolicyRead,
             summary="The current sharing policy (version 0: the statutory default)")
 def read_policy(institution_id: str, session: SessionDep, user: CurrentPrincipal) -> PolicyRead:
+    _may_read_policy(user, institution_id)
     return policy_read(institution_id, session)
+
+
+def _may_read_policy(user: Principal, institution_id: str) -> None:
+    """The institution, the books, and its researchers (whose share the policy sets)."""
+    if not (access.can_read_institution_data(user, institution_id)
+            or (user.has("researcher") and user.org == institution_id)):
+        raise NotFound(f"institution {institution_id} has no policy for you to read")
 
 
 @router.get("/institutions/{institution_id}/policy/history", response_model=HistoryPage,
             summary="Every change of the sharing policy: who, when, from which version")
 def read_policy_history(institution_id: str, session: SessionDep, user: CurrentPrincipal,
                         limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
-    # The institution, the books, and its researchers (whose share the policy sets).
-    if not (access.can_read_institution_data(user, institution_id)
-            or (user.has("researcher") and user.org == institution_id)):
-        raise NotFound(f"institution {institution_id} has no policy history for you")
+    _may_read_policy(user, institution_id)
     return history(session, "policy", institution_id, limit=limit, cursor=cursor)
