@@ -27,19 +27,21 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StringConstraints
 
 
-def _clean(value: str) -> str:
+def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain the NUL character")
-    return unicodedata.normalize("NFC", value)
+    return value
+
+
+def _clean(value: str) -> str:
+    return unicodedata.normalize("NFC", _no_nul(value))
 
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_clean)]
 
 
 def _opaque(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain the NUL character")
-    if value != value.strip():
+    if _no_nul(value) != value.strip():
         raise ValueError("must not be blank or start or end with whitespace")
     return value
 

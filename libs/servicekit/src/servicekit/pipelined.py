@@ -58,6 +58,7 @@ from servicekit.unit_of_work import (
     compiled,
     fetch_all,
     insert_statements,
+    replay_if_won,
     replay_or_conflict,
     replay_response,
 )
@@ -139,8 +140,13 @@ class PipelinedCommand:
             stored = self._stored(rows, at)
             if stored is not None:
                 return replay_response(stored)
-            # Stands in for a Session wherever the command takes one (duck-typed).
-            return decide(self._uow(cast(Session, session)), rows, *args)
+            try:
+                # Stands in for a Session wherever the command takes one (duck-typed).
+                return decide(self._uow(cast(Session, session)), rows, *args)
+            except IntegrityError:  # the commit refused: did a retry with the key win?
+                if self._claim is not None:
+                    replay_if_won(session, self.principal, self._claim)
+                raise
 
 
 async def _fetch(conn: AsyncConnection, dialect: Dialect, statements: Sequence[Read], *,

@@ -177,13 +177,11 @@ class UnitOfWork:
         try:
             self.flush()
             self.session.commit()
-        except IntegrityError as exc:
+        except IntegrityError:
+            # A 409 (problems.install), unless a concurrent request with the same key won:
+            # whoever runs the unit of work looks for its answer first (replay_if_won).
             self.session.rollback()
-            stored = None
-            if self.claim is not None and self.principal is not None:
-                stored = idempotency.lookup(self.session, self.principal.sub, self.claim)
-                self.session.rollback()
-            return replay_or_conflict(stored, exc)
+            raise
         return self.answer(payload, status_code, self._staged_events)
 
     def answer(self, payload: Any, status_code: int, events: int) -> OrjsonResponse:
@@ -381,13 +379,22 @@ def get_uow(
         try:
             yield UnitOfWork(kit, session, principal, claim, request.state)
         except (Conflict, IntegrityError):
-            if not keyed:
-                raise
-            session.rollback()  # a fresh snapshot: the winner has committed by now
-            stored = idempotency.lookup(session, principal.sub, claim)
-            if stored is None:
-                raise
-            raise idempotency.IdempotentReplay(stored) from None
+            if keyed:
+                replay_if_won(session, principal, claim)
+            raise
+
+
+def replay_if_won(session: Session | CoreSession, principal: Principal,
+                  claim: idempotency.IdempotencyClaim) -> None:
+    """After a command keyed by ``claim`` was refused (a 409, or a unique index at its
+    commit): if a concurrent request with the same key won meanwhile, raise its answer to
+    be replayed (:class:`~servicekit.idempotency.IdempotentReplay`); else return, and the
+    caller lets the refusal stand. Looks in a new transaction, whose snapshot shows the
+    winner's commit."""
+    session.rollback()
+    stored = idempotency.lookup(session, principal.sub, claim)  # type: ignore[arg-type]
+    if stored is not None:
+        raise idempotency.IdempotentReplay(stored)
 
 
 class CoreSession:

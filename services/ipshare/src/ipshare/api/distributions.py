@@ -306,9 +306,11 @@ def read_statement(
     base = [LEDGER.c.payee_id == payee_id]
     # The payee by kind as well as id: a researcher's sub and an organisation's id could
     # be the same string, and neither may read the other's lines.
-    own = [LEDGER.c.payee_kind == kind for kind, is_own in (
-        ("researcher", user.sub == payee_id),
-        ("institution", user.has("institution") and user.org == payee_id)) if is_own]
+    own = []
+    if user.sub == payee_id:
+        own.append(LEDGER.c.payee_kind == "researcher")
+    if access.owns(user, payee_id):
+        own.append(LEDGER.c.payee_kind == "institution")
     if user.has(*access.ALL_SEEING):
         pass  # the books
     elif own:
