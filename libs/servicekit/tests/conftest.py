@@ -10,13 +10,14 @@ from alembic import op
 from sqlalchemy import Engine
 
 from servicekit.db import create_db_engine
-from servicekit.migrations import create_kit_tables_v1
+from servicekit.migrations import create_kit_tables_v1, create_kit_tables_v2
 from servicekit.testing import DatabaseFactory, apply_operations
 
 
 def _kit_schema(url: str) -> None:
     def operations() -> None:
         create_kit_tables_v1()
+        create_kit_tables_v2()
         # A consumer's business table, to count effects of handled events.
         op.create_table(
             "effects",

@@ -1,10 +1,19 @@
-"""An injectable clock: handlers read ``now`` from here, never from ``datetime.now``."""
+"""An injectable clock: handlers read ``now`` from here, never from ``datetime.now``.
+
+Timestamps are UTC. Business dates (due dates, start and end dates, "today" for overdue
+and expiry, the calendar year of a decision number) are days in the business time zone,
+Vietnam's by default: :func:`business_date` turns an instant into that day.
+"""
 
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import cache
 from typing import Protocol
+from zoneinfo import ZoneInfo
+
+BUSINESS_TIMEZONE = "Asia/Ho_Chi_Minh"
 
 
 class Clock(Protocol):
@@ -46,3 +55,17 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+@cache
+def timezone(name: str) -> tzinfo:
+    """The IANA time zone ``name`` (``Asia/Ho_Chi_Minh``), loaded once."""
+    return ZoneInfo(name)
+
+
+def business_date(instant: datetime, zone: str = BUSINESS_TIMEZONE) -> date:
+    """The day ``instant`` falls on in the business time zone ``zone``.
+
+    At 23:30 UTC on 30 June it is already 1 July in Hanoi (UTC+7).
+    """
+    return as_utc(instant).astimezone(timezone(zone)).date()

@@ -134,6 +134,22 @@ def create_kit_tables_v1() -> None:
     _append_only("audit_checkpoints")
 
 
+# --- the kit's tables, schema version 2: decision registers (servicekit.decisions) -----
+
+
+def create_kit_tables_v2() -> None:
+    op.create_table(
+        "decision_registers",
+        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("year", sa.Integer, primary_key=True),
+        sa.Column("last_no", sa.BigInteger, nullable=False),
+    )
+
+
+def drop_kit_tables_v2() -> None:
+    op.drop_table("decision_registers")
+
+
 def _append_only(table: str) -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_APPEND_ONLY_PG)

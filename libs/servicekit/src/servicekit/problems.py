@@ -29,6 +29,8 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from servicekit.domain_errors import DomainError
+
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://most.gov.vn/problems/"
 
@@ -114,6 +116,14 @@ class Invalid(Problem):
         super().__init__(detail, errors=errors, **kw)
 
 
+def from_domain(error: DomainError) -> Problem:
+    """The problem a domain error is answered with: its status and kind, the field it
+    names as ``errors[0].loc`` (``["body", field]``)."""
+    loc: list[str | int] | None = ["body", error.field] if error.field else None
+    errors = [{"loc": loc, "msg": error.message}] if loc else None
+    return Problem(error.message, status=error.status, kind=error.kind, errors=errors)
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -191,6 +201,10 @@ def install(app: FastAPI) -> None:
             headers=exc.headers,
             extensions=exc.extensions,
         )
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return await _problem(request, from_domain(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -22,7 +23,7 @@ from sqlalchemy import Engine
 from servicekit import audit, housekeeping, problems
 from servicekit.auth import RevocationList, TokenVerifier
 from servicekit.bus import Bus, InProcessBus, KafkaBus
-from servicekit.clock import Clock, SystemClock
+from servicekit.clock import Clock, SystemClock, business_date
 from servicekit.db import create_db_engine, ping, session_factory
 from servicekit.devtokens import ensure_dev_keys
 from servicekit.head import HeadAsGet
@@ -63,6 +64,10 @@ class Kit:
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)
+
+    def today(self) -> date:
+        """Today in the business time zone (``settings.business_timezone``)."""
+        return business_date(self.clock.now(), self.settings.business_timezone)
 
     def wake_relay(self) -> None:
         self.relay.wake()

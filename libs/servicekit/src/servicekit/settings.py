@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servicekit.clock import BUSINESS_TIMEZONE, timezone
 
 DEV_ISSUER = "most-dev-issuer"
 PLATFORM_AUDIENCE = "most-platform"
@@ -63,6 +65,10 @@ class ServiceSettings(BaseSettings):
     inbox_retention_days: int = Field(default=120, ge=1)
     idempotency_retention_days: int = Field(default=30, ge=1)
 
+    # The time zone of business dates ("today" for overdue and expiry, the year of a
+    # decision number): an IANA name.
+    business_timezone: str = BUSINESS_TIMEZONE
+
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
@@ -76,6 +82,16 @@ class ServiceSettings(BaseSettings):
     def group_id(self) -> str:
         """One consumer group per service."""
         return self.consumer_group or self.service_name
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            timezone(value)
+        except (KeyError, ValueError) as exc:  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"unknown time zone {value!r}: an IANA name "
+                             "such as Asia/Ho_Chi_Minh") from exc
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_shortcuts_in_prod(self) -> ServiceSettings:

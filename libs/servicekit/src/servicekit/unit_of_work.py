@@ -34,8 +34,9 @@ from sqlalchemy import Connection, Dialect, Executable, Table, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
-from servicekit import audit, cloudevent, idempotency, outbox
+from servicekit import audit, cloudevent, decisions, idempotency, outbox
 from servicekit.auth import OptionalPrincipal, Principal
+from servicekit.clock import business_date
 from servicekit.problems import Conflict
 from servicekit.responses import OrjsonResponse
 from servicekit.telemetry import current_traceparent
@@ -108,6 +109,19 @@ class UnitOfWork:
         self._request_state = request_state
         self._staged_events = 0
         self._rows: list[tuple[Table, list[dict[str, Any]]]] = []
+
+    @property
+    def today(self) -> date:
+        """The business day of :attr:`now` (the service's business time zone)."""
+        return business_date(self.now, self.kit.settings.business_timezone)
+
+    def take_decision_number(self, register: str) -> decisions.DecisionNumber:
+        """The next number of ``register`` for the business year of :attr:`now`, taken
+        in this command's transaction (gap-free, never repeated: servicekit.decisions)."""
+        if self.session is None:
+            raise RuntimeError("a decision number is taken in a transaction")
+        self.flush()
+        return decisions.take_number(self.session, register, self.today.year)
 
     @property
     def actor(self) -> audit.Actor:
@@ -446,3 +460,12 @@ def get_now(request: Request) -> datetime:
 
 
 NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def get_today(request: Request) -> date:
+    """Today in the service's business time zone (Vietnam's by default)."""
+    kit = request.app.state.kit
+    return business_date(kit.clock.now(), kit.settings.business_timezone)
+
+
+TodayDep = Annotated[date, Depends(get_today)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, select
@@ -391,6 +391,16 @@ def test_a_rejected_report_needs_a_reason_and_can_be_reported_again(w):
     r = w.c.post(path, headers=w.pm, json={"reason": "the dataset link is dead"})
     assert r.json()["milestones"][0]["status"] == "rejected"
     assert w.report(grant, 1).status_code == 200
+
+
+def test_a_milestone_is_overdue_once_its_due_date_has_passed_in_hanoi(w, clock):
+    grant = w.grant()  # M1 due 2027-01-15
+    clock.set(datetime(2027, 1, 15, 16, 59, tzinfo=UTC))  # 23:59 on the 15th in Hanoi
+    read = w.c.get(f"/v1/grants/{grant['id']}", headers=w.lead).json()
+    assert read["milestones"][0]["overdue"] is False
+    clock.set(datetime(2027, 1, 15, 17, 30, tzinfo=UTC))  # still the 15th in UTC
+    read = w.c.get(f"/v1/grants/{grant['id']}", headers=w.lead).json()
+    assert read["milestones"][0]["overdue"] is True  # already the 16th in Hanoi
 
 
 def test_an_overdue_milestone_is_flagged_and_can_be_rescheduled(w, clock):

@@ -102,7 +102,7 @@ def create_application(body: ApplicationCreate, user: Researcher, uow: UnitOfWor
                   for t in body.team],
             milestones=[MilestonePlan(m.title, m.deliverable, m.verification, m.due_date,
                                       m.tranche_bp) for m in body.milestones],
-            today=uow.now.date(),
+            today=uow.today,
         )
     except DomainError as exc:
         raise problem_from(exc) from exc

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from grants.domain.errors import DomainError, IllegalTransition
+from grants.domain.errors import DomainError
 from servicekit.auth import Principal, require_roles
 from servicekit.paging import DEFAULT_LIMIT, MAX_LIMIT
-from servicekit.problems import Conflict, Invalid, Problem
+from servicekit.problems import Problem, from_domain
 
 ProgramManager = Annotated[Principal, Depends(require_roles("program_manager"))]
 CallHistoryReader = Annotated[
@@ -20,8 +20,5 @@ DEFAULT_PAGE = DEFAULT_LIMIT
 
 
 def problem_from(error: DomainError) -> Problem:
-    """Map a domain error to problem+json: illegal transitions 409, the rest 422."""
-    if isinstance(error, IllegalTransition):
-        return Conflict(error.message, kind="illegal-transition")
-    loc = ["body", error.field] if error.field else None
-    return Invalid(error.message, loc=loc)
+    """The kit's problem for a domain error (servicekit.problems.from_domain)."""
+    return from_domain(error)

@@ -44,7 +44,7 @@ from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
 from servicekit.paging import keyset_page
 from servicekit.problems import Forbidden, NotFound
-from servicekit.unit_of_work import NowDep, SessionDep, UnitOfWork, UnitOfWorkDep
+from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWork, UnitOfWorkDep
 
 router = APIRouter(prefix="/v1", tags=["grants"])
 
@@ -136,14 +136,14 @@ def finish(uow: UnitOfWork, row: GrantRow, grant: Grant, action: str, *, before:
                reason=reason, data=data)
     events.publish(uow, grant.events)
     uow.session.flush()
-    return uow.commit(to_read(uow.session, row, grant, uow.now.date()))
+    return uow.commit(to_read(uow.session, row, grant, uow.today))
 
 
 @router.get("/grants/{grant_id}", response_model=GrantRead,
             summary="Lump sum, exact tranche schedule, disbursed, status")
-def read_grant(grant_id: str, session: SessionDep, user: CurrentPrincipal, now: NowDep):
+def read_grant(grant_id: str, session: SessionDep, user: CurrentPrincipal, today: TodayDep):
     row, grant = visible(session, grant_id, user)
-    return to_read(session, row, grant, now.date())
+    return to_read(session, row, grant, today)
 
 
 @router.post("/grants/{grant_id}/milestones/{milestone_id}/report", response_model=GrantRead,
@@ -201,7 +201,7 @@ def reschedule_milestone(grant_id: str, milestone_id: str, body: Reschedule,
     milestone_of(grant, milestone_id)
     try:
         _, previous = grant.reschedule_milestone(milestone_id, body.due_date, body.reason,
-                                                 today=uow.now.date())
+                                                 today=uow.today)
     except DomainError as exc:
         raise problem_from(exc) from exc
     return finish(uow, row, grant, "reschedule_milestone", before=grant.status.value,
@@ -323,11 +323,11 @@ def _grants_page(session: Session, user: Principal, today: date, *, status: str 
 @router.get("/grants", response_model=GrantPage,
             summary="Grants you may see (a researcher's, an institution's, an agency's; "
                     "all for reviewers, auditors, admins), by status and call")
-def read_grants(session: SessionDep, user: CurrentPrincipal, now: NowDep,
+def read_grants(session: SessionDep, user: CurrentPrincipal, today: TodayDep,
                 status: GrantStatus | None = None, call_id: str | None = None,
                 institution_id: str | None = None, agency_id: str | None = None,
                 limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> GrantPage:
-    return _grants_page(session, user, now.date(), status=status.value if status else None,
+    return _grants_page(session, user, today, status=status.value if status else None,
                         call_id=call_id, institution_id=institution_id, agency_id=agency_id,
                         limit=limit, cursor=cursor)
 
@@ -335,13 +335,13 @@ def read_grants(session: SessionDep, user: CurrentPrincipal, now: NowDep,
 @router.get("/institutions/{institution_id}/grants", response_model=GrantPage,
             summary="An institution's grants")
 def read_institution_grants(
-    institution_id: str, session: SessionDep, now: NowDep,
+    institution_id: str, session: SessionDep, today: TodayDep,
     user: Annotated[Principal, Depends(require_roles("institution", "program_manager",
                                                      "reviewer", "auditor", "admin"))],
     status: GrantStatus | None = None, limit: Limit = DEFAULT_PAGE, cursor: str | None = None,
 ) -> GrantPage:
     if user.roles == {"institution"} and user.org != institution_id:
         raise NotFound(f"institution {institution_id} not found")
-    return _grants_page(session, user, now.date(), status=status.value if status else None,
+    return _grants_page(session, user, today, status=status.value if status else None,
                         call_id=None, institution_id=institution_id, agency_id=None,
                         limit=limit, cursor=cursor)

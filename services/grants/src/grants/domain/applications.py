@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from grants.domain.calls import Call
-from grants.domain.errors import IllegalTransition, InvalidInput
+from grants.domain.errors import ConflictOfInterest, IllegalTransition, InvalidInput
 from grants.domain.money import FULL_BP
 
 
@@ -36,10 +36,6 @@ class Recommendation(StrEnum):
     FUND = "fund"
     REVISE = "revise"
     REJECT = "reject"
-
-
-class ConflictOfInterest(IllegalTransition):
-    """A reviewer may not review this application (mapped to 409 with the reason)."""
 
 
 @dataclass(frozen=True)

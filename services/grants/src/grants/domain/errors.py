@@ -1,18 +1,11 @@
-"""Domain errors. The API maps them to problem+json: invalid → 422, illegal → 409."""
+"""Domain errors: the kit's (servicekit.domain_errors), which it answers as problem+json:
+invalid input 422 naming the field, an illegal transition or a conflict of interest 409."""
 
-from __future__ import annotations
+from servicekit.domain_errors import (
+    ConflictOfInterest,
+    DomainError,
+    IllegalTransition,
+    InvalidInput,
+)
 
-
-class DomainError(Exception):
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-class InvalidInput(DomainError):
-    """The request breaks a rule about its own content (names the field)."""
-
-
-class IllegalTransition(DomainError):
-    """The aggregate's current state does not allow the action."""
+__all__ = ["ConflictOfInterest", "DomainError", "IllegalTransition", "InvalidInput"]
