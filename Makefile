@@ -1,5 +1,5 @@
 # Every target sets up what it needs: uv (into .tools/ when it is not on PATH), the
-# virtualenv and the locked dependencies. Servers come from servicekit.localservers.
+# virtualenv and the locked dependencies. Servers come from devkit.localservers.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -42,13 +42,13 @@ test: sync
 
 stack: sync
 	@scripts/check-kafka-tools.sh STACK_KAFKA_BOOTSTRAP
-	$(UV) run python -m gateway.stack up
+	$(UV) run python -m devkit.stack up
 
 stop: sync
-	$(UV) run python -m gateway.stack down
+	$(UV) run python -m devkit.stack down
 
 status: sync
-	@$(UV) run python -m gateway.stack status
+	@$(UV) run python -m devkit.stack status
 
 lint: sync
 	$(UV) run ruff check .

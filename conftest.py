@@ -1,1 +1,1 @@
-pytest_plugins = ["servicekit.pytest_plugin"]
+pytest_plugins = ["devkit.pytest_plugin"]

@@ -541,7 +541,7 @@ def officer_token(key_dir: Path) -> str:
 
 def start_infrastructure(procs: Processes) -> None:
     """A durable PostgreSQL and a Kafka with the topics the service uses, in ``procs``."""
-    from servicekit.localservers import start_kafka, start_postgres
+    from devkit.localservers import start_kafka, start_postgres
 
     t0 = time.perf_counter()
     # detached=True: fsync and synchronous_commit stay on (the test mode turns them off);

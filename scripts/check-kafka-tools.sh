@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks that this machine can run the local Kafka broker (servicekit.localservers):
+# Checks that this machine can run the local Kafka broker (devkit.localservers):
 # Java 17+ always, Maven once to fetch the broker jars into .cache/kafka. Skipped when
 # the variable named by $1 (TEST_KAFKA_BOOTSTRAP or STACK_KAFKA_BOOTSTRAP) points at a
 # broker you run yourself.

@@ -11,10 +11,10 @@ import pytest
 from cloudevents.core.v1.event import CloudEvent
 from fastapi.testclient import TestClient
 
+from devkit.testing import Tokens, read_topic
 from grants.app import create_app, migrate
 from grants.settings import GrantsSettings
 from servicekit import cloudevent
-from servicekit.testing import Tokens, read_topic
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 

@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 
 import grants.app
 import ipshare.app
+from devkit.testing import Tokens
 from grants.settings import GrantsSettings
 from ipshare.settings import IpshareSettings
-from servicekit.testing import Tokens
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 

@@ -9,12 +9,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from devkit.localservers import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from grants.app import create_app as create_grants
 from grants.app import migrate as migrate_grants
 from grants.settings import GrantsSettings
-from servicekit.localservers import free_port
 
 CALL = {
     "title": "Rice genomics",

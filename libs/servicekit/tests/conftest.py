@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import Engine
 
+from devkit.testing import DatabaseFactory, apply_operations
 from servicekit.db import create_db_engine
 from servicekit.migrations import create_kit_tables_v1, create_kit_tables_v2
-from servicekit.testing import DatabaseFactory, apply_operations
 
 
 def _kit_schema(url: str) -> None:

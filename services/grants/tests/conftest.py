@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from devkit.testing import DatabaseFactory, Tokens
 from grants.app import create_app, migrate
 from grants.settings import GrantsSettings
 from servicekit.clock import FixedClock
-from servicekit.testing import DatabaseFactory, Tokens
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

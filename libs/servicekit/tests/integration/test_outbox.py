@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
+from devkit.localservers import KafkaServer
+from devkit.testing import read_topic
 from servicekit import cloudevent, outbox
 from servicekit.bus import KafkaBus
 from servicekit.db import session_factory
 from servicekit.inbox import EventConsumer
-from servicekit.localservers import KafkaServer
-from servicekit.testing import read_topic
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 

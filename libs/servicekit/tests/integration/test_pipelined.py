@@ -30,13 +30,13 @@ from sqlalchemy import (
     text,
 )
 
+from devkit.testing import Tokens
 from servicekit import audit, outbox
 from servicekit.db import PING_AFTER_IDLE_SECONDS
 from servicekit.pipelined import PipelinedCommand, pipelined_command, sent_together
 from servicekit.problems import Conflict
 from servicekit.service import create_service_app
 from servicekit.settings import ServiceSettings
-from servicekit.testing import Tokens
 from servicekit.unit_of_work import REPLAY_HEADER, SessionDep, UnitOfWork
 
 pytestmark = pytest.mark.postgres

@@ -13,10 +13,10 @@ from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, insert, select, update
 
+from devkit.testing import Tokens
 from servicekit.problems import Conflict
 from servicekit.service import create_service_app
 from servicekit.settings import ServiceSettings
-from servicekit.testing import Tokens
 from servicekit.unit_of_work import REPLAY_HEADER, UnitOfWorkDep
 
 pytestmark = pytest.mark.postgres

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from jsonschema import ValidationError
 
+from devkit.testing import AsyncApiMessages, outbox_rows, repo_asyncapi
 from grants.events import NAMES
 from servicekit.cloudevent import event_type
-from servicekit.testing import AsyncApiMessages, outbox_rows, repo_asyncapi
 
 pytestmark = pytest.mark.postgres
 

@@ -7,8 +7,8 @@ import pytest
 
 import grants.models  # noqa: F401 - every service's models share SQLModel.metadata
 import ipshare.models  # noqa: F401
+from devkit.testing import assert_migrations_round_trip, schema_drift
 from grants.app import SERVICE_DIR
-from servicekit.testing import assert_migrations_round_trip, schema_drift
 
 TABLES = {"calls", "applications", "application_team", "application_milestones", "reviews",
           "grants", "milestones", "results", "breaches", "commercialisation_income"}

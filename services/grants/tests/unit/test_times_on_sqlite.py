@@ -8,10 +8,10 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from devkit.testing import Tokens
 from grants.app import create_app
 from grants.settings import GrantsSettings
 from servicekit.clock import FixedClock
-from servicekit.testing import Tokens
 
 CALL = {"title": "AI for rice yields", "budget_vnd": 10_000_000_000,
         "max_award_vnd": 2_000_000_000, "min_reviews": 2,

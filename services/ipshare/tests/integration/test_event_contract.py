@@ -21,12 +21,12 @@ import pytest
 from jsonschema import ValidationError
 from sqlalchemy import create_engine, func, select
 
+from devkit.testing import AsyncApiMessages, outbox_rows, repo_asyncapi
 from ipshare.consumers import asset_from_result
 from ipshare.events import DISTRIBUTION_POSTED, DISTRIBUTION_REVERSED, NAMES, RESULT_REGISTERED
 from servicekit import cloudevent
 from servicekit.cloudevent import event_type
 from servicekit.outbox import OUTBOX
-from servicekit.testing import AsyncApiMessages, outbox_rows, repo_asyncapi
 
 pytestmark = pytest.mark.postgres
 

@@ -7,8 +7,8 @@ import pytest
 
 import grants.models  # noqa: F401 - every service's models share SQLModel.metadata
 import ipshare.models  # noqa: F401
+from devkit.testing import assert_migrations_round_trip, schema_drift
 from ipshare.app import SERVICE_DIR
-from servicekit.testing import assert_migrations_round_trip, schema_drift
 
 TABLES = {"assets", "asset_authors", "policies", "agreements", "distributions",
           "distribution_lines", "ledger_entries"}

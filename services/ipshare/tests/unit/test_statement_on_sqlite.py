@@ -9,10 +9,10 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from devkit.testing import Tokens
 from ipshare.app import create_app
 from ipshare.settings import IpshareSettings
 from servicekit.clock import FixedClock
-from servicekit.testing import Tokens
 
 
 def test_offsets_dates_and_utc_select_the_same_lines(tmp_path: Path) -> None:

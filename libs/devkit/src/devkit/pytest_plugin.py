@@ -1,6 +1,6 @@
-"""pytest fixtures for the real PostgreSQL and Kafka of ``servicekit.localservers``.
+"""pytest fixtures for the real PostgreSQL and Kafka of ``devkit.localservers``.
 
-Enable with ``pytest_plugins = ["servicekit.pytest_plugin"]`` in the root conftest.
+Enable with ``pytest_plugins = ["devkit.pytest_plugin"]`` in the root conftest.
 
 - ``postgres_server`` / ``kafka_server`` (session): the servers named by
   ``TEST_DATABASE_URL`` / ``TEST_KAFKA_BOOTSTRAP`` when set, else local ones started on
@@ -18,7 +18,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from servicekit.localservers import (
+from devkit.localservers import (
     KafkaServer,
     PostgresServer,
     external_kafka,
@@ -27,7 +27,7 @@ from servicekit.localservers import (
     start_kafka,
     start_postgres,
 )
-from servicekit.testing import DatabaseFactory
+from devkit.testing import DatabaseFactory
 
 LOG_TAIL_LINES = 80
 _servers = pytest.StashKey[dict[str, PostgresServer | KafkaServer]]()

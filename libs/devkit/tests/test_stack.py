@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import stack
+from devkit import stack
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from servicekit.localservers import KafkaServer, PostgresServer, external_postgres
+from devkit.localservers import KafkaServer, PostgresServer, external_postgres
 
 
 def _name(prefix: str) -> str:

@@ -1,6 +1,6 @@
 """Real PostgreSQL and Kafka on loopback, without Docker.
 
-Shared by the test suite (``servicekit.pytest_plugin``), ``make stack`` and the benchmarks.
+Shared by the test suite (``devkit.pytest_plugin``), ``make stack`` and the benchmarks.
 
 - PostgreSQL: the binaries bundled in the ``pgserver`` wheel (Debian's
   ``/usr/lib/postgresql/<v>/bin`` as a fallback), ``initdb`` + ``pg_ctl`` on a free port.
@@ -159,7 +159,7 @@ def _pg_bin_dir() -> Path:
     if debian:
         return debian[-1].parent
     raise RuntimeError(
-        "no PostgreSQL binaries: install servicekit[local] (pgserver) "
+        "no PostgreSQL binaries: install devkit (pgserver) "
         "or Debian's postgresql package"
     )
 

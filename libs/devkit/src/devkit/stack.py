@@ -1,7 +1,7 @@
-"""``python -m gateway.stack up|down|status``: the local stack (``make stack`` / ``make stop``).
+"""``python -m devkit.stack up|down|status``: the local stack (``make stack`` / ``make stop``).
 
 The same system as the embedded default, as separate processes on loopback: PostgreSQL
-(one database per service) and a single-node Kafka started by ``servicekit.localservers``
+(one database per service) and a single-node Kafka started by ``devkit.localservers``
 (the module the test suite uses), each service under its own uvicorn, and the gateway as
 a prefix router in front, serving ``POST /dev/tokens`` too.
 
@@ -37,9 +37,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from gateway.settings import SERVICES
-from servicekit.devtokens import ensure_dev_keys
-from servicekit.localservers import (
+from devkit.localservers import (
     KafkaServer,
     PostgresServer,
     external_kafka,
@@ -49,6 +47,8 @@ from servicekit.localservers import (
     start_kafka,
     start_postgres,
 )
+from gateway.settings import SERVICES
+from servicekit.devtokens import ensure_dev_keys
 from servicekit.settings import default_var_dir
 
 READY_TIMEOUT_S = 60.0
@@ -453,7 +453,7 @@ def status(layout: Layout) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.stack",
+    parser = argparse.ArgumentParser(prog="python -m devkit.stack",
                                      description="The local stack: separate processes "
                                      "on PostgreSQL and Kafka, on loopback.")
     parser.add_argument("command", choices=["up", "down", "status"])
