@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import ServiceSettings
@@ -11,6 +13,9 @@ class SandboxSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SANDBOX_", extra="ignore")
 
     service_name: str = "sandbox"
+    # The sector profiles in force; None: the file the service ships
+    # (sandbox/sectors.json). The service refuses to start on a malformed file.
+    sectors_file: Path | None = None
 
 
 def get_settings() -> SandboxSettings:

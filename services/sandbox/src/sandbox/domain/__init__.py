@@ -1,0 +1,1 @@
+"""The sandbox's rules in plain Python: sector profiles, applications, pilots."""
