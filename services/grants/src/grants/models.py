@@ -36,7 +36,10 @@ class CallRow(SQLModel, table=True):
 
 class ApplicationRow(SQLModel, table=True):
     __tablename__ = "applications"
-    __table_args__ = (Index("ix_applications_applicant", "applicant_id"),)
+    __table_args__ = (
+        Index("ix_applications_applicant", "applicant_id"),
+        UniqueConstraint("decision_year", "decision_no", name="uq_applications_decision_no"),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     call_id: str = Field(foreign_key="calls.id", max_length=36, index=True)
@@ -51,6 +54,8 @@ class ApplicationRow(SQLModel, table=True):
     awarded_vnd: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     decision_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     grant_id: str | None = Field(default=None, max_length=36)
+    decision_no: str | None = Field(default=None, max_length=120)
+    decision_year: int | None = None
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     submitted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
@@ -99,7 +104,10 @@ class ReviewRow(SQLModel, table=True):
 
 class GrantRow(SQLModel, table=True):
     __tablename__ = "grants"
-    __table_args__ = (Index("ix_grants_status", "status", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_grants_status", "status", "created_at", "id"),
+        UniqueConstraint("decision_year", "decision_no", name="uq_grants_decision_no"),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     application_id: str = Field(foreign_key="applications.id", max_length=36, unique=True)
@@ -116,6 +124,11 @@ class GrantRow(SQLModel, table=True):
     justification: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     breach_stated: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     procedures_followed: bool | None = None
+    award_decision_no: str | None = Field(default=None, max_length=120)
+    award_decision_year: int | None = None
+    # The closure's number (null while the grant is active).
+    decision_no: str | None = Field(default=None, max_length=120)
+    decision_year: int | None = None
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     closed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))

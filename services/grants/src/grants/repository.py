@@ -17,6 +17,7 @@ from grants.domain.applications import (
     TeamMember,
 )
 from grants.domain.calls import Call, CallStatus
+from grants.domain.decisions import DecisionNo
 from grants.domain.grants import (
     Breach,
     BreachKind,
@@ -111,7 +112,12 @@ def application_from_row(session: Session, row: ApplicationRow) -> Application:
                         Recommendation(r.recommendation), r.comment, as_utc(r.created_at))
                  for r in reviews],
         awarded_vnd=row.awarded_vnd, decision_reason=row.decision_reason, grant_id=row.grant_id,
+        decision=_decision(row.decision_no, row.decision_year),
     )
+
+
+def _decision(decision_no: str | None, year: int | None) -> DecisionNo | None:
+    return DecisionNo(decision_no, year) if decision_no and year else None
 
 
 def add_application(session: Session, app: Application, *, now: datetime) -> ApplicationRow:
@@ -148,6 +154,8 @@ def save_application(row: ApplicationRow, app: Application, *, now: datetime) ->
     row.awarded_vnd = app.awarded_vnd
     row.decision_reason = app.decision_reason
     row.grant_id = app.grant_id
+    if app.decision is not None:
+        row.decision_no, row.decision_year = app.decision.decision_no, app.decision.year
     row.updated_at = now
 
 
@@ -206,13 +214,17 @@ def grant_from_row(session: Session, row: GrantRow) -> Grant:
         justification=row.justification, breach_stated=row.breach_stated,
         procedures_followed=row.procedures_followed,
         closed_at=as_utc(row.closed_at) if row.closed_at else None,
+        award_decision=_decision(row.award_decision_no, row.award_decision_year),
+        decision=_decision(row.decision_no, row.decision_year),
     )
 
 
 def add_grant(session: Session, grant: Grant, *, now: datetime) -> GrantRow:
     row = GrantRow(id=grant.id, application_id=grant.application_id, call_id=grant.call_id,
                    agency_id=grant.agency_id, institution_id=grant.institution_id,
-                   awarded_vnd=grant.awarded_vnd, status=grant.status.value, created_at=now,
+                   awarded_vnd=grant.awarded_vnd, status=grant.status.value,
+                   award_decision_no=grant.award_decision.decision_no,
+                   award_decision_year=grant.award_decision.year, created_at=now,
                    updated_at=now)
     session.add(row)
     session.flush()
@@ -238,6 +250,8 @@ def save_grant(session: Session, row: GrantRow, grant: Grant, *, now: datetime) 
     row.breach_stated = grant.breach_stated
     row.procedures_followed = grant.procedures_followed
     row.closed_at = grant.closed_at
+    if grant.decision is not None:
+        row.decision_no, row.decision_year = grant.decision.decision_no, grant.decision.year
     row.updated_at = now
     rows = {m.id: m for m in session.execute(
         select(MilestoneRow).where(MilestoneRow.grant_id == row.id)).scalars()}

@@ -111,6 +111,11 @@ class ApplicationRead(BaseModel):
     awarded_vnd: int | None = None
     decision_reason: str | None = None
     grant_id: str | None = None
+    decision_no: str | None = Field(default=None, description=(
+        "The award's or rejection's number in the agency's grants register, "
+        "e.g. \"17/QĐ-MOST\""))
+    decision_year: int | None = Field(default=None, description=(
+        "The calendar year (Vietnam's) of decision_no's register"))
     created_at: datetime
     updated_at: datetime
     submitted_at: datetime | None = None
@@ -210,6 +215,12 @@ class GrantRead(BaseModel):
     justification: str | None = None
     breach: str | None = None
     procedures_followed: bool | None = None
+    award_decision_no: str | None = Field(default=None, description=(
+        "The award decision's number (the application's decision_no)"))
+    award_decision_year: int | None = None
+    decision_no: str | None = Field(default=None, description=(
+        "The closure decision's number, e.g. \"18/QĐ-MOST\"; null while active"))
+    decision_year: int | None = None
     team: list[TeamMemberOut]
     milestones: list[MilestoneRead]
     breaches: list[BreachRead]

@@ -223,6 +223,12 @@ def test_every_event_of_the_lifecycle_matches_its_asyncapi_message(w, grants_db,
     assert by_grant[ids["g2"]]["receivables"] == [
         {"payer_id": INSTITUTION, "payer_kind": "institution", "amount_vnd": 200_000_000}]
     assert all(by_grant[ids[g]]["receivables"] == [] for g in ("g3", "g4", "g5"))
+    # Five awards, a rejection and four closures: MOST's register numbers 1..10, no gap.
+    numbered = data_of("application.decided") + data_of("grant.closed")
+    assert sorted(int(d["decision_no"].removesuffix("/QĐ-MOST")) for d in numbered) == list(
+        range(1, 11))
+    assert [d["decision_no"] for d in data_of("grant.awarded")] == [
+        d["decision_no"] for d in data_of("application.decided") if d["decision"] == "approve"]
     assert [d["call_id"] for d in data_of("call.closed")] == [ids["call"]]
     assert data_of("call.closed")[0]["awarded_vnd"] == 4 * 1_000_000_001 + 2
     # Grant events are keyed by the grant, so finance sees award → releases → close.
@@ -265,6 +271,13 @@ TAMPERINGS: list[tuple[str, str, Tamper]] = [
      lambda e: e["data"].update(reason="no")),
     ("application.decided", "an unknown decision", lambda e: e["data"].update(
         decision="defer")),
+    ("application.decided", "a decision_no without its register",
+     lambda e: e["data"].update(decision_no="17")),
+    ("application.decided", "a decision_no numbered from 0",
+     lambda e: e["data"].update(decision_no="0/QĐ-MOST")),
+    ("grant.awarded", "no decision_year", lambda e: e["data"].pop("decision_year")),
+    ("grant.closed", "a decision_year as a string",
+     lambda e: e["data"].update(decision_year="2026")),
     ("breach.recorded", "an unknown breach kind", lambda e: e["data"].update(kind="theft")),
     ("breach.recorded", "an empty description", lambda e: e["data"].update(description="")),
     ("grant.closed", "a breach termination exempt from liability",

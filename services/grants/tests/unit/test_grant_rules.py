@@ -17,6 +17,7 @@ from grants.domain.applications import (
     TeamMember,
 )
 from grants.domain.calls import Call
+from grants.domain.decisions import DecisionNo
 from grants.domain.errors import IllegalTransition, InvalidInput
 from grants.domain.grants import (
     Author,
@@ -33,6 +34,17 @@ from grants.domain.grants import (
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 TODAY = NOW.date()
+
+
+class Register:
+    """An agency's register in memory: each call takes the next number."""
+
+    def __init__(self, register: str = "QĐ-MOST", year: int = 2026) -> None:
+        self.register, self.year, self.taken = register, year, 0
+
+    def __call__(self) -> DecisionNo:
+        self.taken += 1
+        return DecisionNo(f"{self.taken}/{self.register}", self.year)
 
 
 def open_call(**kw) -> Call:
@@ -80,7 +92,8 @@ def reviewed(call: Call) -> Application:
 def awarded_grant(amount: int = 1_000_000_001) -> Grant:
     call = open_call()
     app = reviewed(call)
-    app.approve(call, amount, NOW, grant_id="g-1")
+    app.approve(call, amount, NOW, grant_id="g-1",
+                    take_number=Register())
     return Grant.award(app, grant_id="g-1", milestone_ids=["m1", "m2", "m3"], now=NOW)
 
 
@@ -146,19 +159,69 @@ def test_a_decision_needs_the_calls_minimum_reviews():
     app.submit(call, NOW)
     app.add_review(review("rev-1"), declared_conflict=False)
     with pytest.raises(IllegalTransition, match="at least 2 reviews"):
-        app.approve(call, 100, NOW, grant_id="g-1")
+        app.approve(call, 100, NOW, grant_id="g-1",
+                    take_number=Register())
 
 
 def test_approval_is_bounded_by_request_max_award_and_remaining_budget():
     call = open_call(budget_vnd=1_500_000_000)
     app = reviewed(call)
     with pytest.raises(InvalidInput):
-        app.approve(call, 1_000_000_002, NOW, grant_id="g-1")
+        app.approve(call, 1_000_000_002, NOW, grant_id="g-1",
+                    take_number=Register())
     call.awarded_vnd = 1_000_000_000
     with pytest.raises(IllegalTransition, match="remaining budget"):
-        app.approve(call, 500_000_001, NOW, grant_id="g-1")
-    app.approve(call, 500_000_000, NOW, grant_id="g-1")
+        app.approve(call, 500_000_001, NOW, grant_id="g-1",
+                    take_number=Register())
+    app.approve(call, 500_000_000, NOW, grant_id="g-1",
+                    take_number=Register())
     assert call.remaining_budget_vnd == 0
+
+
+def test_an_award_and_a_rejection_carry_the_next_number_of_the_agency_register():
+    call = open_call()
+    register = Register()
+    approved, rejected = reviewed(call), reviewed(call)
+    approved.approve(call, 100, NOW, grant_id="g-1", take_number=register)
+    rejected.reject(call, "out of scope", NOW, take_number=register)
+    assert approved.decision == DecisionNo("1/QĐ-MOST", 2026)
+    assert rejected.decision == DecisionNo("2/QĐ-MOST", 2026)
+    assert (rejected.events[-1].decision_no, rejected.events[-1].decision_year) == (
+        "2/QĐ-MOST", 2026)
+    grant = Grant.award(approved, grant_id="g-1", milestone_ids=["m1", "m2", "m3"], now=NOW)
+    assert grant.award_decision == DecisionNo("1/QĐ-MOST", 2026)
+    assert grant.events[-1].decision_no == "1/QĐ-MOST"
+
+
+def test_a_refused_decision_takes_no_number():
+    call = open_call(budget_vnd=1_000_000_001)
+    register = Register()
+    app = application(call)
+    app.submit(call, NOW)
+    with pytest.raises(IllegalTransition, match="reviews"):
+        app.approve(call, 100, NOW, grant_id="g-1", take_number=register)
+    app = reviewed(call)
+    call.awarded_vnd = 1_000_000_000
+    with pytest.raises(IllegalTransition, match="remaining budget"):
+        app.approve(call, 2, NOW, grant_id="g-1", take_number=register)
+    with pytest.raises(InvalidInput, match="reason"):
+        app.reject(call, " ", NOW, take_number=register)
+    grant = awarded_grant()
+    with pytest.raises(IllegalTransition, match="every milestone"):
+        grant.close(outcome=Outcome.COMPLETED, justification="", now=NOW,
+                    take_number=register)
+    assert register.taken == 0
+
+
+def test_a_closure_carries_its_own_number():
+    grant = awarded_grant()
+    register = Register()
+    register.taken = 16
+    grant.close(outcome=Outcome.FAILED_IN_GOOD_FAITH, justification="it did not work",
+                procedures_followed=True, now=NOW, take_number=register)
+    assert grant.decision == DecisionNo("17/QĐ-MOST", 2026)
+    closed = grant.events[-1]
+    assert (closed.decision_no, closed.decision_year) == ("17/QĐ-MOST", 2026)
 
 
 # --- grants ----------------------------------------------------------------------------
@@ -206,7 +269,7 @@ def test_failed_in_good_faith_owes_no_refund_and_is_exempt():
     grant.report_milestone("m1", {})
     grant.accept_milestone("m1", NOW)
     grant.close(outcome=Outcome.FAILED_IN_GOOD_FAITH, justification="the hypothesis failed",
-                procedures_followed=True, now=NOW)
+                procedures_followed=True, now=NOW, take_number=Register())
     assert grant.refund_due_vnd == 0
     assert grant.liability == Liability.EXEMPT
     assert grant.cancelled_vnd == 333_300_000 + 333_400_001
@@ -217,12 +280,12 @@ def test_failed_in_good_faith_needs_the_attestation_and_no_recorded_breach():
     grant = awarded_grant()
     with pytest.raises(InvalidInput):
         grant.close(outcome=Outcome.FAILED_IN_GOOD_FAITH, justification="x",
-                    procedures_followed=False, now=NOW)
+                    procedures_followed=False, now=NOW, take_number=Register())
     grant.record_breach(breach_id="b1", kind=BreachKind.MISUSE, description="laptops",
                         recorded_by="pm", now=NOW)
     with pytest.raises(IllegalTransition, match="breach"):
         grant.close(outcome=Outcome.FAILED_IN_GOOD_FAITH, justification="x",
-                    procedures_followed=True, now=NOW)
+                    procedures_followed=True, now=NOW, take_number=Register())
 
 
 def test_terminated_for_breach_refunds_at_most_what_was_disbursed():
@@ -231,9 +294,10 @@ def test_terminated_for_breach_refunds_at_most_what_was_disbursed():
     grant.accept_milestone("m1", NOW)
     with pytest.raises(InvalidInput):
         grant.close(outcome=Outcome.TERMINATED_FOR_BREACH, justification="j", breach="fraud",
-                    refund_vnd=333_300_001, now=NOW)
+                    refund_vnd=333_300_001, now=NOW, take_number=Register())
     grant.close(outcome=Outcome.TERMINATED_FOR_BREACH, justification="j",
-                breach="fabricated data", refund_vnd=333_300_000, now=NOW)
+                breach="fabricated data", refund_vnd=333_300_000, now=NOW,
+                take_number=Register())
     assert grant.refund_due_vnd == 333_300_000
     assert grant.liability == Liability.NOT_EXEMPT
 
@@ -241,10 +305,12 @@ def test_terminated_for_breach_refunds_at_most_what_was_disbursed():
 def test_terminated_for_breach_takes_the_breach_recorded_on_the_grant():
     grant = awarded_grant()
     with pytest.raises(InvalidInput, match="breach"):
-        grant.close(outcome=Outcome.TERMINATED_FOR_BREACH, justification="j", now=NOW)
+        grant.close(outcome=Outcome.TERMINATED_FOR_BREACH, justification="j", now=NOW,
+                    take_number=Register())
     grant.record_breach(breach_id="b1", kind=BreachKind.ABANDONMENT,
                         description="the team left", recorded_by="pm-1", now=NOW)
-    grant.close(outcome=Outcome.TERMINATED_FOR_BREACH, justification="j", now=NOW)
+    grant.close(outcome=Outcome.TERMINATED_FOR_BREACH, justification="j", now=NOW,
+                take_number=Register())
     assert grant.breach_stated == "abandonment: the team left"
     assert grant.liability == Liability.NOT_EXEMPT
 
@@ -253,7 +319,7 @@ def test_partially_completed_releases_the_floor_of_the_completed_share():
     grant = awarded_grant()
     grant.report_milestone("m2", {})
     grant.close(outcome=Outcome.PARTIALLY_COMPLETED, justification="half way",
-                partial=[PartialCompletion("m2", 3333)], now=NOW)
+                partial=[PartialCompletion("m2", 3333)], now=NOW, take_number=Register())
     m2 = grant.milestone("m2")
     assert m2.released_vnd == 333_300_000 * 3333 // 10000
     assert m2.released_vnd + m2.cancelled_vnd == m2.tranche_vnd
@@ -265,14 +331,17 @@ def test_partially_completed_releases_the_floor_of_the_completed_share():
 def test_completed_needs_every_milestone_accepted_and_a_grant_closes_once():
     grant = awarded_grant()
     with pytest.raises(IllegalTransition):
-        grant.close(outcome=Outcome.COMPLETED, justification="", now=NOW)
+        grant.close(outcome=Outcome.COMPLETED, justification="", now=NOW,
+                    take_number=Register())
     for mid in ("m1", "m2", "m3"):
         grant.report_milestone(mid, {})
         grant.accept_milestone(mid, NOW)
-    grant.close(outcome=Outcome.COMPLETED, justification="", now=NOW)
+    grant.close(outcome=Outcome.COMPLETED, justification="", now=NOW,
+                take_number=Register())
     assert grant.disbursed_vnd == 1_000_000_001
     with pytest.raises(IllegalTransition):
-        grant.close(outcome=Outcome.COMPLETED, justification="", now=NOW)
+        grant.close(outcome=Outcome.COMPLETED, justification="", now=NOW,
+                    take_number=Register())
 
 
 def test_result_authors_shares_must_sum_to_10000():

@@ -49,6 +49,7 @@ from grants.schemas import (
 from servicekit.audit import HistoryEntry, HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
+from servicekit.decisions import grants_register
 from servicekit.paging import keyset_page
 from servicekit.problems import Forbidden, NotFound
 from servicekit.unit_of_work import SessionDep, UnitOfWorkDep
@@ -73,6 +74,8 @@ def to_read(row: ApplicationRow, app: Application) -> ApplicationRead:
                                      tranche_bp=m.tranche_bp) for m in app.milestones],
         status=app.status.value, reviews_count=len(app.reviews), awarded_vnd=app.awarded_vnd,
         decision_reason=app.decision_reason, grant_id=app.grant_id,
+        decision_no=app.decision.decision_no if app.decision else None,
+        decision_year=app.decision.year if app.decision else None,
         created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
         submitted_at=as_utc(row.submitted_at) if row.submitted_at else None,
         decided_at=as_utc(row.decided_at) if row.decided_at else None,
@@ -188,27 +191,35 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
     call = call_from_row(call_row)
     before = app.status.value
     grant: Grant | None = None
+
+    def take_number():
+        return uow.take_decision_number(grants_register(app.agency_id))
+
     try:
         if isinstance(body, Approve):
-            app.approve(call, body.awarded_vnd, uow.now, grant_id=str(uuid.uuid4()))
+            app.approve(call, body.awarded_vnd, uow.now, grant_id=str(uuid.uuid4()),
+                        take_number=take_number)
             grant = Grant.award(app, grant_id=app.grant_id,
                                 milestone_ids=[str(uuid.uuid4()) for _ in app.milestones],
                                 now=uow.now)
         else:
-            app.reject(call, body.reason, uow.now)
+            app.reject(call, body.reason, uow.now, take_number=take_number)
     except DomainError as exc:
         raise problem_from(exc) from exc
     save_call(call_row, call, now=uow.now)
     save_application(row, app, now=uow.now)
     uow.record(AGGREGATE, app.id, "decide", from_status=before, to_status=app.status.value,
                reason=body.reason,
-               data={"awarded_vnd": app.awarded_vnd, "grant_id": app.grant_id})
+               data={"awarded_vnd": app.awarded_vnd, "grant_id": app.grant_id,
+                     "decision_no": app.decision.decision_no,
+                     "decision_year": app.decision.year})
     events.publish(uow, app.events)
     if grant is not None:
         uow.session.flush()
         add_grant(uow.session, grant, now=uow.now)
         uow.record("grant", grant.id, "award", to_status=grant.status.value,
-                   data={"awarded_vnd": grant.awarded_vnd, "application_id": app.id})
+                   data={"awarded_vnd": grant.awarded_vnd, "application_id": app.id,
+                         "decision_no": app.decision.decision_no})
         uow.record("call", call.id, "commit_budget", from_status=call.status.value,
                    to_status=call.status.value,
                    data={"awarded_vnd": body.awarded_vnd, "application_id": app.id,

@@ -42,6 +42,7 @@ from grants.schemas import (
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
+from servicekit.decisions import grants_register
 from servicekit.paging import keyset_page
 from servicekit.problems import Forbidden, NotFound
 from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWork, UnitOfWorkDep
@@ -66,6 +67,10 @@ def to_read(session: Session, row: GrantRow, grant: Grant, today: date) -> Grant
         liability=grant.liability.value if grant.liability else None,
         justification=grant.justification, breach=grant.breach_stated,
         procedures_followed=grant.procedures_followed,
+        award_decision_no=grant.award_decision.decision_no if grant.award_decision else None,
+        award_decision_year=grant.award_decision.year if grant.award_decision else None,
+        decision_no=grant.decision.decision_no if grant.decision else None,
+        decision_year=grant.decision.year if grant.decision else None,
         team=[TeamMemberOut(researcher_id=t.researcher_id, name=t.name, role=t.role,
                             contribution_bp=t.contribution_bp) for t in grant.team],
         milestones=[
@@ -285,12 +290,15 @@ def close_grant(grant_id: str, body: GrantClose, user: ProgramManager, uow: Unit
                     procedures_followed=body.procedures_followed, breach=body.breach,
                     refund_vnd=body.refund_vnd,
                     partial=[PartialCompletion(p.milestone_id, p.completion_bp)
-                             for p in body.partial or []])
+                             for p in body.partial or []],
+                    take_number=lambda: uow.take_decision_number(
+                        grants_register(grant.agency_id)))
     except DomainError as exc:
         raise problem_from(exc) from exc
     data = {"outcome": grant.outcome, "refund_due_vnd": grant.refund_due_vnd,
             "liability": grant.liability, "cancelled_vnd": grant.cancelled_vnd,
-            "disbursed_vnd": grant.disbursed_vnd}
+            "disbursed_vnd": grant.disbursed_vnd, "decision_no": grant.decision.decision_no,
+            "decision_year": grant.decision.year}
     if body.outcome == "failed_in_good_faith":
         data["attested_conditions"] = list(GOOD_FAITH_CONDITIONS)
     return finish(uow, row, grant, "close", before=before, reason=body.justification,

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from grants.domain.calls import Call
+from grants.domain.decisions import DecisionNo, TakeNumber
 from grants.domain.errors import ConflictOfInterest, IllegalTransition, InvalidInput
 from grants.domain.money import FULL_BP
 
@@ -87,6 +88,8 @@ class ApplicationDecided:
     grant_id: str | None
     reason: str | None
     reviews: int
+    decision_no: str
+    decision_year: int
     decided_at: datetime
 
 
@@ -117,6 +120,7 @@ class Application:
     awarded_vnd: int | None = None
     decision_reason: str | None = None
     grant_id: str | None = None
+    decision: DecisionNo | None = None
     events: list[Any] = field(default_factory=list, compare=False)
 
     @classmethod
@@ -208,9 +212,10 @@ class Application:
             raise IllegalTransition(f"a decision needs at least {call.min_reviews} reviews "
                                     f"(has {len(self.reviews)})")
 
-    def approve(self, call: Call, awarded_vnd: int, now: datetime, *, grant_id: str) -> None:
+    def approve(self, call: Call, awarded_vnd: int, now: datetime, *, grant_id: str,
+                take_number: TakeNumber) -> None:
         """Approve, naming the grant it creates; the caller holds the call's row lock so
-        the budget check is race-free."""
+        the budget check is race-free. The award takes its number once every rule passed."""
         self._ready_for_decision(call)
         if awarded_vnd <= 0:
             raise InvalidInput("awarded_vnd must be positive", field="awarded_vnd")
@@ -223,16 +228,19 @@ class Application:
         if awarded_vnd > call.remaining_budget_vnd:
             raise IllegalTransition(f"awarded_vnd exceeds the call's remaining budget "
                                     f"({call.remaining_budget_vnd})", field="awarded_vnd")
+        self.decision = DecisionNo.take(take_number)
         call.awarded_vnd += awarded_vnd
         self.status = ApplicationStatus.APPROVED
         self.awarded_vnd = awarded_vnd
         self.grant_id = grant_id
         self._decided("approve", now, awarded_vnd=awarded_vnd)
 
-    def reject(self, call: Call, reason: str, now: datetime) -> None:
+    def reject(self, call: Call, reason: str, now: datetime, *,
+               take_number: TakeNumber) -> None:
         self._ready_for_decision(call)
         if not reason.strip():
             raise InvalidInput("a rejection needs a reason", field="reason")
+        self.decision = DecisionNo.take(take_number)
         self.status = ApplicationStatus.REJECTED
         self.decision_reason = reason
         self._decided("reject", now, reason=reason)
@@ -242,4 +250,6 @@ class Application:
         self.events.append(ApplicationDecided(
             application_id=self.id, call_id=self.call_id, agency_id=self.agency_id,
             institution_id=self.institution_id, decision=decision, awarded_vnd=awarded_vnd,
-            grant_id=self.grant_id, reason=reason, reviews=len(self.reviews), decided_at=now))
+            grant_id=self.grant_id, reason=reason, reviews=len(self.reviews),
+            decision_no=self.decision.decision_no, decision_year=self.decision.year,
+            decided_at=now))

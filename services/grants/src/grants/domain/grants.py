@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from grants.domain.applications import Application, TeamMember, check_shares
+from grants.domain.decisions import DecisionNo, TakeNumber
 from grants.domain.errors import IllegalTransition, InvalidInput
 from grants.domain.money import FULL_BP, partial_release, tranche_schedule
 
@@ -135,6 +136,8 @@ class GrantAwarded:
     awarded_vnd: int
     tranches: list[dict[str, Any]]
     team: list[dict[str, Any]]
+    decision_no: str
+    decision_year: int
     awarded_at: datetime
 
 
@@ -198,6 +201,8 @@ class GrantClosed:
     # A refund due is a receivable from the institution; never a payment to make.
     receivables: list[dict[str, Any]]
     milestones: list[dict[str, Any]]
+    decision_no: str
+    decision_year: int
     closed_at: datetime
 
 
@@ -227,12 +232,14 @@ class Grant:
     breach_stated: str | None = None
     procedures_followed: bool | None = None
     closed_at: datetime | None = None
+    award_decision: DecisionNo | None = None
+    decision: DecisionNo | None = None  # the closure's
     events: list[Any] = field(default_factory=list, compare=False)
 
     @classmethod
     def award(cls, application: Application, *, grant_id: str, milestone_ids: list[str],
               now: datetime) -> Grant:
-        if application.awarded_vnd is None:
+        if application.awarded_vnd is None or application.decision is None:
             raise IllegalTransition("only an approved application becomes a grant")
         plans = application.milestones
         amounts = tranche_schedule(application.awarded_vnd, [m.tranche_bp for m in plans])
@@ -246,7 +253,7 @@ class Grant:
         grant = cls(id=grant_id, application_id=application.id, call_id=application.call_id,
                     agency_id=application.agency_id, institution_id=application.institution_id,
                     awarded_vnd=application.awarded_vnd, team=list(application.team),
-                    milestones=milestones)
+                    milestones=milestones, award_decision=application.decision)
         grant.events.append(GrantAwarded(
             grant_id=grant.id, application_id=application.id, call_id=grant.call_id,
             agency_id=grant.agency_id, institution_id=grant.institution_id,
@@ -256,7 +263,8 @@ class Grant:
                        "due_date": m.due_date.isoformat()} for m in milestones],
             team=[{"researcher_id": t.researcher_id, "name": t.name, "role": t.role,
                    "contribution_bp": t.contribution_bp} for t in grant.team],
-            awarded_at=now))
+            decision_no=application.decision.decision_no,
+            decision_year=application.decision.year, awarded_at=now))
         return grant
 
     # --- derived ------------------------------------------------------------------------
@@ -384,7 +392,9 @@ class Grant:
         self, *, outcome: Outcome, justification: str, now: datetime,
         procedures_followed: bool | None = None, breach: str | None = None,
         refund_vnd: int | None = None, partial: list[PartialCompletion] | None = None,
+        take_number: TakeNumber,
     ) -> None:
+        """Close with ``outcome``; the closure takes its number once every rule passed."""
         self._require_active()
         if partial and outcome != Outcome.PARTIALLY_COMPLETED:
             raise InvalidInput("partial applies only to partially_completed", field="partial")
@@ -399,6 +409,7 @@ class Grant:
         }[outcome]
         handler(justification=justification, procedures_followed=procedures_followed,
                 breach=breach, refund_vnd=refund_vnd, partial=partial or [], now=now)
+        self.decision = DecisionNo.take(take_number)
         self.status = GrantStatus.CLOSED
         self.outcome = outcome
         self.justification = justification
@@ -417,6 +428,7 @@ class Grant:
             milestones=[{"milestone_id": m.id, "seq": m.seq, "status": m.status.value,
                          "tranche_vnd": m.tranche_vnd, "released_vnd": m.released_vnd,
                          "cancelled_vnd": m.cancelled_vnd} for m in self.milestones],
+            decision_no=self.decision.decision_no, decision_year=self.decision.year,
             closed_at=now))
 
     def _cancel_unreleased(self) -> None:
