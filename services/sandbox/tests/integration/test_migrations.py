@@ -11,10 +11,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
+from devkit.testing import KIT_TABLES, assert_migrations_round_trip
 from sandbox.app import SERVICE_DIR
 from sandbox.models import Base
 from servicekit import migrations
-from servicekit.testing import KIT_TABLES, assert_migrations_round_trip
 
 pytestmark = pytest.mark.postgres
 

@@ -3,9 +3,9 @@ match what they make (SQLite here; PostgreSQL in tests/integration)."""
 
 from pathlib import Path
 
+from devkit.testing import assert_migrations_round_trip
 from sandbox.app import SERVICE_DIR
 from sandbox.models import Base
-from servicekit.testing import assert_migrations_round_trip
 
 TABLES = set(Base.metadata.tables)
 
