@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import create_engine
+from sqlalchemy import MetaData, create_engine
 
 from servicekit.db import normalise_url
 from servicekit.devtokens import DevIssuer
@@ -217,8 +217,13 @@ class AsyncApiMessages:
         self.validators[event["type"]].validate(event)
 
 
-KIT_TABLES = frozenset({"outbox", "processed_events", "idempotency_keys", "audit_log",
-                        "audit_checkpoints"})
+def kit_tables() -> set[str]:
+    """The kit's own tables (on SQLModel's metadata), which every service's migrations make."""
+    from sqlmodel import SQLModel
+
+    from servicekit import migrations  # noqa: F401 - defines the kit's tables
+
+    return set(SQLModel.metadata.tables)
 
 
 def table_names(url: str) -> set[str]:
@@ -231,38 +236,33 @@ def table_names(url: str) -> set[str]:
         engine.dispose()
 
 
-def assert_migrations_round_trip(service_dir: Path, url: str, tables: set[str]) -> None:
-    """Upgrade to head, downgrade to base (empty), upgrade again."""
+def assert_migrations_round_trip(service_dir: Path, url: str, metadata: MetaData) -> None:
+    """Upgrade to head, downgrade to base (empty), upgrade again: head holds exactly the
+    service's own tables (``metadata``) and the kit's."""
     from servicekit import migrations
 
+    expected = {*metadata.tables, *kit_tables()}
     migrations.upgrade(service_dir, url)
-    assert {*tables, *KIT_TABLES} <= table_names(url)
+    assert table_names(url) == expected
     migrations.downgrade(service_dir, url, "base")
     assert table_names(url) == set()
     migrations.upgrade(service_dir, url)
-    assert {*tables, *KIT_TABLES} <= table_names(url)
+    assert table_names(url) == expected
 
 
-def schema_drift(service_dir: Path, url: str, tables: set[str]) -> list[Any]:
-    """What autogenerate would change after migrating ``url`` to head, looking only at
-    the service's own tables and the kit's (other services' models share the metadata)."""
+def schema_drift(service_dir: Path, url: str, metadata: MetaData) -> list[Any]:
+    """What autogenerate would change after migrating ``url`` to head, comparing the
+    database with exactly the service's own tables (``metadata``) and the kit's."""
     from alembic.autogenerate import compare_metadata
     from sqlmodel import SQLModel
 
     from servicekit import migrations
 
     migrations.upgrade(service_dir, url)
-    own = {*tables, *KIT_TABLES}
-
-    def mine(obj: Any, name: str | None, type_: str, _reflected: bool, _other: Any) -> bool:
-        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name",
-                                                      None)
-        return table is None or table in own
-
     engine = create_engine(normalise_url(url))
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"include_object": mine})
-            return list(compare_metadata(context, SQLModel.metadata))
+            context = MigrationContext.configure(conn)
+            return list(compare_metadata(context, [metadata, SQLModel.metadata]))
     finally:
         engine.dispose()

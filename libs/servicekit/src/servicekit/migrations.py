@@ -1,10 +1,15 @@
 """Alembic per service: programmatic upgrade/downgrade, the shared ``env.py`` body and
-the kit's own tables (outbox, inbox, idempotency keys, audit) as a frozen, versioned
-schema each service's first migration creates.
+the kit's own tables (outbox, inbox, idempotency keys, audit, decision registers) as a
+frozen, versioned schema each service's migrations create.
+
+The kit's tables are on SQLModel's metadata and nobody else's are (each service's tables
+derive from its own ``models.Base``); importing this module defines all of them, so a
+service's ``env.py`` targets ``[Base.metadata, SQLModel.metadata]``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -12,6 +17,7 @@ from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, pool
 
+from servicekit import audit, decisions, idempotency, inbox, outbox  # noqa: F401 - kit tables
 from servicekit.db import create_db_engine, normalise_url
 from servicekit.types import BigIntPK, UtcDateTime
 
@@ -32,8 +38,8 @@ def downgrade(service_dir: Path, url: str, revision: str) -> None:
     command.downgrade(alembic_config(service_dir, url), revision)
 
 
-def run_env(target_metadata: MetaData) -> None:
-    """The body of every service's ``migrations/env.py``."""
+def run_env(target_metadata: MetaData | Sequence[MetaData]) -> None:
+    """The body of every service's ``migrations/env.py``: its own metadata and the kit's."""
     cfg = context.config
     url = context.get_x_argument(as_dictionary=True).get("url") or cfg.get_main_option(
         "sqlalchemy.url"

@@ -1,4 +1,9 @@
-"""SQLModel tables of the grants database (schema made only by Alembic migrations)."""
+"""SQLModel tables of the grants database (schema made only by Alembic migrations).
+
+Every table derives from :class:`Base`, whose metadata is the service's own; the kit's tables
+(outbox, inbox, idempotency keys, audit, decision registers) are on SQLModel's metadata,
+and ``migrations/env.py`` targets both.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,17 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from servicekit.types import UtcDateTime
 
 
-class CallRow(SQLModel, table=True):
+class Base(SQLModel, registry=registry()):
+    """The grants tables: their own metadata (``Base.metadata``)."""
+
+
+class CallRow(Base, table=True):
     __tablename__ = "calls"
     __table_args__ = (
         Index("ix_calls_status_created", "status", "created_at", "id"),
@@ -34,7 +44,7 @@ class CallRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
-class ApplicationRow(SQLModel, table=True):
+class ApplicationRow(Base, table=True):
     __tablename__ = "applications"
     __table_args__ = (
         Index("ix_applications_applicant", "applicant_id"),
@@ -62,7 +72,7 @@ class ApplicationRow(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
 
 
-class TeamMemberRow(SQLModel, table=True):
+class TeamMemberRow(Base, table=True):
     __tablename__ = "application_team"
     __table_args__ = (Index("ix_application_team_researcher", "researcher_id"),)
 
@@ -74,7 +84,7 @@ class TeamMemberRow(SQLModel, table=True):
     contribution_bp: int
 
 
-class MilestonePlanRow(SQLModel, table=True):
+class MilestonePlanRow(Base, table=True):
     __tablename__ = "application_milestones"
 
     application_id: str = Field(foreign_key="applications.id", primary_key=True, max_length=36)
@@ -86,7 +96,7 @@ class MilestonePlanRow(SQLModel, table=True):
     tranche_bp: int
 
 
-class ReviewRow(SQLModel, table=True):
+class ReviewRow(Base, table=True):
     __tablename__ = "reviews"
     __table_args__ = (
         UniqueConstraint("application_id", "reviewer_id", name="uq_reviews_one_per_reviewer"),
@@ -102,7 +112,7 @@ class ReviewRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
-class GrantRow(SQLModel, table=True):
+class GrantRow(Base, table=True):
     __tablename__ = "grants"
     __table_args__ = (
         Index("ix_grants_status", "status", "created_at", "id"),
@@ -134,7 +144,7 @@ class GrantRow(SQLModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
 
 
-class MilestoneRow(SQLModel, table=True):
+class MilestoneRow(Base, table=True):
     __tablename__ = "milestones"
     __table_args__ = (UniqueConstraint("grant_id", "seq", name="uq_milestones_grant_seq"),)
 
@@ -155,7 +165,7 @@ class MilestoneRow(SQLModel, table=True):
     reject_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
-class ResultRow(SQLModel, table=True):
+class ResultRow(Base, table=True):
     __tablename__ = "results"
 
     id: str = Field(primary_key=True, max_length=36)
@@ -167,7 +177,7 @@ class ResultRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
-class BreachRow(SQLModel, table=True):
+class BreachRow(Base, table=True):
     __tablename__ = "breaches"
 
     id: str = Field(primary_key=True, max_length=36)
@@ -178,7 +188,7 @@ class BreachRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
-class IncomeRow(SQLModel, table=True):
+class IncomeRow(Base, table=True):
     """Commercialisation income attributed to a source grant, from ipshare's events.
 
     Kept even when the grant is not (yet) known here; it counts once the grant is.

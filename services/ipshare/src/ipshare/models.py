@@ -1,16 +1,26 @@
-"""SQLModel tables of the ipshare database (schema made only by Alembic migrations)."""
+"""SQLModel tables of the ipshare database (schema made only by Alembic migrations).
+
+Every table derives from :class:`Base`, whose metadata is the service's own; the kit's tables
+(outbox, inbox, idempotency keys, audit, decision registers) are on SQLModel's metadata,
+and ``migrations/env.py`` targets both.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from servicekit.types import BigIntPK, UtcDateTime
 
 
-class AssetRow(SQLModel, table=True):
+class Base(SQLModel, registry=registry()):
+    """The ipshare tables: their own metadata (``Base.metadata``)."""
+
+
+class AssetRow(Base, table=True):
     __tablename__ = "assets"
     __table_args__ = (Index("ix_assets_institution", "institution_id", "created_at", "id"),)
 
@@ -24,7 +34,7 @@ class AssetRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
-class AuthorRow(SQLModel, table=True):
+class AuthorRow(Base, table=True):
     __tablename__ = "asset_authors"
     __table_args__ = (Index("ix_asset_authors_researcher", "researcher_id"),)
 
@@ -35,7 +45,7 @@ class AuthorRow(SQLModel, table=True):
     contribution_bp: int
 
 
-class PolicyRow(SQLModel, table=True):
+class PolicyRow(Base, table=True):
     """Every version an institution's policy had; the highest is current."""
 
     __tablename__ = "policies"
@@ -48,7 +58,7 @@ class PolicyRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
-class AgreementRow(SQLModel, table=True):
+class AgreementRow(Base, table=True):
     __tablename__ = "agreements"
     __table_args__ = (Index("ix_agreements_asset", "asset_id", "created_at", "id"),)
 
@@ -65,7 +75,7 @@ class AgreementRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
-class DistributionRow(SQLModel, table=True):
+class DistributionRow(Base, table=True):
     __tablename__ = "distributions"
     __table_args__ = (
         Index("ix_distributions_agreement", "agreement_id", "created_at", "id"),
@@ -98,7 +108,7 @@ class DistributionRow(SQLModel, table=True):
     reversed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
 
 
-class LineRow(SQLModel, table=True):
+class LineRow(Base, table=True):
     __tablename__ = "distribution_lines"
 
     distribution_id: str = Field(foreign_key="distributions.id", primary_key=True,
@@ -109,7 +119,7 @@ class LineRow(SQLModel, table=True):
     amount_vnd: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-class LedgerEntryRow(SQLModel, table=True):
+class LedgerEntryRow(Base, table=True):
     """Append-only double-entry ledger: debit positive, credit negative."""
 
     __tablename__ = "ledger_entries"
