@@ -7,10 +7,9 @@ from devkit.testing import assert_migrations_round_trip
 from sandbox.app import SERVICE_DIR
 from sandbox.models import Base
 
-TABLES = set(Base.metadata.tables)
-
 
 def test_migrations_go_up_down_and_up_on_sqlite(tmp_path: Path) -> None:
     assert {"applications", "assessments", "pilots", "decisions", "reports",
-            "incidents", "exits"} <= TABLES
-    assert_migrations_round_trip(SERVICE_DIR, f"sqlite:///{tmp_path / 'sandbox.db'}", TABLES)
+            "incidents", "exits"} <= set(Base.metadata.tables)
+    url = f"sqlite:///{tmp_path / 'sandbox.db'}"
+    assert_migrations_round_trip(SERVICE_DIR, url, Base.metadata)
