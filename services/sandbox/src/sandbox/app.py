@@ -6,6 +6,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from sandbox.api import applications, pilots, register, sectors
+from sandbox.domain.sectors import load_profiles
 from sandbox.settings import SandboxSettings
 from servicekit import migrations
 from servicekit.bus import Bus
@@ -27,14 +29,18 @@ def create_app(
     background: bool = True,
 ) -> FastAPI:
     settings = settings or SandboxSettings()
-    return create_service_app(
+    profiles = load_profiles(settings.sectors_file)  # a malformed file stops the start
+    app = create_service_app(
         settings,
         title="sandbox",
-        description="Regulatory sandbox: applications, pilots under conditions, reports, "
-        "incidents and exits.",
-        routers=[],
+        description="Regulatory sandbox: sector profiles, applications assessed with four "
+        "eyes, pilots under conditions and limits, and the public register.",
+        routers=[register.router, pilots.router, applications.router, sectors.router],
         migrate=migrate,
         bus=bus,
         clock=clock,
         background=background,
+        tags=["sectors", "applications", "pilots", "register"],
     )
+    app.state.sector_profiles = profiles
+    return app

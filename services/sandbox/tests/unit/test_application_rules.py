@@ -74,7 +74,7 @@ TERMS = ApprovalTerms(conditions=("monthly audit of escrow",),
                       starts_on=date(2027, 1, 1), ends_on=date(2028, 6, 30))
 
 
-# --- the proposal ------------------------------------------------------------------------
+# --- the proposal --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("change, field", [
     ({"enterprise_code": "12345"}, "enterprise_code"),
@@ -131,7 +131,7 @@ def test_a_decided_or_withdrawn_application_is_not_overdue() -> None:
     assert not app.overdue(TODAY + timedelta(days=365))
 
 
-# --- the owner's steps -----------------------------------------------------------------------
+# --- the owner's steps ---------------------------------------------------------------------
 
 def test_only_a_draft_or_an_application_with_changes_requested_is_edited() -> None:
     app = submitted()
@@ -150,7 +150,7 @@ def test_withdrawal_needs_a_reason_and_comes_before_the_decision() -> None:
         app.withdraw("too late", TODAY, NOW)
 
 
-# --- assessment -------------------------------------------------------------------------------
+# --- assessment ----------------------------------------------------------------------------
 
 def test_an_assessment_moves_the_application_under_assessment() -> None:
     app = assessed("r1")
@@ -181,7 +181,7 @@ def test_a_draft_is_not_assessed() -> None:
         draft().assess(assessment("r1"))
 
 
-# --- four eyes and approval ---------------------------------------------------------------------
+# --- four eyes and approval ----------------------------------------------------------------
 
 def test_approval_with_two_passing_assessments_by_others_is_numbered() -> None:
     app = assessed("r1", "r2")

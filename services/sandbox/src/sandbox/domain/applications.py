@@ -185,7 +185,7 @@ class DecisionClock:
         return self.running_since + timedelta(days=self.deadline_days - self.days_used)
 
 
-# --- events ---------------------------------------------------------------------------
+# --- events --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ApplicationSubmitted:
@@ -244,7 +244,7 @@ class ApplicationDecided:
     decided_at: datetime
 
 
-# --- the aggregate ----------------------------------------------------------------------
+# --- the aggregate -------------------------------------------------------------------------
 
 DecisionNumberSource = Callable[[], tuple[str, int]]
 

@@ -46,9 +46,10 @@ ENDED = (PilotStatus.TERMINATED, PilotStatus.EXITED)
 
 
 class DecisionKind(StrEnum):
-    """The formal decisions on a pilot that carry a register number."""
+    """The formal decisions that carry a register number (a rejection has no pilot)."""
 
     APPROVAL = "approval"
+    REJECTION = "rejection"
     SUSPENSION = "suspension"
     TERMINATION = "termination"
     EXIT_ACCEPTANCE = "exit_acceptance"
@@ -109,6 +110,7 @@ class Pilot:
     status: PilotStatus = PilotStatus.APPROVED
     extensions_used: int = 0
     decisions: list[PilotDecision] = field(default_factory=list)
+    started_on: date | None = None
     next_report_due_on: date | None = None
     report_overdue: bool = False
     certificate_no: str | None = None
@@ -138,13 +140,17 @@ class Pilot:
         )
 
     @property
+    def approval(self) -> PilotDecision:
+        return next(d for d in self.decisions if d.kind == DecisionKind.APPROVAL)
+
+    @property
     def decision_no(self) -> str:
         """The approval's number."""
-        return self.decisions[0].decision_no
+        return self.approval.decision_no
 
     @property
     def decision_year(self) -> int:
-        return self.decisions[0].decision_year
+        return self.approval.decision_year
 
     def move_to(self, status: PilotStatus) -> PilotStatus:
         """Change status along :data:`TRANSITIONS`; returns the status it left."""
@@ -162,6 +168,7 @@ class Pilot:
         if today < self.starts_on:
             raise IllegalTransition(f"pilot starts on {self.starts_on}, not before")
         self.move_to(PilotStatus.ACTIVE)
+        self.started_on = today
         self.next_report_due_on = first_report_due(self.starts_on, self.report_frequency,
                                                    self.report_grace_days)
         self.events.append(PilotStarted(

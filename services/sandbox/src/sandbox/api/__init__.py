@@ -1,0 +1,1 @@
+"""HTTP routers of the sandbox service, one module per resource."""
