@@ -2,10 +2,10 @@
 
 ``build_gateway`` is shared with the embedded runner (``gateway.embedded``), which
 mounts the services themselves where this module mounts proxies. Everything that
-belongs to the gateway rather than a service sits here: request ids, problem+json for
-unknown prefixes, ``/health``, ``/ready`` over every service, and the development token
-issuer in the dev profile. Authentication and rate limits (the full gateway) go in
-``build_gateway`` as middleware, so they cover the mounts of both modes.
+belongs to the gateway rather than a service sits here: the edge (``gateway.edge``:
+request ids, the route table, authentication, rate limits, access log and metrics),
+the body limit, ``/health``, ``/ready`` over every service, ``/metrics``, and the
+development token issuer in the dev profile.
 """
 
 from __future__ import annotations
@@ -15,17 +15,25 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
-from gateway.edge import EdgeMiddleware
+from gateway.access import AccessRecorder
+from gateway.addresses import ClientAddresses, Networks
+from gateway.authn import build_authenticator
+from gateway.edge import Edge
 from gateway.proxy import ProxyApp, Upstream
-from gateway.request_ids import RequestIdMiddleware
+from gateway.ratelimits import RateLimits
+from gateway.revocations import SharedRevocations, redis_url
+from gateway.routes import RouteTable
 from gateway.settings import GatewaySettings
 from servicekit import devtokens, problems
+from servicekit.auth import RevocationList
 from servicekit.limits import BodyLimit
-from servicekit.telemetry import TELEMETRY
+from servicekit.telemetry import TELEMETRY, setup_tracing
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -44,23 +52,50 @@ def build_gateway(
     ``probes`` are clients whose base URL reaches each service; ``/ready`` asks every
     one for ``GET /ready``. They are closed when the app shuts down.
     """
+    table = RouteTable.default()
+    store = redis_url(settings.rate_limit_storage_url)
+    redis = Redis.from_url(store, socket_timeout=settings.rate_limit_store_timeout_seconds,
+                           socket_connect_timeout=settings.rate_limit_store_timeout_seconds,
+                           ) if store else None
+    revocations = (SharedRevocations(redis, path=settings.revocation_file,
+                                     refresh_seconds=settings.revocation_refresh_seconds)
+                   if redis is not None else RevocationList(path=settings.revocation_file))
+    authenticator = build_authenticator(settings, revocations)
+    recorder = AccessRecorder(table)
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             for client in probes.values():
                 stack.push_async_callback(client.aclose)
+            if redis is not None:
+                stack.push_async_callback(redis.aclose)
+            background = []
+            if isinstance(revocations, SharedRevocations):
+                background.append(revocations.keep_fresh())
+            if authenticator.jwks is not None:
+                await authenticator.jwks.refresh(forced=False)  # the keys before traffic
+                background.append(authenticator.jwks.keep_fresh())
+            tasks = [asyncio.create_task(job) for job in background]
+            stack.push_async_callback(_cancel, tasks)
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))
             yield
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=_lifespan,
-                  telemetry=TELEMETRY)
+                  telemetry=TELEMETRY, redirect_slashes=False)
     problems.install(app)
-    app.add_middleware(EdgeMiddleware, services=list(mounts))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        Edge, table=table, authenticator=authenticator, limits=RateLimits(settings),
+        addresses=ClientAddresses(settings.trusted_proxies),
+        metrics_networks=Networks(settings.metrics_networks), recorder=recorder)
     app.include_router(operations_router(probes))
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(recorder.registry), media_type=CONTENT_TYPE_LATEST)
+
     if settings.profile == "dev":
         issuer = devtokens.DevIssuer(
             settings.dev_key_dir, issuer=settings.jwt_issuer, audience=settings.jwt_audience
@@ -94,6 +129,12 @@ def operations_router(probes: Mapping[str, httpx.AsyncClient]) -> APIRouter:
     return api
 
 
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _probe(client: httpx.AsyncClient) -> str:
     try:
         response = await client.get("/ready")
@@ -112,6 +153,7 @@ def create_app(
     ``transports`` replaces the HTTP transport of named upstreams (tests).
     """
     settings = settings or GatewaySettings()
+    setup_tracing("gateway", settings.otlp_endpoint)
     transports = transports or {}
     upstreams = [
         Upstream.from_settings(name, url, settings, transports.get(name))

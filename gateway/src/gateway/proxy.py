@@ -18,8 +18,13 @@ processed the request. Such a request is sent once more, on a connection the poo
 or opens afresh, if it is safe to repeat: an idempotent method (RFC 9110 §9.2.2: GET,
 HEAD, OPTIONS, PUT, DELETE) or a POST with an ``Idempotency-Key`` (the service replays
 its first answer). A POST without a key, a failure on a connection opened for this very
-request, and a timeout (the upstream may still be working on it) are answered 502/504 as
-before, never retried.
+request, and a timeout (the upstream may still be working on it) are never retried.
+
+Failures are problem+json naming the service, never its address or error: 503 with
+``Retry-After`` when the request could not be sent (connection refused, no connection
+in time), 504 when the service did not answer in time, 502 when it broke off its answer.
+The W3C trace context sent on is the gateway's own span's (which continues the caller's),
+so the service's span and the events it emits are part of the caller's trace.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import httpx
+from opentelemetry.propagate import inject
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import get_route_path
 from starlette.types import Receive, Scope, Send
 
 from gateway.settings import GatewaySettings
-from servicekit.problems import problem_response
+from servicekit.problems import RETRY_AFTER_SECONDS, problem_response
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,11 @@ _NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # How a send on a connection the upstream has already closed fails (timeouts are not here).
 _STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# Failures before the request left: the service is down (503); after it left, a timeout
+# is a 504 and a broken answer a 502.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The trace context the gateway's own span replaces (gateway.edge).
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 
 @dataclass
@@ -148,6 +159,14 @@ class ProxyApp:
                 body = await _raw_body(upstream_response)
             finally:
                 await upstream_response.aclose()
+        except _NOT_SENT as exc:
+            log.warning("upstream %s unavailable: %r", up.name, exc)
+            return problem_response(
+                request, 503, f"the {up.name} service is unavailable; nothing was sent to "
+                "it, retry later", kind="unavailable", title="Service unavailable",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                extensions={"upstream": up.name},
+            )
         except httpx.TimeoutException as exc:
             log.warning("upstream %s timed out: %r", up.name, exc)
             return problem_response(
@@ -156,9 +175,9 @@ class ProxyApp:
                 extensions={"upstream": up.name},
             )
         except httpx.TransportError as exc:
-            log.warning("upstream %s unreachable: %r", up.name, exc)
+            log.warning("upstream %s failed mid-request: %r", up.name, exc)
             return problem_response(
-                request, 502, f"the {up.name} service is unreachable",
+                request, 502, f"the {up.name} service broke off its answer",
                 kind="bad-gateway", title="Bad gateway", extensions={"upstream": up.name},
             )
         response = Response(content=body, status_code=upstream_response.status_code)
@@ -238,10 +257,13 @@ def _forward_headers(request: Request, prefix: str) -> list[tuple[bytes, bytes]]
         for k, v in incoming if k == b"connection"
         for token in v.decode("latin-1").split(",")
     }  # fmt: skip
-    drop = _NOT_FORWARDED | connection_listed | {
+    drop = _NOT_FORWARDED | _TRACE_HEADERS | connection_listed | {
         b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"
     }
     headers = [(k, v) for k, v in incoming if k not in drop]
+    context: dict[str, str] = {}
+    inject(context)  # the gateway's span: the service's span becomes its child
+    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in context.items())
     prior_for = [v.decode("latin-1") for k, v in incoming if k == b"x-forwarded-for"]
     client = scope.get("client")
     chain = ", ".join([*prior_for, *([client[0]] if client else [])])

@@ -12,9 +12,11 @@ from fastapi.testclient import TestClient
 from devkit.localservers import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from gateway.tests.conftest import Bearer
 from grants.app import create_app as create_grants
 from grants.app import migrate as migrate_grants
 from grants.settings import GrantsSettings
+from servicekit.devtokens import ensure_dev_keys
 
 CALL = {
     "title": "Rice genomics",
@@ -72,43 +74,62 @@ def client(tmp_path: Path, recorder: Recorder) -> Iterator[TestClient]:
 def test_prefix_is_replaced_by_the_upstream_url_keeping_path_and_query(
     client: TestClient, recorder: Recorder
 ) -> None:
-    client.get("/grants/v1/calls/a%2Fb?status=open&limit=5")
+    client.get("/grants/v1/calls/a%20b?status=open&limit=5")
     sent = recorder.requests[0]
     assert (sent.method, sent.url.host, sent.url.port) == ("GET", "grants.internal", 8101)
-    assert sent.url.raw_path == b"/v1/calls/a%2Fb?status=open&limit=5"
+    assert sent.url.raw_path == b"/v1/calls/a%20b?status=open&limit=5"
 
 
-def test_method_body_and_end_to_end_headers_are_forwarded(
-    client: TestClient, recorder: Recorder
+def test_method_body_token_and_end_to_end_headers_are_forwarded(
+    client: TestClient, recorder: Recorder, bearer: Bearer
 ) -> None:
-    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    firm = bearer("sandbox_applicant")
     client.post(
         "/sandbox/v1/applications", content=b'{"x": 1}',
-        headers={"Authorization": "Bearer t", "Idempotency-Key": "k-1",
-                 "traceparent": traceparent, "content-type": "application/json"},
+        headers={**firm, "Idempotency-Key": "k-1", "content-type": "application/json"},
     )  # fmt: skip
     sent = recorder.requests[0]
     assert sent.method == "POST"
     assert sent.content == b'{"x": 1}'
-    assert sent.headers["authorization"] == "Bearer t"
+    assert sent.headers["authorization"] == firm["Authorization"]
     assert sent.headers["idempotency-key"] == "k-1"
-    assert sent.headers["traceparent"] == traceparent
     assert sent.headers["content-length"] == "8"
 
 
-def test_hop_by_hop_headers_are_dropped_and_forwarding_headers_added(
+def test_the_callers_trace_goes_on_through_the_gateways_own_span(
     client: TestClient, recorder: Recorder
+) -> None:
+    trace_id, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    client.get("/grants/v1/calls", headers={"traceparent": f"00-{trace_id}-{caller_span}-01"})
+    version, sent_trace, parent, flags = recorder.requests[0].headers["traceparent"].split("-")
+    assert (version, sent_trace, flags) == ("00", trace_id, "01")
+    assert parent != caller_span  # the gateway's span sits between the caller and the service
+
+
+def test_a_trace_starts_at_the_gateway_when_the_caller_sends_none(
+    client: TestClient, recorder: Recorder
+) -> None:
+    client.get("/grants/v1/calls")
+    client.get("/grants/v1/calls")
+    first, second = (r.headers["traceparent"].split("-")[1] for r in recorder.requests)
+    assert first != second and len(first) == 32
+
+
+def test_hop_by_hop_headers_are_dropped_and_forwarding_headers_added(
+    client: TestClient, recorder: Recorder, bearer: Bearer
 ) -> None:
     client.get(
         "/ipshare/v1/assets",
         headers={"Connection": "keep-alive, x-secret-hop", "x-secret-hop": "1",
-                 "Keep-Alive": "timeout=5", "X-Forwarded-For": "203.0.113.7"},
+                 "Keep-Alive": "timeout=5", "X-Forwarded-For": "203.0.113.7",
+                 **bearer("finance")},
     )  # fmt: skip
     sent = recorder.requests[0].headers
     assert "keep-alive" not in sent
     assert "x-secret-hop" not in sent
     assert sent["host"] == "127.0.0.1:8103"  # the upstream's, not the caller's
-    assert sent["x-forwarded-for"].startswith("203.0.113.7, ")
+    # The peer is no trusted proxy: what the client says it forwarded for is dropped.
+    assert sent["x-forwarded-for"] == "testclient"
     assert sent["x-forwarded-proto"] == "http"
     assert sent["x-forwarded-host"] == "api.most.test"
     assert sent["x-forwarded-prefix"] == "/ipshare"
@@ -136,16 +157,18 @@ def test_unknown_prefix_is_404_problem_json_and_never_forwarded(
     assert recorder.requests == []
 
 
-def test_unreachable_upstream_is_502_problem_json(tmp_path: Path) -> None:
+def test_unreachable_upstream_is_503_problem_json(tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     app = create_app(settings(tmp_path, grants_url=closed))
     with TestClient(app) as client:
         response = client.get("/grants/v1/calls")
-    assert response.status_code == 502
+    assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "5"
     body = response.json()
-    assert (body["status"], body["upstream"], body["instance"]) == (502, "grants",
+    assert (body["status"], body["upstream"], body["instance"]) == (503, "grants",
                                                                     "/grants/v1/calls")
+    assert "127.0.0.1" not in response.text
 
 
 def test_upstream_timeout_is_504_problem_json(tmp_path: Path) -> None:
@@ -196,7 +219,9 @@ def test_dev_token_from_the_gateway_is_accepted_by_grants_behind_it(tmp_path: Pa
 
 
 def test_prod_profile_does_not_issue_dev_tokens(tmp_path: Path) -> None:
+    _, public_key = ensure_dev_keys(tmp_path / "idp")
     app = create_app(GatewaySettings(profile="prod", jwt_issuer="https://id.most.gov.vn",
+                                     jwt_public_key_file=public_key,
                                      dev_key_dir=tmp_path / "keys"))
     with TestClient(app) as client:
         response = client.post("/dev/tokens", json={"sub": "x", "roles": ["admin"]})

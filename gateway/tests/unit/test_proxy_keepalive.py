@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from gateway.tests.conftest import Bearer
 
 
 class StaleAfter(socketserver.ThreadingTCPServer):
@@ -95,7 +96,8 @@ def stale(request: pytest.FixtureRequest) -> Iterator[StaleAfter]:
 def client(tmp_path: Path, stale: StaleAfter) -> Iterator[TestClient]:
     settings = GatewaySettings(dev_key_dir=tmp_path / "keys", grants_url=stale.url)
     with TestClient(create_app(settings)) as client:
-        assert client.get("/grants/v1/first").status_code == 200  # leaves a kept-alive one
+        first = client.get("/grants/v1/calls/first")
+        assert first.status_code == 200  # and leaves a kept-alive connection
         yield client
 
 
@@ -106,27 +108,28 @@ def test_get_on_a_connection_the_upstream_closed_is_sent_again_and_answered(
         response = client.get("/grants/v1/calls")
     assert response.status_code == 200, response.text
     assert response.json() == {"answered": "GET /v1/calls"}
-    assert stale.received == ["GET /v1/first", "GET /v1/calls", "GET /v1/calls"]
+    assert stale.received == ["GET /v1/calls/first", "GET /v1/calls", "GET /v1/calls"]
     assert "upstream grants closed a kept-alive connection" in caplog.text
 
 
 def test_post_without_idempotency_key_is_not_sent_again(
-    client: TestClient, stale: StaleAfter
+    client: TestClient, stale: StaleAfter, bearer: Bearer
 ) -> None:
-    response = client.post("/grants/v1/calls", json={"title": "x"})
+    response = client.post("/grants/v1/calls", json={"title": "x"},
+                           headers=bearer("program_manager"))
     assert response.status_code == 502
     assert response.json()["upstream"] == "grants"
-    assert stale.received == ["GET /v1/first", "POST /v1/calls"]
+    assert stale.received == ["GET /v1/calls/first", "POST /v1/calls"]
 
 
 def test_post_with_idempotency_key_is_sent_again_once(
-    client: TestClient, stale: StaleAfter
+    client: TestClient, stale: StaleAfter, bearer: Bearer
 ) -> None:
     response = client.post("/grants/v1/calls", json={"title": "x"},
-                           headers={"Idempotency-Key": "k-1"})
+                           headers={"Idempotency-Key": "k-1", **bearer("program_manager")})
     assert response.status_code == 200, response.text
     assert response.json() == {"answered": "POST /v1/calls"}
-    assert stale.received == ["GET /v1/first", "POST /v1/calls", "POST /v1/calls"]
+    assert stale.received == ["GET /v1/calls/first", "POST /v1/calls", "POST /v1/calls"]
 
 
 def test_a_new_connection_dropped_unanswered_is_not_retried(tmp_path: Path) -> None:

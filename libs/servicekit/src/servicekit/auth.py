@@ -143,10 +143,16 @@ class TokenVerifier:
         audience: str,
         leeway_seconds: int = 10,
         revocations: RevocationList | None = None,
+        key_resolver: Callable[[str], list[Any]] | None = None,
     ) -> None:
-        if not public_keys:
+        """``key_resolver``, when given, names the keys a token may be signed with (say,
+        the one whose ``kid`` its header names, from a JWKS) instead of ``public_keys``;
+        it returns keys ready for PyJWT and raises :class:`Unauthenticated` when it knows
+        none."""
+        if not public_keys and key_resolver is None:
             raise ValueError("TokenVerifier needs at least one public key")
         self._keys = public_keys
+        self._key_resolver = key_resolver
         # (key index, alg) -> the key as PyJWT prepares it for alg, so a PEM is parsed
         # once, not on every request; None when preparing it fails (PyJWT then gets the
         # key as given and fails exactly as it would without the cache).
@@ -231,11 +237,15 @@ class TokenVerifier:
     def _verify(self, token: str) -> dict[str, Any]:
         last_error: Exception | None = None
         alg = _header_alg(token)
-        for index, key in enumerate(self._keys):
+        if self._key_resolver is not None:
+            keys = self._key_resolver(token)
+        else:
+            keys = [self._prepared_key(i, key, alg) for i, key in enumerate(self._keys)]
+        for key in keys:
             try:
                 return jwt.decode(
                     token,
-                    self._prepared_key(index, key, alg),
+                    key,
                     algorithms=ALGORITHMS,
                     audience=self._audience,
                     issuer=self._issuer,
