@@ -15,8 +15,8 @@ themselves under ``make run``, proxies to them otherwise), doing in order:
    a route with roles needs a token holding one of them (401 without one, 403 with none
    of the roles).
 5. The rate limit of the token's subject.
-6. One access-log line and the route's metrics once the answer is sent, and the route
-   template on the request's span (FastAPI's, which continues the caller's trace).
+6. The route template on the request's span (FastAPI's, which continues the caller's
+   trace), and one access-log line and the route's metrics once the answer is sent.
 
 Every refusal is problem+json. The gateway's ``/metrics`` answers only the networks in
 ``GATEWAY_METRICS_NETWORKS`` (404 to others); probes are never rate limited.
@@ -90,6 +90,8 @@ class Edge:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if route is not None:
+                    _name_span(scope, route)
                 headers = [(k, v) for k, v in message.get("headers", ()) if k != REQUEST_ID]
                 headers.append((REQUEST_ID, rid))
                 message = {**message, "headers": headers}
@@ -113,10 +115,6 @@ class Edge:
                 return _problem(scope, 405, f"{scope['method']} is not allowed on "
                                 f"{scope['path']}", headers={"Allow": ", ".join(allowed)})
             return _problem(scope, 404, f"no resource at {scope['method']} {scope['path']}")
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.update_name(f"{scope['method']} {route.template}")
-            span.set_attribute("http.route", route.template)
         if route.access == route_table.PROBE:
             return None
         if route.access == route_table.INTERNAL:
@@ -144,6 +142,18 @@ class Edge:
 # trusted proxy; its X-Request-Id is replaced by the one the edge settled on.
 _DROP_TRUSTED = frozenset({REQUEST_ID, _FORWARDED_PREFIX})
 _DROP_UNTRUSTED = _DROP_TRUSTED | {_FORWARDED_FOR}
+
+
+def _name_span(scope: Scope, route: Route) -> None:
+    """The request's span (FastAPI's) named by the table's template: routing only saw
+    the mount (``/grants/{path}``) where the service runs behind the proxy."""
+    telemetry = scope.get("fastapi.telemetry")
+    if telemetry is not None and hasattr(telemetry, "route"):
+        telemetry.route = route.template  # what FastAPI puts in http.route at the end
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.update_name(f"{route.method} {route.template}")
+        span.set_attribute("http.route", route.template)
 
 
 def _authorise(scope: Scope, route: Route, principal: Principal | None) -> Any:
