@@ -104,6 +104,7 @@ ROUTES: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
     ("POST", "/sandbox/v1/applications/{application_id}/submit", FIRM),
     ("POST", "/sandbox/v1/applications/{application_id}/withdraw", FIRM),
     ("POST", "/sandbox/v1/applications/{application_id}/assessments", REVIEWER),
+    ("GET", "/sandbox/v1/applications/{application_id}/assessments", MINISTRY),
     ("POST", "/sandbox/v1/applications/{application_id}/request-changes", REVIEWER),
     ("POST", "/sandbox/v1/applications/{application_id}/decision", REVIEWER),
     ("GET", "/sandbox/v1/pilots", SANDBOX_READERS),

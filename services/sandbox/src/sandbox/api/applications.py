@@ -14,6 +14,7 @@ from sandbox.api.deps import (
     DEFAULT_PAGE,
     Applicant,
     Limit,
+    Ministry,
     ProfilesDep,
     Reader,
     RepositoryDep,
@@ -52,7 +53,7 @@ from servicekit.audit import HistoryEntry, HistoryPage, history
 from servicekit.auth import Principal
 from servicekit.clock import as_utc
 from servicekit.paging import keyset_page
-from servicekit.problems import Forbidden, NotFound
+from servicekit.problems import NotFound
 from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWorkDep
 
 router = APIRouter(prefix="/v1", tags=["applications"])
@@ -273,12 +274,10 @@ def read_application(application_id: str, session: SessionDep, user: Reader,
 
 @router.get("/applications/{application_id}/assessments", response_model=AssessmentPage,
             summary="The assessments, every submission's (ministry roles)")
-def read_assessments(application_id: str, session: SessionDep, user: Reader,
+def read_assessments(application_id: str, session: SessionDep, user: Ministry,
                      limit: Limit = DEFAULT_PAGE, cursor: str | None = None
                      ) -> AssessmentPage:
     visible_row(session, application_id, user)
-    if not user.has(*access.MINISTRY):
-        raise Forbidden("assessments are the ministry's working papers")
     stmt = select(AssessmentRow).where(AssessmentRow.application_id == application_id)
     rows, next_cursor = keyset_page(session, stmt, AssessmentRow.created_at,
                                     AssessmentRow.id, limit=limit, cursor=cursor,

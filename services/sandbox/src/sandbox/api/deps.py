@@ -18,6 +18,7 @@ from servicekit.unit_of_work import UnitOfWorkDep
 
 Applicant = Annotated[Principal, Depends(require_roles("sandbox_applicant"))]
 Reviewer = Annotated[Principal, Depends(require_roles("reviewer"))]
+Ministry = Annotated[Principal, Depends(require_roles(*MINISTRY))]
 # The firm (its own) and the ministry roles.
 Reader = Annotated[Principal, Depends(require_roles("sandbox_applicant", *MINISTRY))]
 
