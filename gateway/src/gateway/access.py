@@ -23,7 +23,6 @@ log = logging.getLogger("gateway.access")
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
            30.0)
-UNMATCHED = Route("-", "unmatched", "unmatched", frozenset(), "read")
 
 
 class AccessRecorder:
@@ -35,7 +34,9 @@ class AccessRecorder:
         self._requests = Counter(
             "gateway_requests_total", "Gateway requests by answer", ["method", "route", "status"],
             registry=self.registry)
-        for route in [*table.routes, UNMATCHED]:
+        # Requests the table has no row for (their own instruments, as every route's).
+        self.unmatched = Route("-", "unmatched", "unmatched", frozenset(), "read")
+        for route in [*table.routes, self.unmatched]:
             route.instruments["latency"] = self._latency.labels(route.method, route.template)
 
     def record(self, route: Route, status: int, seconds: float, fields: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import route_table
-from gateway.access import UNMATCHED, AccessRecorder
+from gateway.access import AccessRecorder
 from gateway.addresses import ClientAddresses, Networks
 from gateway.authn import EdgeAuthenticator
 from gateway.ratelimits import RateLimits
@@ -104,7 +104,8 @@ class Edge:
             else:
                 await self.app(scope, receive, send_observed)
         finally:
-            self.recorder.record(route or UNMATCHED, status, perf_counter() - started, fields)
+            self.recorder.record(route or self.recorder.unmatched, status,
+                                 perf_counter() - started, fields)
 
     async def _admit(self, scope: Scope, route: Route | None, client: str,
                      fields: dict[str, Any]) -> Any:
