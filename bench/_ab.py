@@ -13,7 +13,7 @@ service as it is); ``bench/_variants.py`` holds the ones the README's A/B figure
 each the service with one change undone. ``make bench`` does not run this file.
 
     UV_PYTHON_DOWNLOADS=never uv run python bench/_ab.py \\
-        _variants:as_is _variants:unbatched --pairs 24 --seconds 2.5 --concurrency 16
+        _variants:as_is _variants:gc_tuned --pairs 24 --seconds 2.5 --concurrency 16
 """
 
 from __future__ import annotations

@@ -16,15 +16,6 @@ def as_is() -> FastAPI:
     return create_app()
 
 
-def unbatched() -> FastAPI:
-    """Each statement of a pipeline flushed to the socket as it is executed (psycopg's
-    own behaviour, before the fifth round's ``sent_together``)."""
-    from servicekit import pipelined
-
-    pipelined._COMMUNICATE = None  # sent_together then changes nothing
-    return create_app()
-
-
 def gc_tuned() -> FastAPI:
     """Start-up objects frozen out of the collector, young collections 30× rarer
     (measured and dropped in the fifth round)."""
@@ -56,7 +47,7 @@ def timed() -> object:
     import os
     import time
 
-    from servicekit import pipelined
+    from servicekit.hotpath.pipeline import PipelinedConnection
 
     app = create_app()
     sink = open(os.environ["BENCH_TIMELINE_OUT"], "a", buffering=1)  # noqa: SIM115
@@ -74,8 +65,8 @@ def timed() -> object:
                 mark()
         return timed_step
 
-    pipelined._fetch = around(pipelined._fetch)  # type: ignore[assignment]
-    pipelined._commit = around(pipelined._commit)  # type: ignore[assignment]
+    PipelinedConnection.fetch = around(PipelinedConnection.fetch)  # type: ignore[method-assign]
+    PipelinedConnection.commit = around(PipelinedConnection.commit)  # type: ignore[method-assign]
 
     async def timed_app(scope: dict, receive: object, send: object) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":

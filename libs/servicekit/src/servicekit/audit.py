@@ -139,7 +139,7 @@ def append(
 
 
 def chained(
-    session: Session,
+    session: Session | None,
     *,
     aggregate_type: str,
     aggregate_id: str,
@@ -152,8 +152,9 @@ def chained(
     data: dict[str, Any] | None = None,
     new: bool = False,
 ) -> dict[str, Any]:
-    """The ``audit_log`` row :func:`append` writes, linked to the chain's head."""
-    head = None if new else session.execute(
+    """The ``audit_log`` row :func:`append` writes, linked to the chain's head (read in
+    ``session``; with ``new``, or no session, the chain starts with this row)."""
+    head = None if new or session is None else session.execute(
         _HEAD, {"head_type": aggregate_type, "head_id": aggregate_id}
     ).first()
     values = dict(

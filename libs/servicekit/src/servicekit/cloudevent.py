@@ -18,7 +18,6 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 TYPE_PREFIX = "vn.gov.most"
-CONTENT_TYPE = "application/cloudevents+json"
 _FORMAT = JSONFormat()
 
 

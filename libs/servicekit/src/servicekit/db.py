@@ -105,8 +105,10 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     return engine
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, class_=Session, expire_on_commit=False)
+def session_factory(engine: Engine, info: dict[str, Any] | None = None
+                    ) -> sessionmaker[Session]:
+    """Sessions on ``engine``; each carries ``info`` (``Session.info``)."""
+    return sessionmaker(engine, class_=Session, expire_on_commit=False, info=info)
 
 
 def ping(engine: Engine) -> None:

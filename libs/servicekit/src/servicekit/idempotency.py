@@ -3,25 +3,39 @@
 The key is scoped to the caller (``sub``) and the route (method and path). Its record
 is written in the same transaction as the command's effects, so a command that fails
 leaves no key behind, and a unique key settles races between concurrent retries.
+
+Everything about the key is here, in the order a command meets it:
+
+1. :func:`read_claim`: the request's key and a hash of its body (the *claim*);
+2. :func:`lookup`: the answer stored for the claim, if any (422 when the key came with
+   another body); a stored answer is raised as :class:`IdempotentReplay`, which
+   :func:`install` answers with the stored response and ``Idempotent-Replayed: true``;
+3. :func:`record`: the row that stores the command's answer, written with its effects;
+4. :func:`replay_if_won`: after the command was refused (a 409, or a unique index at its
+   commit), the answer of a concurrent request with the same key that won meanwhile;
+   else the refusal stands (a 409: ``servicekit.problems``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from fastapi import Request
-from sqlalchemy import Column, Text, bindparam, insert, select
+from fastapi import FastAPI, Request
+from sqlalchemy import Column, Connection, Text, bindparam, select
 from sqlmodel import Field, Session, SQLModel
 
 from servicekit.problems import Invalid
+from servicekit.responses import OrjsonResponse
 from servicekit.types import UtcDateTime
 
 HEADER = "Idempotency-Key"
+REPLAY_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 200
 
 
@@ -38,13 +52,12 @@ class IdempotencyRecord(SQLModel, table=True):
 
 
 IDEMPOTENCY = IdempotencyRecord.__table__
-# Built once (every POST with a key runs both).
+# Built once (every POST with a key runs it).
 _LOOKUP = select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.status_code, IDEMPOTENCY.c.body).where(
     IDEMPOTENCY.c.principal == bindparam("lookup_principal"),
     IDEMPOTENCY.c.route == bindparam("lookup_route"),
     IDEMPOTENCY.c.key == bindparam("lookup_key"),
 )
-_REMEMBER = insert(IDEMPOTENCY)
 
 
 @dataclass(frozen=True)
@@ -92,12 +105,11 @@ def _canonical_body(body: bytes) -> bytes:
         return body
 
 
-def lookup(session: Session, principal: str, claim: IdempotencyClaim) -> StoredResponse | None:
+def lookup(db: Session | Connection, principal: str,
+           claim: IdempotencyClaim) -> StoredResponse | None:
     """The stored response for this claim; 422 when the key was used with another body."""
-    from servicekit.unit_of_work import fetch_all  # imports this module
-
     statement, params = lookup_query(principal, claim)
-    return stored_response(fetch_all(session.connection(), statement, params), claim)
+    return stored_response(db.execute(statement, params).all(), claim)
 
 
 def lookup_query(principal: str, claim: IdempotencyClaim) -> tuple[Any, dict[str, Any]]:
@@ -106,7 +118,7 @@ def lookup_query(principal: str, claim: IdempotencyClaim) -> tuple[Any, dict[str
                      "lookup_key": claim.key}
 
 
-def stored_response(rows: list[Any], claim: IdempotencyClaim) -> StoredResponse | None:
+def stored_response(rows: Sequence[Any], claim: IdempotencyClaim) -> StoredResponse | None:
     """:func:`lookup`'s answer from the rows of :func:`lookup_query`."""
     row = rows[0] if rows else None
     if row is None:
@@ -119,20 +131,10 @@ def stored_response(rows: list[Any], claim: IdempotencyClaim) -> StoredResponse 
     return StoredResponse(status_code=row.status_code, body=orjson.loads(row.body))
 
 
-def remember(
-    session: Session,
-    principal: str,
-    claim: IdempotencyClaim,
-    response: StoredResponse,
-    now: datetime,
-) -> None:
-    session.execute(_REMEMBER, record(principal, claim, response, now))
-
-
 def record(
     principal: str, claim: IdempotencyClaim, response: StoredResponse, now: datetime
 ) -> dict[str, Any]:
-    """The ``idempotency_keys`` row :func:`remember` writes."""
+    """The ``idempotency_keys`` row that stores ``response``, written with the command."""
     return {
         "principal": principal,
         "route": claim.route,
@@ -142,3 +144,33 @@ def record(
         "body": orjson.dumps(response.body).decode(),
         "created_at": now,
     }
+
+
+def replay_if_won(db: Session | Connection, principal: str, claim: IdempotencyClaim) -> None:
+    """After a command keyed by ``claim`` was refused (a 409, or a unique index at its
+    commit): if a concurrent request with the same key won meanwhile, raise its answer
+    to be replayed; else return, and the caller lets the refusal stand.
+
+    Rolls ``db`` back and looks in a new transaction, whose snapshot shows the winner's
+    commit: a retry that raced its first attempt, and waited on the row lock that one
+    held, finds the row changed by it (a distribution already reversed, say) and would
+    otherwise get a 409 instead of the first answer.
+    """
+    db.rollback()
+    stored = lookup(db, principal, claim)
+    if stored is not None:
+        raise IdempotentReplay(stored)
+
+
+def replay_response(stored: StoredResponse) -> OrjsonResponse:
+    """The stored answer, marked as a replay."""
+    return OrjsonResponse(stored.body, status_code=stored.status_code,
+                          headers={REPLAY_HEADER: "true"})
+
+
+def install(app: FastAPI) -> None:
+    """Answer :class:`IdempotentReplay` with the stored response."""
+
+    @app.exception_handler(IdempotentReplay)
+    async def _replay(_request: Request, exc: IdempotentReplay) -> OrjsonResponse:
+        return replay_response(exc.stored)

@@ -7,21 +7,12 @@ import json
 import operator
 import re
 from datetime import datetime
-from typing import Any, Generic, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from servicekit.problems import Invalid
 
-T = TypeVar("T")
-
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = None
 
 
 _POSITION = re.compile(r"[0-9]{1,18}")

@@ -1,4 +1,4 @@
-"""The FastAPI application every service is built on, and the ``Kit`` it carries.
+"""The FastAPI application every service is built on (its ``Kit``: ``servicekit.kit``).
 
 ``create_service_app`` is the only place where a service's components are connected:
 database, bus, outbox relay, consumers, token verification, problems, telemetry,
@@ -8,111 +8,30 @@ health and readiness. Nothing is built at import time.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Engine
 
-from servicekit import audit, housekeeping, problems
+from servicekit import idempotency, problems
 from servicekit.auth import RevocationList, TokenVerifier
 from servicekit.bus import Bus, InProcessBus, KafkaBus
-from servicekit.clock import Clock, SystemClock, business_date
-from servicekit.db import create_db_engine, ping, session_factory
+from servicekit.clock import Clock, SystemClock
+from servicekit.db import create_db_engine, ping
 from servicekit.devtokens import ensure_dev_keys
 from servicekit.head import HeadAsGet
-from servicekit.idempotency import IdempotentReplay
-from servicekit.inbox import EventConsumer, Handler
+from servicekit.hotpath.pipeline import open_pool
+from servicekit.hotpath.statements import is_psycopg
+from servicekit.inbox import EventConsumer
+from servicekit.kit import ConsumerSpec, Kit
 from servicekit.limits import BodyLimit
 from servicekit.outbox import OutboxRelay
-from servicekit.pipelined import open_pool
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import TELEMETRY, configure_logging, instrument, setup_tracing
-from servicekit.unit_of_work import is_psycopg, replay_response
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ConsumerSpec:
-    """A consumer of other services' events: its name (the inbox scope) and handlers."""
-
-    name: str
-    topics: Sequence[str]
-    handlers: Mapping[str, Handler]
-
-
-@dataclass
-class Kit:
-    name: str
-    settings: ServiceSettings
-    engine: Engine
-    clock: Clock
-    bus: Bus
-    verifier: TokenVerifier
-    relay: OutboxRelay
-    consumers: list[EventConsumer] = field(default_factory=list)
-    # PipelinedCommand's connections (PostgreSQL), held by the app's lifespan.
-    pipeline_pool: AsyncConnectionPool | None = None
-    _background_stop: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self.sessions = session_factory(self.engine)
-
-    def today(self) -> date:
-        """Today in the business time zone (``settings.business_timezone``)."""
-        return business_date(self.clock.now(), self.settings.business_timezone)
-
-    def wake_relay(self) -> None:
-        self.relay.wake()
-
-    def start_background(self) -> None:
-        self.relay.start()
-        for consumer in self.consumers:
-            consumer.start()
-        self._background_stop.clear()
-        settings = self.settings
-        self._every("audit checkpoint", settings.audit_checkpoint_seconds,
-                    self._checkpoint)
-        if settings.housekeeping_seconds > 0:
-            retention = housekeeping.Retention.of(settings)
-            # The first pass soon after start (a process restarted more often than the
-            # interval would otherwise never purge), then one every interval.
-            self._every("housekeeping", settings.housekeeping_seconds,
-                        lambda: housekeeping.purge(self.engine, self.clock.now(), retention),
-                        first_after=min(settings.housekeeping_seconds, 60.0))
-
-    def stop_background(self) -> None:
-        self._background_stop.set()
-        for consumer in self.consumers:
-            consumer.stop()
-        self.relay.stop()
-
-    def _checkpoint(self) -> None:
-        with self.sessions() as session, session.begin():
-            audit.checkpoint(session, self.clock.now())
-
-    def _every(self, what: str, seconds: float, job: Callable[[], object], *,
-               first_after: float | None = None) -> None:
-        """Run ``job`` every ``seconds`` on a daemon thread until the background stops;
-        a failure is logged and the next run goes ahead."""
-        def loop() -> None:
-            delay = seconds if first_after is None else first_after
-            while not self._background_stop.wait(delay):
-                delay = seconds
-                try:
-                    job()
-                except Exception:
-                    log.exception("%s for %s failed", what, self.name)
-
-        threading.Thread(target=loop, name=f"{what.replace(' ', '-')}-{self.name}",
-                         daemon=True).start()
 
 
 def build_verifier(settings: ServiceSettings) -> TokenVerifier:
@@ -203,12 +122,9 @@ def create_service_app(
                   redirect_slashes=False)
     app.state.kit = kit
     problems.install(app)
+    idempotency.install(app)
     app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-
-    @app.exception_handler(IdempotentReplay)
-    async def _replay(_request: Request, exc: IdempotentReplay) -> JSONResponse:
-        return replay_response(exc.stored)
 
     # Routing tries the routes in the order they were added, so the service's own come
     # before the probes and /metrics, in the order given (its busiest first).

@@ -14,10 +14,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, insert, select, update
 
 from devkit.testing import Tokens
+from servicekit.idempotency import REPLAY_HEADER
 from servicekit.problems import Conflict
 from servicekit.service import create_service_app
 from servicekit.settings import ServiceSettings
-from servicekit.unit_of_work import REPLAY_HEADER, UnitOfWorkDep
+from servicekit.unit_of_work import UnitOfWorkDep
 
 pytestmark = pytest.mark.postgres
 

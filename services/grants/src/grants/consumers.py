@@ -16,7 +16,7 @@ from sqlmodel import Session
 from grants.events import DISTRIBUTION_POSTED, DISTRIBUTION_REVERSED, IPSHARE_TOPIC
 from grants.models import IncomeRow
 from servicekit.clock import Clock, SystemClock, as_utc
-from servicekit.service import ConsumerSpec
+from servicekit.kit import ConsumerSpec
 
 CONSUMER = "grants.portfolio-income"
 

@@ -19,7 +19,7 @@ from ipshare.events import GRANTS_TOPIC, RESULT_REGISTERED
 from ipshare.store import add_asset
 from servicekit import audit, cloudevent, outbox
 from servicekit.clock import Clock, SystemClock
-from servicekit.service import ConsumerSpec
+from servicekit.kit import ConsumerSpec
 
 CONSUMER = "ipshare.assets-from-results"
 SYSTEM = audit.Actor(id=f"system:{CONSUMER}", role=audit.SYSTEM_ROLE)

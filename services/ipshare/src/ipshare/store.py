@@ -85,7 +85,7 @@ class IncomeInputs:
 
 def income_inputs_query(agreement_id: str, reference: str) -> tuple[Any, dict[str, Any]]:
     """The read of :func:`income_inputs`: one statement, keyed by the agreement only, so
-    that it can be sent with the lock that precedes it (``servicekit.pipelined``)."""
+    that it can be sent with the lock that precedes it (``servicekit.hotpath``)."""
     return _INCOME_INPUTS, {"inputs_agreement_id": agreement_id,
                             "inputs_reference": reference}
 

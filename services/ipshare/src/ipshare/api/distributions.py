@@ -38,9 +38,10 @@ from ipshare.store import agreement_from_row, income_inputs, income_inputs_query
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
+from servicekit.hotpath.statements import Load
+from servicekit.hotpath.unit_of_work import HotUnitOfWork, hot_unit_of_work
 from servicekit.inputs import CalendarDate, UtcTime
 from servicekit.paging import keyset_page, position_cursor
-from servicekit.pipelined import PipelinedCommand, pipelined_command
 from servicekit.problems import Conflict, Forbidden, Invalid, NotFound
 from servicekit.unit_of_work import SessionDep, UnitOfWork, UnitOfWorkDep
 
@@ -65,7 +66,7 @@ _INSERT_LEDGER = insert(LEDGER)
 
 POSTERS = ("institution", "finance")
 Poster = Annotated[Principal, Depends(require_roles(*POSTERS))]
-PostingCommand = Annotated[PipelinedCommand, Depends(pipelined_command(*POSTERS))]
+PostingUnitOfWork = Annotated[HotUnitOfWork, Depends(hot_unit_of_work(*POSTERS))]
 Books = Annotated[Principal, Depends(require_roles("finance", "auditor", "admin"))]
 
 
@@ -107,18 +108,19 @@ def _read(payload: dict[str, Any], viewer: Principal | None = None) -> Distribut
 @router.post("/agreements/{agreement_id}/income", status_code=201,
              response_model=DistributionRead,
              summary="Record income: exactly one distribution, split to the đồng")
-async def post_income(agreement_id: str, body: IncomeCreate, command: PostingCommand):
+async def post_income(agreement_id: str, body: IncomeCreate, uow: PostingUnitOfWork):
     # The hot write path: the agreement's lock first, then (read after the lock, so a
     # concurrent posting of the same reference has committed, and shows as standing, or
     # has not started) the policy, authors and standing reference; then the decision.
     reads = [(_LOCK_AGREEMENT, {"lock_agreement_id": agreement_id}),
              income_inputs_query(agreement_id, body.reference)]
-    return await command.run(reads, _post_income, agreement_id, body, command.principal)
+    async with uow:
+        locked, inputs_rows = await uow.load(Load(reads, lambda *rows: rows))
+        return _post_income(uow, locked, inputs_rows, agreement_id, body, uow.principal)
 
 
-def _post_income(uow: UnitOfWork, rows: list[list[Any]], agreement_id: str,
-                 body: IncomeCreate, user: Principal):
-    locked, inputs_rows = rows
+def _post_income(uow: HotUnitOfWork, locked: list[Any], inputs_rows: list[Any],
+                 agreement_id: str, body: IncomeCreate, user: Principal):
     row = locked[0] if locked else None
     if row is None or not access.can_read_institution_data(user, row.institution_id):
         raise NotFound(f"agreement {agreement_id} not found")

@@ -1,8 +1,10 @@
-"""Queued rows written in one statement (PostgreSQL) or statement by statement (SQLite):
-the same rows, values, defaults, id order and errors as plain INSERTs."""
+"""The hot path's queued rows, written in one statement (PostgreSQL, pipelined) or
+statement by statement (SQLite, in a worker thread): the same rows, values, defaults, id
+order and errors as plain INSERTs."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +14,9 @@ from sqlmodel import Session
 
 from servicekit import audit, cloudevent, idempotency, outbox
 from servicekit.clock import as_utc
-from servicekit.unit_of_work import CoreSession, write_rows
+from servicekit.hotpath.pipeline import PipelinedConnection, open_pool
+from servicekit.hotpath.statements import Queued, is_psycopg
+from servicekit.hotpath.threaded import ThreadedConnection
 
 pytestmark = pytest.mark.postgres
 
@@ -59,10 +63,27 @@ def engine(request, kit_engine, sqlite_kit_engine) -> Engine:
     return kit_engine if request.param == "postgresql" else sqlite_kit_engine
 
 
+def write_rows(engine: Engine, rows: Queued) -> None:
+    """Commit ``rows`` as a hot command that read nothing would."""
+    async def write() -> None:
+        pool = None
+        if is_psycopg(engine.dialect):
+            pool = await open_pool(engine, size=1, timeout=5, name="test")
+            link = PipelinedConnection(pool, engine.dialect)
+        else:
+            link = ThreadedConnection(engine)
+        try:
+            await link.commit(rows)
+        finally:
+            await link.close()
+            if pool is not None:
+                await pool.close()
+    asyncio.run(write())
+
+
 def test_rows_land_with_their_values_defaults_and_order(engine):
     rows = queued()
-    with engine.begin() as conn:
-        write_rows(conn, rows)
+    write_rows(engine, rows)
     staged = rows[0][1] + rows[3][1]
 
     with engine.connect() as conn:
@@ -84,41 +105,11 @@ def test_rows_land_with_their_values_defaults_and_order(engine):
 
 
 def test_a_violation_surfaces_as_integrity_error_and_writes_nothing(engine):
-    with engine.begin() as conn:
-        write_rows(conn, [(idempotency.IDEMPOTENCY, [idempotency_row("taken")])])
+    write_rows(engine, [(idempotency.IDEMPOTENCY, [idempotency_row("taken")])])
 
-    with pytest.raises(IntegrityError), engine.begin() as conn:
-        write_rows(conn, [(outbox.OUTBOX, [outbox_row("a-2", 1)]),
-                          (idempotency.IDEMPOTENCY, [idempotency_row("taken")])])
+    with pytest.raises(IntegrityError):
+        write_rows(engine, [(outbox.OUTBOX, [outbox_row("a-2", 1)]),
+                            (idempotency.IDEMPOTENCY, [idempotency_row("taken")])])
 
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(outbox.OUTBOX)).scalar() == 0
-
-
-def count(engine: Engine, table) -> int:
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(table)).scalar_one()
-
-
-def test_a_core_session_commits_what_went_straight_to_the_driver(engine):
-    # write_rows and fetch_all bypass SQLAlchemy's Connection: the CoreSession must have
-    # begun the transaction itself, or its commit would be a no-op and the rows lost.
-    with engine.connect() as conn:
-        session = CoreSession(conn)
-        write_rows(session.connection(), [(outbox.OUTBOX, [outbox_row("a-3", 1)])])
-        session.commit()
-        write_rows(session.connection(), [(outbox.OUTBOX, [outbox_row("a-3", 2)])])
-        session.commit()  # a second transaction on the same connection
-
-    assert count(engine, outbox.OUTBOX) == 2
-
-
-def test_a_core_session_left_uncommitted_or_rolled_back_writes_nothing(engine):
-    with engine.connect() as conn:
-        session = CoreSession(conn)
-        write_rows(session.connection(), [(outbox.OUTBOX, [outbox_row("a-4", 1)])])
-        session.rollback()
-        write_rows(session.connection(), [(outbox.OUTBOX, [outbox_row("a-4", 2)])])
-        # a command that raised: the connection goes back to the pool uncommitted
-
-    assert count(engine, outbox.OUTBOX) == 0

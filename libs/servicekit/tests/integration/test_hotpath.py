@@ -1,19 +1,17 @@
-"""A pipelined command: its reads, its decision and its writes in one transaction, with
-the same answers as a unit of work's (replays, refusals, conflicts), on PostgreSQL's
-pipelined path and on the worker-thread path SQLite takes."""
+"""A hot unit of work: its reads, its handler and its writes in one transaction, with the
+same answers as an ordinary unit of work's (replays, refusals, conflicts), on
+PostgreSQL's pipelined path and on the worker-thread path SQLite takes; and the same
+handler writing the same rows on either kind of unit of work."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
-import psycopg
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
@@ -31,25 +29,33 @@ from sqlalchemy import (
 )
 
 from devkit.testing import Tokens
-from servicekit import audit, outbox
+from servicekit import audit, cloudevent, outbox
 from servicekit.db import PING_AFTER_IDLE_SECONDS
-from servicekit.pipelined import PipelinedCommand, pipelined_command, sent_together
+from servicekit.hotpath.statements import Load
+from servicekit.hotpath.unit_of_work import HotUnitOfWork, hot_unit_of_work
+from servicekit.idempotency import REPLAY_HEADER
 from servicekit.problems import Conflict
+from servicekit.responses import OrjsonResponse
 from servicekit.service import create_service_app
 from servicekit.settings import ServiceSettings
-from servicekit.unit_of_work import REPLAY_HEADER, SessionDep, UnitOfWork
+from servicekit.unit_of_work import AbstractUnitOfWork, SessionDep, UnitOfWorkDep
 
 pytestmark = pytest.mark.postgres
 
 EFFECTS = Table("effects", MetaData(), Column("id", Integer, primary_key=True),
                 Column("event_id", String(64)))
 _SEEN = select(func.count()).select_from(EFFECTS).where(EFFECTS.c.event_id == bindparam("name"))
-Command = Annotated[PipelinedCommand, Depends(pipelined_command("finance"))]
+ThingsUnitOfWork = Annotated[HotUnitOfWork, Depends(hot_unit_of_work("finance"))]
 
 
-def _make(uow: UnitOfWork, rows: list[list[Any]], name: str,
-          gate: threading.Barrier | None) -> Any:
-    before = rows[0][0][0]
+def seen(name: str) -> Load[int]:
+    """How many things of this name there are (the hot path's read)."""
+    return Load([(_SEEN, {"name": name})], lambda counted: counted[0][0])
+
+
+def make_thing(uow: AbstractUnitOfWork, before: int, name: str,
+               gate: threading.Barrier | None = None) -> OrjsonResponse:
+    """The handler, written once for either kind of unit of work."""
     if name == "refused":
         raise Conflict("refused by the decision")
     if gate is not None:
@@ -66,8 +72,15 @@ def thing_app(url: str, key_dir: Path, gate: threading.Barrier | None = None,
     router = APIRouter()
 
     @router.post("/things/{name}", status_code=201)
-    async def make_thing(name: str, command: Command):
-        return await command.run([(_SEEN, {"name": name})], _make, name, gate)
+    async def post_thing(name: str, uow: ThingsUnitOfWork):
+        async with uow:
+            before = await uow.load(seen(name))
+            return make_thing(uow, before, name, gate)
+
+    @router.post("/ordinary/things/{name}", status_code=201)
+    def post_ordinary_thing(name: str, uow: UnitOfWorkDep):
+        before = uow.session.execute(_SEEN, {"name": name}).scalar_one()
+        return make_thing(uow, before, name)
 
     @router.get("/things/{name}")
     def count_things(name: str, session: SessionDep) -> int:
@@ -182,10 +195,10 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(key_dir, finance):
     app = thing_app(f"postgresql://nobody@127.0.0.1:{port}/none", key_dir,
                     db_pool_timeout_seconds=0.5)
     with TestClient(app) as client:
-        pipelined = client.post("/things/g", headers=finance)  # no pooled connection in time
+        hot = client.post("/things/g", headers=finance)  # no pooled connection in time
         threaded = client.get("/things/g", headers=finance)  # the engine cannot connect
 
-    for answer in (pipelined, threaded):
+    for answer in (hot, threaded):
         assert answer.status_code == 503, answer.text
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.headers["retry-after"] == "5"
@@ -193,7 +206,7 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(key_dir, finance):
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
-def test_pipelined_connections_are_reused_and_replaced_when_found_dead(engine, key_dir,
+def test_hot_path_connections_are_reused_and_replaced_when_found_dead(engine, key_dir,
                                                                         finance):
     app = thing_app(url_of(engine), key_dir)
     with TestClient(app) as client:
@@ -215,40 +228,25 @@ def test_pipelined_connections_are_reused_and_replaced_when_found_dead(engine, k
         assert client.post("/things/h-after", headers=finance).status_code == 201
 
 
-@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
-def test_a_pipeline_sends_its_statements_together_with_the_same_results(engine):
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+def test_one_handler_writes_the_same_rows_on_the_hot_path_and_an_ordinary_unit_of_work(
+        client, engine, finance):
+    hot = client.post("/things/i", headers={**finance, "Idempotency-Key": "k-i"})
+    ordinary = client.post("/ordinary/things/j", headers={**finance, "Idempotency-Key": "k-j"})
 
-    async def results() -> list[Any]:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            async with conn.pipeline() as pipeline:
-                with sent_together(pipeline):
-                    cursors = []
-                    for i in range(3):
-                        cursor = conn.cursor()
-                        await cursor.execute("SELECT %s::int * 10", [i])
-                        cursors.append(cursor)
-                    # Queued, not yet handed to libpq: psycopg's internals are as relied on.
-                    assert len(pipeline.command_queue) == 3
-            return [await cursor.fetchall() for cursor in cursors]
-
-    async def failure(batched: bool) -> tuple[str, str, Any]:
-        """What a failing statement in the middle of a transaction's pipeline does."""
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            with pytest.raises(psycopg.Error) as raised:
-                async with conn.pipeline() as pipeline:
-                    with sent_together(pipeline) if batched else nullcontext():
-                        await conn.execute("BEGIN")
-                        await conn.execute("SELECT 1 / %s::int", [0])
-                        after = await conn.execute("SELECT 2")
-            with pytest.raises(psycopg.Error) as later:
-                await after.fetchall()  # aborted: never ran
-            status = conn.info.transaction_status.name
-            await conn.rollback()
-            usable = await (await conn.execute("SELECT 3")).fetchall()
-            return type(raised.value).__name__, f"{type(later.value).__name__} {status}", usable
-
-    assert asyncio.run(results()) == [[(0,)], [(10,)], [(20,)]]
-    unbatched, batched = asyncio.run(failure(False)), asyncio.run(failure(True))
-    assert batched == unbatched
-    assert batched[0] == "DivisionByZero" and batched[2] == [(3,)]
+    assert (hot.status_code, hot.json()) == (201, {"name": "i", "before": 0})
+    assert (ordinary.status_code, ordinary.json()) == (201, {"name": "j", "before": 0})
+    with engine.connect() as conn:
+        trail = conn.execute(select(audit.AUDIT.c.aggregate_id, audit.AUDIT.c.seq,
+                                    audit.AUDIT.c.actor, audit.AUDIT.c.action,
+                                    audit.AUDIT.c.to_status)
+                             .order_by(audit.AUDIT.c.aggregate_id)).all()
+        events = [cloudevent.decode(v.encode()) for v in conn.execute(
+            select(outbox.OUTBOX.c.value).order_by(outbox.OUTBOX.c.id)).scalars()]
+    assert [tuple(r) for r in trail] == [("i", 1, "fin-1", "make", "made"),
+                                         ("j", 1, "fin-1", "make", "made")]
+    assert [(e.get_type(), e.get_subject(), e.get_data()) for e in events] == [
+        ("vn.gov.most.service.thing.made.v1", "i", {"name": "i", "before": 0}),
+        ("vn.gov.most.service.thing.made.v1", "j", {"name": "j", "before": 0})]
+    assert count(engine, EFFECTS, event_id="i") == count(engine, EFFECTS, event_id="j") == 1
+    replayed = client.post("/ordinary/things/j", headers={**finance, "Idempotency-Key": "k-j"})
+    assert replayed.json() == ordinary.json() and replayed.headers[REPLAY_HEADER] == "true"
