@@ -6,6 +6,8 @@
   ``org``) in lists; any one grant by its id, as every ministry role (acting on another
   agency's is refused: 403);
 - reviewers: submitted applications without a conflict of interest, and grants;
+- finance: any one grant by its id (it reconciles the payments it makes on
+  ``tranche.released``), nothing else;
 - auditors and admins: everything (read).
 """
 
@@ -36,6 +38,16 @@ def can_read_application(p: Principal, app: Application) -> bool:
             and app.conflict_of(p.sub, p.org) is None)
 
 
+def owns_application(p: Principal, app: Application) -> bool:
+    """The researcher who drafted it: they edit, submit and withdraw it."""
+    return p.has("researcher") and p.sub == app.applicant_id
+
+
+def hosts_application(p: Principal, app: Application) -> bool:
+    """An officer of its host institution: they endorse it."""
+    return p.has("institution") and bool(p.org) and p.org == app.institution_id
+
+
 def can_read_grant(p: Principal, grant: Grant, applicant_id: str | None = None) -> bool:
     """``applicant_id``: who drafted the grant's application (they read it, as they read
     the application, whether or not they are on its team)."""
@@ -44,6 +56,11 @@ def can_read_grant(p: Principal, grant: Grant, applicant_id: str | None = None) 
     if p.has("researcher") and (p.sub in grant.team_ids() or p.sub == applicant_id):
         return True
     return p.has("institution") and p.org == grant.institution_id
+
+
+def can_read_grant_record(p: Principal, grant: Grant, applicant_id: str | None = None) -> bool:
+    """``GET /v1/grants/{id}``: the grant's readers, and finance."""
+    return p.has("finance") or can_read_grant(p, grant, applicant_id)
 
 
 def _on_team(sub: str, application_id_col) -> object:

@@ -9,8 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from grants.domain.applications import ApplicationDecided, ApplicationSubmitted
-from grants.domain.calls import CallClosed, CallOpened
+from grants.domain.applications import (
+    ApplicationDecided,
+    ApplicationEndorsed,
+    ApplicationSubmitted,
+    ApplicationWithdrawn,
+)
+from grants.domain.calls import CallCancelled, CallClosed, CallOpened
 from grants.domain.grants import (
     BreachRecorded,
     GrantAwarded,
@@ -24,7 +29,10 @@ from servicekit.unit_of_work import UnitOfWork
 NAMES: dict[type, tuple[str, str]] = {
     CallOpened: ("call.opened", "call_id"),
     CallClosed: ("call.closed", "call_id"),
+    CallCancelled: ("call.cancelled", "call_id"),
+    ApplicationEndorsed: ("application.endorsed", "application_id"),
     ApplicationSubmitted: ("application.submitted", "application_id"),
+    ApplicationWithdrawn: ("application.withdrawn", "application_id"),
     ApplicationDecided: ("application.decided", "application_id"),
     # Grant, milestone, tranche and result events share the grant's key, so finance
     # sees award → releases → close in order.

@@ -38,7 +38,14 @@ class CallRow(Base, table=True):
     opens_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     closes_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     min_reviews: int
+    review_mode: str = Field(default="open", max_length=10)
+    # [{up_to_vnd, min_reviews}] in ascending up_to_vnd; [] without tiers.
+    review_tiers: list[dict[str, int]] = Field(default_factory=list,
+                                               sa_column=Column(JSON, nullable=False))
+    requires_endorsement: bool = False
     status: str = Field(max_length=20)
+    cancelled_from: str | None = Field(default=None, max_length=20)
+    cancel_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_by: str = Field(max_length=200)
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
@@ -66,10 +73,15 @@ class ApplicationRow(Base, table=True):
     grant_id: str | None = Field(default=None, max_length=36)
     decision_no: str | None = Field(default=None, max_length=120)
     decision_year: int | None = None
+    version: int = 1
+    endorsed_by: str | None = Field(default=None, max_length=200)
+    endorsed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    withdrawal_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     submitted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
     decided_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    withdrawn_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
 
 
 class TeamMemberRow(Base, table=True):

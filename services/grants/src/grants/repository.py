@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlmodel import Session
 
 from grants.domain.applications import (
     Application,
     ApplicationStatus,
+    Endorsement,
     MilestonePlan,
     Recommendation,
     Review,
     RiskLevel,
     TeamMember,
 )
-from grants.domain.calls import Call, CallStatus
+from grants.domain.calls import Call, CallStatus, ReviewMode, ReviewTier
 from grants.domain.decisions import DecisionNo
 from grants.domain.grants import (
     Breach,
@@ -46,8 +47,13 @@ def call_from_row(row: CallRow) -> Call:
         id=row.id, agency_id=row.agency_id, title=row.title, description=row.description,
         budget_vnd=row.budget_vnd, max_award_vnd=row.max_award_vnd,
         opens_at=as_utc(row.opens_at), closes_at=as_utc(row.closes_at),
-        min_reviews=row.min_reviews, status=CallStatus(row.status),
+        min_reviews=row.min_reviews, review_mode=ReviewMode(row.review_mode),
+        review_tiers=tuple(ReviewTier(t["up_to_vnd"], t["min_reviews"])
+                           for t in row.review_tiers),
+        requires_endorsement=row.requires_endorsement, status=CallStatus(row.status),
         awarded_vnd=row.awarded_vnd,
+        cancelled_from=CallStatus(row.cancelled_from) if row.cancelled_from else None,
+        cancel_reason=row.cancel_reason,
     )
 
 
@@ -66,14 +72,29 @@ def add_call(session: Session, call: Call, *, created_by: str, now: datetime) ->
         min_reviews=call.min_reviews, status=call.status.value, created_by=created_by,
         created_at=now, updated_at=now,
     )
+    _write_terms(row, call)
     session.add(row)
     return row
 
 
 def save_call(row: CallRow, call: Call, *, now: datetime) -> None:
+    _write_terms(row, call)
     row.status = call.status.value
     row.awarded_vnd = call.awarded_vnd
+    row.cancelled_from = call.cancelled_from.value if call.cancelled_from else None
+    row.cancel_reason = call.cancel_reason
     row.updated_at = now
+
+
+def _write_terms(row: CallRow, call: Call) -> None:
+    row.title, row.description = call.title, call.description
+    row.budget_vnd, row.max_award_vnd = call.budget_vnd, call.max_award_vnd
+    row.opens_at, row.closes_at = call.opens_at, call.closes_at
+    row.min_reviews = call.min_reviews
+    row.review_mode = call.review_mode.value
+    row.review_tiers = [{"up_to_vnd": t.up_to_vnd, "min_reviews": t.min_reviews}
+                        for t in call.review_tiers]
+    row.requires_endorsement = call.requires_endorsement
 
 
 # --- applications -----------------------------------------------------------------------
@@ -113,6 +134,9 @@ def application_from_row(session: Session, row: ApplicationRow) -> Application:
                  for r in reviews],
         awarded_vnd=row.awarded_vnd, decision_reason=row.decision_reason, grant_id=row.grant_id,
         decision=_decision(row.decision_no, row.decision_year),
+        endorsement=(Endorsement(row.endorsed_by, as_utc(row.endorsed_at))
+                     if row.endorsed_by and row.endorsed_at else None),
+        withdrawal_reason=row.withdrawal_reason, version=row.version,
     )
 
 
@@ -130,6 +154,11 @@ def add_application(session: Session, app: Application, *, now: datetime) -> App
     )
     session.add(row)
     session.flush()
+    _add_plan(session, app)
+    return row
+
+
+def _add_plan(session: Session, app: Application) -> None:
     session.add_all([
         TeamMemberRow(application_id=app.id, researcher_id=t.researcher_id, position=i,
                       name=t.name, role=t.role, contribution_bp=t.contribution_bp)
@@ -141,22 +170,38 @@ def add_application(session: Session, app: Application, *, now: datetime) -> App
                          due_date=p.due_date, tranche_bp=p.tranche_bp)
         for i, p in enumerate(app.milestones)
     ])
-    return row
 
 
 def save_application(row: ApplicationRow, app: Application, *, now: datetime) -> None:
     if row.status != app.status.value:
         if app.status == ApplicationStatus.SUBMITTED:
             row.submitted_at = now
-        if app.status in (ApplicationStatus.APPROVED, ApplicationStatus.REJECTED):
+        if app.decided:
             row.decided_at = now
+        if app.status == ApplicationStatus.WITHDRAWN:
+            row.withdrawn_at = now
     row.status = app.status.value
+    row.endorsed_by = app.endorsement.endorsed_by if app.endorsement else None
+    row.endorsed_at = app.endorsement.endorsed_at if app.endorsement else None
+    row.withdrawal_reason = app.withdrawal_reason
     row.awarded_vnd = app.awarded_vnd
     row.decision_reason = app.decision_reason
     row.grant_id = app.grant_id
     if app.decision is not None:
         row.decision_no, row.decision_year = app.decision.decision_no, app.decision.year
     row.updated_at = now
+
+
+def save_draft_terms(session: Session, row: ApplicationRow, app: Application, *,
+                     now: datetime) -> None:
+    """Write an edited draft: its fields, and its team and milestone plan anew."""
+    row.title, row.abstract = app.title, app.abstract
+    row.requested_vnd, row.risk_level = app.requested_vnd, app.risk_level.value
+    row.version = app.version
+    for table in (TeamMemberRow, MilestonePlanRow):
+        session.execute(delete(table).where(table.application_id == app.id))
+    _add_plan(session, app)
+    save_application(row, app, now=now)
 
 
 def add_review(session: Session, application_id: str, review: Review, review_id: str) -> ReviewRow:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StrictBool
 
 from grants.domain.applications import Recommendation, RiskLevel
+from grants.domain.calls import ReviewMode
 from grants.domain.grants import BreachKind, Outcome, ResultKind
 from servicekit.inputs import CalendarDate, Opaque, Text, UtcTime
 
@@ -15,14 +16,40 @@ from servicekit.inputs import CalendarDate, Opaque, Text, UtcTime
 Vnd = Annotated[int, Field(strict=True, gt=0, le=10**15)]
 
 
+Reviews = Annotated[int, Field(ge=1, le=20, strict=True)]
+
+
+class ReviewTierIn(BaseModel):
+    """Applications requesting up to ``up_to_vnd`` need ``min_reviews`` reviews."""
+
+    up_to_vnd: Vnd
+    min_reviews: Reviews
+
+
+class ReviewTierOut(BaseModel):
+    up_to_vnd: int
+    min_reviews: int
+
+
 class CallCreate(BaseModel):
+    """A call's terms: the body of POST /v1/calls and of PUT /v1/calls/{id}."""
+
     title: Text = Field(min_length=1, max_length=300)
     description: Text = Field(default="", max_length=20_000)
     budget_vnd: Vnd
     max_award_vnd: Vnd
     opens_at: UtcTime
     closes_at: UtcTime
-    min_reviews: int = Field(default=2, ge=1, le=20, strict=True)
+    min_reviews: Reviews = 2
+    review_mode: ReviewMode = Field(default=ReviewMode.OPEN, description=(
+        "open: any reviewer without a conflict of interest may review; assigned: only "
+        "the reviewers the programme manager assigned, once they declared no conflict"))
+    review_tiers: list[ReviewTierIn] = Field(default_factory=list, max_length=10, description=(
+        "The reviews a decision needs by amount requested: the first tier whose up_to_vnd "
+        "covers it, the last tier's above them all. up_to_vnd strictly ascending, "
+        "min_reviews non-decreasing and never below the call's min_reviews"))
+    requires_endorsement: StrictBool = Field(default=False, description=(
+        "A draft is submitted only once its host institution endorsed it"))
 
 
 class CallRead(BaseModel):
@@ -37,8 +64,12 @@ class CallRead(BaseModel):
     opens_at: datetime
     closes_at: datetime
     min_reviews: int
+    review_mode: str
+    review_tiers: list[ReviewTierOut]
+    requires_endorsement: bool
     status: str
     accepting_submissions: bool
+    cancel_reason: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -69,6 +100,9 @@ class MilestoneIn(BaseModel):
 
 
 class ApplicationCreate(BaseModel):
+    """A draft's terms: the body of POST /v1/applications and of PUT
+    /v1/applications/{id} (where call_id and institution_id cannot change)."""
+
     call_id: Opaque = Field(min_length=1, max_length=36)
     title: Text = Field(min_length=1, max_length=300)
     abstract: Text = Field(default="", max_length=20_000)
@@ -107,7 +141,14 @@ class ApplicationRead(BaseModel):
     team: list[TeamMemberOut]
     milestones: list[MilestonePlanOut]
     status: str
+    version: int = Field(description="1 when drafted, one more at each edit that changed it")
     reviews_count: int
+    reviews_needed: int = Field(description=(
+        "The reviews a decision needs: the call's tier for requested_vnd"))
+    endorsed_by: str | None = None
+    endorsed_at: datetime | None = None
+    withdrawal_reason: str | None = None
+    withdrawn_at: datetime | None = None
     awarded_vnd: int | None = None
     decision_reason: str | None = None
     grant_id: str | None = None

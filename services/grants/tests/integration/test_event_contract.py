@@ -51,6 +51,7 @@ class World:
         self.member = tokens.headers("r-member", "researcher", org=INSTITUTION)
         self.rev1 = tokens.headers("rev-1", "reviewer", org="VAST")
         self.rev2 = tokens.headers("rev-2", "reviewer", org="NAFOSTED")
+        self.office = tokens.headers("off-1", "institution", org=INSTITUTION)
 
     def ok(self, method: str, path: str, headers: dict, status: int = 200,
            **kwargs: Any) -> dict:
@@ -58,17 +59,26 @@ class World:
         assert r.status_code == status, f"{method} {path}: {r.status_code} {r.text}"
         return r.json()
 
-    def open_call(self, budget=6_000_000_000, max_award=1_000_000_001) -> dict:
+    def open_call(self, budget=6_000_000_000, max_award=1_000_000_001, **terms: Any) -> dict:
         call = self.ok("POST", "/v1/calls", self.pm, 201, json={
             "title": "Smart agriculture 2027", "description": "Lump-sum, risk-tolerant",
             "budget_vnd": budget, "max_award_vnd": max_award,
             "opens_at": "2026-11-01T00:00:00Z", "closes_at": "2027-06-01T00:00:00Z",
-            "min_reviews": 2})
+            "min_reviews": 2, **terms})
         self.ok("POST", f"/v1/calls/{call['id']}/open", self.pm)
         return call
 
     def reviewed(self, call_id: str, requested=1_000_000_001) -> dict:
-        app = self.ok("POST", "/v1/applications", self.lead, 201, json={
+        app = self.drafted(call_id, requested)
+        self.ok("POST", f"/v1/applications/{app['id']}/submit", self.lead)
+        for reviewer in (self.rev1, self.rev2):
+            self.ok("POST", f"/v1/applications/{app['id']}/reviews", reviewer, 201, json={
+                "scores": {"novelty": 5, "feasibility": 4}, "recommendation": "fund",
+                "comment": "solid", "conflict_of_interest": False})
+        return app
+
+    def drafted(self, call_id: str, requested=1_000_000_001) -> dict:
+        return self.ok("POST", "/v1/applications", self.lead, 201, json={
             "call_id": call_id, "title": "Rice yield forecasting", "abstract": "ML",
             "institution_id": INSTITUTION, "requested_vnd": requested, "risk_level": "high",
             "team": [
@@ -82,12 +92,6 @@ class World:
                  "due_date": f"2027-0{i + 1}-15", "tranche_bp": bp}
                 for i, bp in enumerate([3333, 3333, 3334])
             ]})
-        self.ok("POST", f"/v1/applications/{app['id']}/submit", self.lead)
-        for reviewer in (self.rev1, self.rev2):
-            self.ok("POST", f"/v1/applications/{app['id']}/reviews", reviewer, 201, json={
-                "scores": {"novelty": 5, "feasibility": 4}, "recommendation": "fund",
-                "comment": "solid", "conflict_of_interest": False})
-        return app
 
     def grant(self, call_id: str, awarded=1_000_000_001) -> dict:
         app = self.reviewed(call_id)
@@ -178,6 +182,16 @@ def run_the_whole_lifecycle(w: World) -> dict[str, str]:
     w.ok("POST", f"/v1/applications/{rejected['id']}/decision", w.pm,
          json={"decision": "reject", "reason": "out of scope"})
     w.ok("POST", f"/v1/calls/{call['id']}/close", w.pm)
+
+    # A call requiring endorsement: endorsed, submitted, withdrawn; then cancelled.
+    endorsed_call = w.open_call(requires_endorsement=True)
+    draft = w.drafted(endorsed_call["id"])
+    w.ok("POST", f"/v1/applications/{draft['id']}/endorse", w.office)
+    w.ok("POST", f"/v1/applications/{draft['id']}/submit", w.lead)
+    w.ok("POST", f"/v1/applications/{draft['id']}/withdraw", w.lead,
+         json={"reason": "the PI moved abroad"})
+    w.ok("POST", f"/v1/calls/{endorsed_call['id']}/cancel", w.pm,
+         json={"reason": "the programme was merged"})
     return {"call": call["id"], "g1": g1["id"], "g2": g2["id"], "g3": g3["id"],
             "g4": g4["id"], "g5": g5["id"], "rejected": rejected["id"]}
 
@@ -293,6 +307,12 @@ TAMPERINGS: list[tuple[str, str, Tamper]] = [
     ("grant.closed", "an extra field on a receivable",
      lambda e: e["data"]["receivables"][0].update(due_on="2027-01-01")),
     ("grant.closed", "a null data", lambda e: e.update(data=None)),
+    ("application.withdrawn", "withdrawn after the decision",
+     lambda e: e["data"].update(from_status="approved")),
+    ("application.withdrawn", "without a reason", lambda e: e["data"].update(reason="")),
+    ("application.endorsed", "an extra field", lambda e: e["data"].update(note="ok")),
+    ("call.cancelled", "cancelled as a draft (never published)",
+     lambda e: e["data"].update(from_status="draft")),
     ("call.opened", "budget_vnd as a string",
      lambda e: e["data"].update(budget_vnd=str(e["data"]["budget_vnd"]))),
     ("call.opened", "the wrong source", lambda e: e.update(source="/sandbox")),
@@ -303,6 +323,12 @@ TAMPERINGS: list[tuple[str, str, Tamper]] = [
 def test_events_that_drift_from_the_document_are_refused(w, grants_db, messages):
     call = w.open_call()
     grant = w.grant(call["id"])
+    cancelled = w.open_call(requires_endorsement=True)
+    withdrawn = w.drafted(cancelled["id"])
+    w.ok("POST", f"/v1/applications/{withdrawn['id']}/endorse", w.office)
+    w.ok("POST", f"/v1/applications/{withdrawn['id']}/withdraw", w.lead,
+         json={"reason": "merged with another project"})
+    w.ok("POST", f"/v1/calls/{cancelled['id']}/cancel", w.pm, json={"reason": "merged"})
     w.report(grant, 1)
     w.accept(grant, 1)
     w.ok("POST", f"/v1/grants/{grant['id']}/breaches", w.pm, 201,
@@ -312,7 +338,8 @@ def test_events_that_drift_from_the_document_are_refused(w, grants_db, messages)
     events: dict[str, dict[str, Any]] = {}
     for row in outbox_rows(grants_db):
         event = json.loads(row["value"])
-        if event["subject"] in (call["id"], grant["id"], grant["application_id"]):
+        if event["subject"] in (call["id"], grant["id"], grant["application_id"],
+                                cancelled["id"], withdrawn["id"]):
             events.setdefault(event["type"], event)
 
     for name, what, tamper in TAMPERINGS:

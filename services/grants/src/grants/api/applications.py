@@ -20,6 +20,7 @@ from grants.domain.applications import (
     Review,
     TeamMember,
 )
+from grants.domain.calls import Call
 from grants.domain.errors import DomainError
 from grants.domain.grants import Grant
 from grants.models import ApplicationRow, ReviewRow
@@ -33,6 +34,7 @@ from grants.repository import (
     load_application,
     save_application,
     save_call,
+    save_draft_terms,
 )
 from grants.schemas import (
     ApplicationCreate,
@@ -41,6 +43,7 @@ from grants.schemas import (
     Approve,
     Decision,
     MilestonePlanOut,
+    Reason,
     ReviewCreate,
     ReviewPage,
     ReviewRead,
@@ -59,9 +62,10 @@ router = APIRouter(prefix="/v1", tags=["applications"])
 AGGREGATE = "application"
 Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
 Reviewer = Annotated[Principal, Depends(require_roles("reviewer"))]
+Institution = Annotated[Principal, Depends(require_roles("institution"))]
 
 
-def to_read(row: ApplicationRow, app: Application) -> ApplicationRead:
+def to_read(row: ApplicationRow, app: Application, call: Call) -> ApplicationRead:
     return ApplicationRead(
         id=app.id, call_id=app.call_id, agency_id=app.agency_id,
         applicant_id=app.applicant_id, institution_id=app.institution_id, title=app.title,
@@ -72,7 +76,13 @@ def to_read(row: ApplicationRow, app: Application) -> ApplicationRead:
         milestones=[MilestonePlanOut(title=m.title, deliverable=m.deliverable,
                                      verification=m.verification, due_date=m.due_date,
                                      tranche_bp=m.tranche_bp) for m in app.milestones],
-        status=app.status.value, reviews_count=len(app.reviews), awarded_vnd=app.awarded_vnd,
+        status=app.status.value, version=app.version, reviews_count=len(app.reviews),
+        reviews_needed=app.reviews_needed(call),
+        endorsed_by=app.endorsement.endorsed_by if app.endorsement else None,
+        endorsed_at=app.endorsement.endorsed_at if app.endorsement else None,
+        withdrawal_reason=app.withdrawal_reason,
+        withdrawn_at=as_utc(row.withdrawn_at) if row.withdrawn_at else None,
+        awarded_vnd=app.awarded_vnd,
         decision_reason=app.decision_reason, grant_id=app.grant_id,
         decision_no=app.decision.decision_no if app.decision else None,
         decision_year=app.decision.year if app.decision else None,
@@ -80,6 +90,10 @@ def to_read(row: ApplicationRow, app: Application) -> ApplicationRead:
         submitted_at=as_utc(row.submitted_at) if row.submitted_at else None,
         decided_at=as_utc(row.decided_at) if row.decided_at else None,
     )
+
+
+def call_of(session: Session, app: Application, *, for_update: bool = False) -> Call:
+    return call_from_row(get_call_row(session, app.call_id, for_update=for_update))
 
 
 def visible(session: Session, application_id: str, p: Principal, *,
@@ -94,33 +108,93 @@ def visible(session: Session, application_id: str, p: Principal, *,
              summary="Draft an application")
 def create_application(body: ApplicationCreate, user: Researcher, uow: UnitOfWorkDep):
     call_row = get_call_row(uow.session, body.call_id)
-    if call_row is None or call_row.status == "draft":
+    if call_row is None or not call_from_row(call_row).published:
         raise NotFound(f"call {body.call_id} not found")
+    call = call_from_row(call_row)
     try:
         app = Application.draft(
-            id=str(uuid.uuid4()), call=call_from_row(call_row), applicant_id=user.sub,
+            id=str(uuid.uuid4()), call=call, applicant_id=user.sub,
             institution_id=body.institution_id, title=body.title, abstract=body.abstract,
             requested_vnd=body.requested_vnd, risk_level=body.risk_level,
-            team=[TeamMember(t.researcher_id, t.name, t.role, t.contribution_bp)
-                  for t in body.team],
-            milestones=[MilestonePlan(m.title, m.deliverable, m.verification, m.due_date,
-                                      m.tranche_bp) for m in body.milestones],
-            today=uow.today,
+            team=_team(body), milestones=_milestones(body), today=uow.today,
         )
     except DomainError as exc:
         raise problem_from(exc) from exc
     row = add_application(uow.session, app, now=uow.now)
     uow.record(AGGREGATE, app.id, "draft", to_status=app.status.value)
-    return uow.commit(to_read(row, app), status_code=201)
+    return uow.commit(to_read(row, app, call), status_code=201)
+
+
+def _team(body: ApplicationCreate) -> list[TeamMember]:
+    return [TeamMember(t.researcher_id, t.name, t.role, t.contribution_bp) for t in body.team]
+
+
+def _milestones(body: ApplicationCreate) -> list[MilestonePlan]:
+    return [MilestonePlan(m.title, m.deliverable, m.verification, m.due_date, m.tranche_bp)
+            for m in body.milestones]
+
+
+def owned(session: Session, application_id: str, user: Principal,
+          action: str) -> tuple[ApplicationRow, Application]:
+    """The application, locked, if ``user`` drafted it (its owner)."""
+    row, app = visible(session, application_id, user, for_update=True)
+    if not access.owns_application(user, app):
+        raise Forbidden(f"only the researcher who drafted the application {action} it")
+    return row, app
+
+
+@router.put("/applications/{application_id}", response_model=ApplicationRead,
+            summary="Edit a draft (the creation body; call_id and institution_id stay); "
+                    "the history keeps each version's changes")
+def edit_application(application_id: str, body: ApplicationCreate, user: Researcher,
+                     uow: UnitOfWorkDep):
+    row, app = owned(uow.session, application_id, user, "edits")
+    call = call_of(uow.session, app)
+    changes = app.revise(
+        call=call, call_id=body.call_id, institution_id=body.institution_id,
+        title=body.title, abstract=body.abstract, requested_vnd=body.requested_vnd,
+        risk_level=body.risk_level, team=_team(body), milestones=_milestones(body),
+        today=uow.today)
+    save_draft_terms(uow.session, row, app, now=uow.now)
+    uow.record(AGGREGATE, app.id, "edit", from_status=app.status.value,
+               to_status=app.status.value, data={"version": app.version, "changes": changes})
+    return uow.commit(to_read(row, app, call))
+
+
+@router.post("/applications/{application_id}/endorse", response_model=ApplicationRead,
+             summary="The host institution endorses a draft")
+def endorse_application(application_id: str, user: Institution, uow: UnitOfWorkDep):
+    row, app = visible(uow.session, application_id, user, for_update=True)
+    if not access.hosts_application(user, app):
+        raise Forbidden("only the host institution (its org is the application's "
+                        "institution_id) endorses the application")
+    app.endorse(endorsed_by=user.sub, now=uow.now)
+    save_application(row, app, now=uow.now)
+    uow.record(AGGREGATE, app.id, "endorse", from_status=app.status.value,
+               to_status=app.status.value, data={"version": app.version})
+    events.publish(uow, app.events)
+    return uow.commit(to_read(row, app, call_of(uow.session, app)))
+
+
+@router.post("/applications/{application_id}/withdraw", response_model=ApplicationRead,
+             summary="The owner withdraws the application before the decision, with a reason")
+def withdraw_application(application_id: str, body: Reason, user: Researcher,
+                         uow: UnitOfWorkDep):
+    row, app = owned(uow.session, application_id, user, "withdraws")
+    before = app.status.value
+    app.withdraw(body.reason, uow.now)
+    save_application(row, app, now=uow.now)
+    uow.record(AGGREGATE, app.id, "withdraw", from_status=before, to_status=app.status.value,
+               reason=body.reason)
+    events.publish(uow, app.events)
+    return uow.commit(to_read(row, app, call_of(uow.session, app)))
 
 
 @router.post("/applications/{application_id}/submit", response_model=ApplicationRead,
              summary="Submit a draft while the call is open")
 def submit_application(application_id: str, user: Researcher, uow: UnitOfWorkDep):
-    row, app = visible(uow.session, application_id, user, for_update=True)
-    if app.applicant_id != user.sub:
-        raise Forbidden("only the researcher who drafted the application submits it")
-    call = call_from_row(get_call_row(uow.session, app.call_id))
+    row, app = owned(uow.session, application_id, user, "submits")
+    call = call_of(uow.session, app)
     try:
         app.submit(call, uow.now)
     except DomainError as exc:
@@ -128,7 +202,7 @@ def submit_application(application_id: str, user: Researcher, uow: UnitOfWorkDep
     save_application(row, app, now=uow.now)
     uow.record(AGGREGATE, app.id, "submit", from_status="draft", to_status=app.status.value)
     events.publish(uow, app.events)
-    return uow.commit(to_read(row, app))
+    return uow.commit(to_read(row, app, call))
 
 
 @router.post("/applications/{application_id}/reviews", status_code=201,
@@ -225,14 +299,14 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
                    data={"awarded_vnd": body.awarded_vnd, "application_id": app.id,
                          "remaining_budget_vnd": call.remaining_budget_vnd})
         events.publish(uow, grant.events)
-    return uow.commit(to_read(row, app))
+    return uow.commit(to_read(row, app, call))
 
 
 @router.get("/applications/{application_id}", response_model=ApplicationRead,
             summary="One application (team, institution, ministry)")
 def read_application(application_id: str, session: SessionDep, user: CurrentPrincipal):
     row, app = visible(session, application_id, user)
-    return to_read(row, app)
+    return to_read(row, app, call_of(session, app))
 
 
 @router.get("/applications/{application_id}/history", response_model=HistoryPage,
@@ -278,8 +352,14 @@ def _page(session: Session, user: Principal, *, call_id: str | None, status: str
         stmt = stmt.where(ApplicationRow.institution_id == institution_id)
     rows, next_cursor = keyset_page(session, stmt, ApplicationRow.created_at, ApplicationRow.id,
                                     limit=limit, cursor=cursor)
-    return ApplicationPage(items=[to_read(r, application_from_row(session, r)) for r in rows],
-                           next_cursor=next_cursor)
+    calls: dict[str, Call] = {}
+    items = []
+    for r in rows:
+        app = application_from_row(session, r)
+        if app.call_id not in calls:
+            calls[app.call_id] = call_of(session, app)
+        items.append(to_read(r, app, calls[app.call_id]))
+    return ApplicationPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/applications", response_model=ApplicationPage,

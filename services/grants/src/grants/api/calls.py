@@ -6,15 +6,16 @@ import uuid
 from datetime import datetime
 
 from fastapi import APIRouter
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, or_, select
 
 from grants import events
 from grants.api.deps import DEFAULT_PAGE, CallHistoryReader, Limit, ProgramManager, problem_from
-from grants.domain.calls import Call, CallStatus
+from grants.domain.applications import ApplicationStatus
+from grants.domain.calls import Call, CallStatus, ReviewTier
 from grants.domain.errors import DomainError
-from grants.models import CallRow
+from grants.models import ApplicationRow, CallRow
 from grants.repository import add_call, call_from_row, get_call_row, save_call
-from grants.schemas import CallCreate, CallPage, CallRead
+from grants.schemas import CallCreate, CallPage, CallRead, Reason, ReviewTierOut
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import OptionalPrincipal, Principal
 from servicekit.clock import as_utc
@@ -35,8 +36,13 @@ def to_read(row: CallRow, now: datetime) -> CallRead:
         budget_vnd=row.budget_vnd, max_award_vnd=row.max_award_vnd,
         awarded_vnd=row.awarded_vnd, remaining_budget_vnd=call.remaining_budget_vnd,
         opens_at=call.opens_at, closes_at=call.closes_at, min_reviews=row.min_reviews,
+        review_mode=call.review_mode.value,
+        review_tiers=[ReviewTierOut(up_to_vnd=t.up_to_vnd, min_reviews=t.min_reviews)
+                      for t in call.review_tiers],
+        requires_endorsement=call.requires_endorsement,
         status=row.status, accepting_submissions=call.accepting_submissions(now),
-        created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
+        cancel_reason=call.cancel_reason, created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
     )
 
 
@@ -50,10 +56,16 @@ def sees_drafts_of(principal: Principal | None, agency_id: str) -> bool:
 
 
 def visible_call(row: CallRow | None, principal: Principal | None, call_id: str) -> CallRow:
-    if row is None or (row.status == CallStatus.DRAFT and not sees_drafts_of(principal,
-                                                                              row.agency_id)):
+    if row is None or (not call_from_row(row).published
+                       and not sees_drafts_of(principal, row.agency_id)):
         raise NotFound(f"call {call_id} not found")
     return row
+
+
+# Opened at some time (SQL of Call.published): not a draft, nor cancelled as a draft.
+PUBLISHED = and_(CallRow.status != CallStatus.DRAFT.value,
+                 or_(CallRow.cancelled_from.is_(None),
+                     CallRow.cancelled_from != CallStatus.DRAFT.value))
 
 
 def _own_agency_call(row: CallRow | None, principal: Principal, call_id: str) -> CallRow:
@@ -64,15 +76,22 @@ def _own_agency_call(row: CallRow | None, principal: Principal, call_id: str) ->
     return row
 
 
+def drafted(call_id: str, agency_id: str, body: CallCreate) -> Call:
+    """The call ``body`` describes, checked by the domain's rules."""
+    return Call.draft(
+        id=call_id, agency_id=agency_id, title=body.title, description=body.description,
+        budget_vnd=body.budget_vnd, max_award_vnd=body.max_award_vnd,
+        opens_at=body.opens_at, closes_at=body.closes_at, min_reviews=body.min_reviews,
+        review_mode=body.review_mode,
+        review_tiers=[ReviewTier(t.up_to_vnd, t.min_reviews) for t in body.review_tiers],
+        requires_endorsement=body.requires_endorsement,
+    )
+
+
 @router.post("", status_code=201, response_model=CallRead, summary="Draft a call")
 def create_call(body: CallCreate, user: ProgramManager, uow: UnitOfWorkDep):
     try:
-        call = Call.draft(
-            id=str(uuid.uuid4()), agency_id=user.org, title=body.title,
-            description=body.description, budget_vnd=body.budget_vnd,
-            max_award_vnd=body.max_award_vnd, opens_at=body.opens_at,
-            closes_at=body.closes_at, min_reviews=body.min_reviews,
-        )
+        call = drafted(str(uuid.uuid4()), user.org, body)
     except DomainError as exc:
         raise problem_from(exc) from exc
     row = add_call(uow.session, call, created_by=user.sub, now=uow.now)
@@ -107,6 +126,37 @@ def close_call(call_id: str, user: ProgramManager, uow: UnitOfWorkDep):
     return _transition(call_id, user, uow, "close")
 
 
+@router.put("/{call_id}", response_model=CallRead,
+            summary="Edit a draft call (the creation body); the history keeps each change")
+def edit_call(call_id: str, body: CallCreate, user: ProgramManager, uow: UnitOfWorkDep):
+    row = _own_agency_call(get_call_row(uow.session, call_id, for_update=True), user, call_id)
+    call = call_from_row(row)
+    changes = call.revise(drafted(call.id, call.agency_id, body))
+    save_call(row, call, now=uow.now)
+    uow.record(AGGREGATE, call.id, "edit", from_status=call.status.value,
+               to_status=call.status.value, data={"changes": changes})
+    return uow.commit(to_read(row, uow.now))
+
+
+@router.post("/{call_id}/cancel", response_model=CallRead,
+             summary="Cancel a call that has no decision yet, with a reason")
+def cancel_call(call_id: str, body: Reason, user: ProgramManager, uow: UnitOfWorkDep):
+    # The call's row lock: a decision on one of its applications waits for it.
+    row = _own_agency_call(get_call_row(uow.session, call_id, for_update=True), user, call_id)
+    call = call_from_row(row)
+    before = call.status.value
+    decided = uow.session.execute(select(func.count()).where(
+        ApplicationRow.call_id == call.id,
+        ApplicationRow.status.in_((ApplicationStatus.APPROVED.value,
+                                   ApplicationStatus.REJECTED.value)))).scalar_one()
+    call.cancel(body.reason, decided=decided, now=uow.now)
+    save_call(row, call, now=uow.now)
+    uow.record(AGGREGATE, call.id, "cancel", from_status=before, to_status=call.status.value,
+               reason=body.reason)
+    events.publish(uow, call.events)
+    return uow.commit(to_read(row, uow.now))
+
+
 @router.get("", response_model=CallPage, summary="Published calls (and your agency's drafts)")
 def read_calls(
     session: SessionDep,
@@ -121,10 +171,9 @@ def read_calls(
     if principal is not None and principal.has(*NATIONAL_ROLES):
         pass  # the national roll-up sees every agency's drafts
     elif principal is not None and principal.has("program_manager"):
-        stmt = stmt.where(or_(CallRow.status != CallStatus.DRAFT,
-                              CallRow.agency_id == principal.org))
+        stmt = stmt.where(or_(PUBLISHED, CallRow.agency_id == principal.org))
     else:
-        stmt = stmt.where(CallRow.status != CallStatus.DRAFT)
+        stmt = stmt.where(PUBLISHED)
     if status is not None:
         stmt = stmt.where(CallRow.status == status.value)
     if agency_id is not None:

@@ -96,13 +96,13 @@ def _applicant_of(session: Session, row: GrantRow) -> str | None:
         ApplicationRow.id == row.application_id)).scalar_one_or_none()
 
 
-def visible(session: Session, grant_id: str, p: Principal, *,
-            for_update: bool = False) -> tuple[GrantRow, Grant]:
+def visible(session: Session, grant_id: str, p: Principal, *, for_update: bool = False,
+            may_read=access.can_read_grant) -> tuple[GrantRow, Grant]:
     loaded = load_grant(session, grant_id, for_update=for_update)
     applicant = None
     if loaded is not None and p.has("researcher"):
         applicant = _applicant_of(session, loaded[0])
-    if loaded is None or not access.can_read_grant(p, loaded[1], applicant):
+    if loaded is None or not may_read(p, loaded[1], applicant):
         raise NotFound(f"grant {grant_id} not found")
     return loaded
 
@@ -145,9 +145,10 @@ def finish(uow: UnitOfWork, row: GrantRow, grant: Grant, action: str, *, before:
 
 
 @router.get("/grants/{grant_id}", response_model=GrantRead,
-            summary="Lump sum, exact tranche schedule, disbursed, status")
+            summary="Lump sum, exact tranche schedule, disbursed, status (team, institution, "
+                    "ministry roles, finance)")
 def read_grant(grant_id: str, session: SessionDep, user: CurrentPrincipal, today: TodayDep):
-    row, grant = visible(session, grant_id, user)
+    row, grant = visible(session, grant_id, user, may_read=access.can_read_grant_record)
     return to_read(session, row, grant, today)
 
 

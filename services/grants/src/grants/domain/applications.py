@@ -1,9 +1,13 @@
-"""Applications: draft → submitted → under_review → approved / rejected (domain.md §1).
+"""Applications: draft → submitted → under_review → approved / rejected, or withdrawn
+by their owner before the decision (domain.md §1).
 
 Team contribution shares and milestone tranche shares are basis points summing to
-exactly 10000. Reviews are one per reviewer, refused on a conflict of interest. A
-decision needs the call's ``min_reviews``; approval is bounded by the request, the
-call's maximum award and the call's remaining budget.
+exactly 10000. A draft is edited by its owner (the same rules; its call and institution
+stay) and endorsed by its host institution: a call that requires endorsement takes no
+unendorsed submission, and an edit voids the endorsement. Reviews are one per reviewer,
+refused on a conflict of interest. A decision needs the reviews of the call's tier for
+the amount requested; approval is bounded by the request, the call's maximum award and
+the call's remaining budget.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from grants.domain.calls import Call
+from grants.domain.calls import Call, CallStatus
 from grants.domain.decisions import DecisionNo, TakeNumber
 from grants.domain.errors import ConflictOfInterest, IllegalTransition, InvalidInput
 from grants.domain.money import FULL_BP
@@ -25,6 +29,11 @@ class ApplicationStatus(StrEnum):
     UNDER_REVIEW = "under_review"
     APPROVED = "approved"
     REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+# Not yet decided: what the owner may still withdraw.
+UNDECIDED = (ApplicationStatus.DRAFT, ApplicationStatus.SUBMITTED, ApplicationStatus.UNDER_REVIEW)
 
 
 class RiskLevel(StrEnum):
@@ -67,6 +76,36 @@ class Review:
 
 
 @dataclass(frozen=True)
+class Endorsement:
+    """The host institution's endorsement of a draft: who, when."""
+
+    endorsed_by: str
+    endorsed_at: datetime
+
+
+@dataclass(frozen=True)
+class ApplicationEndorsed:
+    application_id: str
+    call_id: str
+    agency_id: str
+    institution_id: str
+    endorsed_by: str
+    endorsed_at: datetime
+
+
+@dataclass(frozen=True)
+class ApplicationWithdrawn:
+    application_id: str
+    call_id: str
+    agency_id: str
+    institution_id: str
+    from_status: str
+    reason: str
+    reviews: int
+    withdrawn_at: datetime
+
+
+@dataclass(frozen=True)
 class ApplicationSubmitted:
     application_id: str
     call_id: str
@@ -91,6 +130,36 @@ class ApplicationDecided:
     decision_no: str
     decision_year: int
     decided_at: datetime
+
+
+def _check_terms(call: Call, *, institution_id: str, requested_vnd: int,
+                 team: list[TeamMember], milestones: list[MilestonePlan], today: date) -> None:
+    """The rules a draft's terms keep, when drafted and at every edit."""
+    if not call.published:
+        raise IllegalTransition(f"call {call.id} is not published")
+    if call.status == CallStatus.CANCELLED:
+        raise IllegalTransition(f"call {call.id} is cancelled")
+    if requested_vnd <= 0:
+        raise InvalidInput("requested_vnd must be positive", field="requested_vnd")
+    if requested_vnd > call.max_award_vnd:
+        raise InvalidInput(
+            f"requested_vnd {requested_vnd} exceeds the call's max_award_vnd "
+            f"{call.max_award_vnd}", field="requested_vnd")
+    if not institution_id:
+        raise InvalidInput("institution_id is required", field="institution_id")
+    if not team:
+        raise InvalidInput("the team needs at least one researcher", field="team")
+    ids = [m.researcher_id for m in team]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("a researcher appears twice in the team", field="team")
+    check_shares([m.contribution_bp for m in team], "contribution_bp")
+    if not milestones:
+        raise InvalidInput("at least one milestone is required", field="milestones")
+    check_shares([m.tranche_bp for m in milestones], "tranche_bp")
+    for m in milestones:
+        if m.due_date <= today:
+            raise InvalidInput(f"milestone '{m.title}' is due on {m.due_date}, "
+                               "which is not in the future", field="due_date")
 
 
 def check_shares(values: list[int], field_name: str) -> None:
@@ -121,6 +190,9 @@ class Application:
     decision_reason: str | None = None
     grant_id: str | None = None
     decision: DecisionNo | None = None
+    endorsement: Endorsement | None = None
+    withdrawal_reason: str | None = None
+    version: int = 1
     events: list[Any] = field(default_factory=list, compare=False)
 
     @classmethod
@@ -129,33 +201,44 @@ class Application:
         abstract: str, requested_vnd: int, risk_level: RiskLevel, team: list[TeamMember],
         milestones: list[MilestonePlan], today: date,
     ) -> Application:
-        if not call.published:
-            raise IllegalTransition(f"call {call.id} is not published")
-        if requested_vnd <= 0:
-            raise InvalidInput("requested_vnd must be positive", field="requested_vnd")
-        if requested_vnd > call.max_award_vnd:
-            raise InvalidInput(
-                f"requested_vnd {requested_vnd} exceeds the call's max_award_vnd "
-                f"{call.max_award_vnd}", field="requested_vnd")
-        if not institution_id:
-            raise InvalidInput("institution_id is required", field="institution_id")
-        if not team:
-            raise InvalidInput("the team needs at least one researcher", field="team")
-        ids = [m.researcher_id for m in team]
-        if len(set(ids)) != len(ids):
-            raise InvalidInput("a researcher appears twice in the team", field="team")
-        check_shares([m.contribution_bp for m in team], "contribution_bp")
-        if not milestones:
-            raise InvalidInput("at least one milestone is required", field="milestones")
-        check_shares([m.tranche_bp for m in milestones], "tranche_bp")
-        for m in milestones:
-            if m.due_date <= today:
-                raise InvalidInput(f"milestone '{m.title}' is due on {m.due_date}, "
-                                   "which is not in the future", field="due_date")
+        _check_terms(call, institution_id=institution_id, requested_vnd=requested_vnd,
+                     team=team, milestones=milestones, today=today)
         return cls(id=id, call_id=call.id, agency_id=call.agency_id,
                    applicant_id=applicant_id, institution_id=institution_id, title=title,
                    abstract=abstract, requested_vnd=requested_vnd, risk_level=risk_level,
                    team=team, milestones=milestones)
+
+    def revise(
+        self, *, call: Call, call_id: str, institution_id: str, title: str, abstract: str,
+        requested_vnd: int, risk_level: RiskLevel, team: list[TeamMember],
+        milestones: list[MilestonePlan], today: date,
+    ) -> dict[str, dict[str, Any]]:
+        """Edit the draft with the creation body, checked as :meth:`draft` checks it;
+        ``call_id`` and ``institution_id`` cannot change. Returns each changed field as
+        ``{from, to}``; a change voids the host institution's endorsement."""
+        if self.status != ApplicationStatus.DRAFT:
+            raise IllegalTransition(f"application is {self.status}; only a draft is edited")
+        if call_id != self.call_id:
+            raise InvalidInput("call_id cannot change: draft a new application for "
+                               "another call", field="call_id")
+        if institution_id != self.institution_id:
+            raise InvalidInput("institution_id cannot change", field="institution_id")
+        _check_terms(call, institution_id=institution_id, requested_vnd=requested_vnd,
+                     team=team, milestones=milestones, today=today)
+        changes: dict[str, dict[str, Any]] = {}
+        for name, after in (("title", title), ("abstract", abstract),
+                            ("requested_vnd", requested_vnd), ("risk_level", risk_level),
+                            ("team", team), ("milestones", milestones)):
+            before = getattr(self, name)
+            if before != after:
+                changes[name] = {"from": before, "to": after}
+                setattr(self, name, after)
+        if changes:
+            self.version += 1
+            if self.endorsement is not None:
+                changes["endorsement"] = {"from": self.endorsement, "to": None}
+                self.endorsement = None
+        return changes
 
     # --- who is who -------------------------------------------------------------------
     def team_ids(self) -> set[str]:
@@ -172,7 +255,45 @@ class Application:
             return "the reviewer is on the applicant team"
         return None
 
+    def reviews_needed(self, call: Call) -> int:
+        return call.reviews_needed(self.requested_vnd)
+
+    @property
+    def decided(self) -> bool:
+        return self.status in (ApplicationStatus.APPROVED, ApplicationStatus.REJECTED)
+
     # --- transitions ------------------------------------------------------------------
+    def endorse(self, *, endorsed_by: str, now: datetime) -> None:
+        """The host institution endorses the draft (the caller checked the endorser is
+        of the application's institution)."""
+        if self.status != ApplicationStatus.DRAFT:
+            raise IllegalTransition(f"application is {self.status}; only a draft is "
+                                    "endorsed")
+        if self.endorsement is not None:
+            raise IllegalTransition("the draft is already endorsed")
+        if self.is_team_member(endorsed_by):
+            raise ConflictOfInterest("conflict of interest: the endorser is on the "
+                                     "applicant team")
+        self.endorsement = Endorsement(endorsed_by, now)
+        self.events.append(ApplicationEndorsed(
+            application_id=self.id, call_id=self.call_id, agency_id=self.agency_id,
+            institution_id=self.institution_id, endorsed_by=endorsed_by, endorsed_at=now))
+
+    def withdraw(self, reason: str, now: datetime) -> None:
+        """Withdrawn by its owner any time before the decision; its reviews stay."""
+        if self.status not in UNDECIDED:
+            raise IllegalTransition(f"application is {self.status}; only an application "
+                                    "not yet decided is withdrawn")
+        if not reason.strip():
+            raise InvalidInput("a withdrawal needs a reason", field="reason")
+        before = self.status
+        self.status = ApplicationStatus.WITHDRAWN
+        self.withdrawal_reason = reason
+        self.events.append(ApplicationWithdrawn(
+            application_id=self.id, call_id=self.call_id, agency_id=self.agency_id,
+            institution_id=self.institution_id, from_status=before.value, reason=reason,
+            reviews=len(self.reviews), withdrawn_at=now))
+
     def submit(self, call: Call, now: datetime) -> None:
         if self.status != ApplicationStatus.DRAFT:
             raise IllegalTransition(f"application is {self.status}; only a draft is submitted")
@@ -180,6 +301,9 @@ class Application:
             raise IllegalTransition(f"call {call.id} is not open for submissions "
                                     f"(status {call.status}, window {call.opens_at.isoformat()}"
                                     f" – {call.closes_at.isoformat()})")
+        if call.requires_endorsement and self.endorsement is None:
+            raise IllegalTransition("the call requires the host institution's endorsement: "
+                                    f"{self.institution_id} has not endorsed this draft")
         self.status = ApplicationStatus.SUBMITTED
         self.events.append(ApplicationSubmitted(
             application_id=self.id, call_id=self.call_id, agency_id=self.agency_id,
@@ -208,8 +332,12 @@ class Application:
     def _ready_for_decision(self, call: Call) -> None:
         if self.status not in (ApplicationStatus.SUBMITTED, ApplicationStatus.UNDER_REVIEW):
             raise IllegalTransition(f"application is {self.status}; it cannot be decided")
-        if len(self.reviews) < call.min_reviews:
-            raise IllegalTransition(f"a decision needs at least {call.min_reviews} reviews "
+        if call.status == CallStatus.CANCELLED:
+            raise IllegalTransition(f"call {call.id} is cancelled")
+        needed = self.reviews_needed(call)
+        if len(self.reviews) < needed:
+            raise IllegalTransition(f"a decision needs at least {needed} reviews for "
+                                    f"{self.requested_vnd} VND requested "
                                     f"(has {len(self.reviews)})")
 
     def approve(self, call: Call, awarded_vnd: int, now: datetime, *, grant_id: str,
