@@ -308,6 +308,9 @@ class KafkaServer:
     pid: int | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _root: Path | None = field(default=None, repr=False)  # temp dir removed by stop()
+    _command: list[str] | None = field(default=None, repr=False)  # how start_kafka ran it
+    _cwd: Path | None = field(default=None, repr=False)
+    _detached: bool = field(default=False, repr=False)
 
     def admin(self, **configs: object) -> KafkaAdminClient:
         """A new ``KafkaAdminClient`` for this broker; close it (``with``) when done."""
@@ -336,6 +339,44 @@ class KafkaServer:
                 admin.delete_topics([name])
             except UnknownTopicOrPartitionError:
                 return
+
+    @property
+    def restartable(self) -> bool:
+        """Whether :meth:`kill` and :meth:`restart` work: a broker this process started."""
+        return self._command is not None and self._proc is not None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would, and wait for it to exit; its port and
+        data stay for :meth:`restart`. Only a broker this process started."""
+        proc = self._own_process()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+    def restart(self) -> None:
+        """Start the broker again (after :meth:`kill`), on the same port and data; returns
+        once it answers a metadata call."""
+        proc = self._own_process()
+        if proc.poll() is None:
+            raise RuntimeError("the broker is still running: kill() it first")
+        assert self._command is not None and self.log_path is not None
+        started_before = self.log_path.read_text(errors="replace").count(_KAFKA_STARTED)
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                self._command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self._cwd, start_new_session=self._detached,
+            )  # fmt: skip
+        self.pid = self._proc.pid
+        _wait_for_kafka(self, self._proc, self.log_path, started_before=started_before)
+
+    def _own_process(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._command is None:
+            raise RuntimeError("not a broker this process started (external or stopped)")
+        return self._proc
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; no-op for an external broker."""
@@ -430,6 +471,10 @@ def _server_properties(port: int, controller_port: int, log_dir: Path) -> str:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # A broker killed and started again waits for its previous registration's
+        # session to time out (9 s by default) before it serves.
+        "broker.heartbeat.interval.ms": "500",
+        "broker.session.timeout.ms": "3000",
         "auto.create.topics.enable": "true",
     }
     return "".join(f"{k}={v}\n" for k, v in props.items())
@@ -461,13 +506,15 @@ def start_kafka(base_dir: Path | None = None, *, detached: bool = False) -> Kafk
         if fmt.returncode != 0:
             raise RuntimeError(f"kafka StorageTool format failed:\n{fmt.stdout}{fmt.stderr}")
         log4j = _kafka_resource("log4j2.properties")
+        server._command = [
+            java, "-Xms512m", "-Xmx1g", f"-Dlog4j2.configurationFile={log4j}",
+            "-Dlog4j2.shutdownHookEnabled=false", "-cp", classpath, "kafka.Kafka", str(config),
+        ]  # fmt: skip
+        server._cwd, server._detached = root, detached
         with open(log_path, "wb") as log:
             server._proc = subprocess.Popen(
-                [java, "-Xms512m", "-Xmx1g", f"-Dlog4j2.configurationFile={log4j}",
-                 "-Dlog4j2.shutdownHookEnabled=false", "-cp", classpath, "kafka.Kafka",
-                 str(config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=root,
-                start_new_session=detached,
+                server._command, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, cwd=root, start_new_session=detached,
             )  # fmt: skip
         server.pid = server._proc.pid
         _wait_for_kafka(server, server._proc, log_path)
@@ -477,10 +524,15 @@ def start_kafka(base_dir: Path | None = None, *, detached: bool = False) -> Kafk
     return server
 
 
-def _wait_for_kafka(server: KafkaServer, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Wait for "Kafka Server started" in the log, then for a metadata answer."""
+_KAFKA_STARTED = "Kafka Server started"
+
+
+def _wait_for_kafka(server: KafkaServer, proc: subprocess.Popen[bytes], log: Path, *,
+                    started_before: int = 0) -> None:
+    """Wait for one more "Kafka Server started" in the log than ``started_before``, then
+    for a metadata answer."""
     deadline = time.monotonic() + KAFKA_START_TIMEOUT_S
-    while "Kafka Server started" not in log.read_text(errors="replace"):
+    while log.read_text(errors="replace").count(_KAFKA_STARTED) <= started_before:
         if proc.poll() is not None:
             raise RuntimeError(f"Kafka exited with {proc.returncode}:\n{log_tail(log)}")
         if time.monotonic() > deadline:

@@ -7,6 +7,7 @@ Enable with ``pytest_plugins = ["devkit.pytest_plugin"]`` in the root conftest.
   local ones started on first use and stopped at the end of the session.
 - ``databases`` (session): fresh databases cloned from migrated templates.
 - ``kafka_topic``: a fresh, uniquely named 3-partition topic per test.
+- ``restartable_kafka``: the session's broker, for a test that kills and restarts it.
 - A failing test that used a local server gets the tail of its log in the report.
 """
 
@@ -63,6 +64,18 @@ def kafka_server(request: pytest.FixtureRequest) -> Iterator[KafkaServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def restartable_kafka(kafka_server: KafkaServer) -> Iterator[KafkaServer]:
+    """The session's broker, for a test that kills it (``kill()``, as ``kill -9`` does) and
+    starts it again (``restart()``, same port and data). It runs again after the test.
+    Skipped with an external broker, which this process cannot kill."""
+    if not kafka_server.restartable:
+        pytest.skip("an external broker (TEST_KAFKA_BOOTSTRAP) is not killed from here")
+    yield kafka_server
+    if not kafka_server.running:
+        kafka_server.restart()
 
 
 @pytest.fixture(scope="session")
