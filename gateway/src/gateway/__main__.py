@@ -18,7 +18,7 @@ MOST platform (embedded) on {url}
   a token:     curl -s -X POST {url}/dev/tokens -H 'content-type: application/json' \\
                  -d '{{"sub":"pm-1","name":"PM","org":"MOST","roles":["program_manager"]}}'
   first call:  curl -s {url}/grants/v1/calls
-  API docs:    {url}/grants/docs  {url}/sandbox/docs  {url}/ipshare/docs
+  API docs:    {url}/docs  (every service's operations, merged: {url}/openapi.json)
 """
 
 

@@ -4,8 +4,9 @@
 mounts the services themselves where this module mounts proxies. Everything that
 belongs to the gateway rather than a service sits here: the edge (``gateway.edge``:
 request ids, the route table, authentication, rate limits, access log and metrics),
-the body limit, ``/health``, ``/ready`` over every service, ``/metrics``, and the
-development token issuer in the dev profile.
+the body limit, ``/health``, ``/ready`` over every service, ``/metrics``, the merged
+API document (``/openapi.json``, Swagger UI on ``/docs``), and the development token
+issuer in the dev profile.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
@@ -25,6 +27,7 @@ from gateway.access import AccessRecorder
 from gateway.addresses import ClientAddresses, Networks
 from gateway.authn import build_authenticator
 from gateway.edge import Edge
+from gateway.openapi import DocumentUnavailable, MergedDocuments
 from gateway.proxy import ProxyApp, Upstream
 from gateway.ratelimits import RateLimits
 from gateway.revocations import SharedRevocations, redis_url
@@ -83,7 +86,8 @@ def build_gateway(
             yield
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=_lifespan,
-                  telemetry=TELEMETRY, redirect_slashes=False)
+                  telemetry=TELEMETRY, redirect_slashes=False, openapi_url=None,
+                  docs_url=None, redoc_url=None)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
@@ -95,6 +99,22 @@ def build_gateway(
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(recorder.registry), media_type=CONTENT_TYPE_LATEST)
+
+    documents = MergedDocuments(app.openapi, probes, table,
+                                cache_seconds=settings.openapi_cache_seconds)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await documents.document())
+        except DocumentUnavailable as exc:
+            return problems.problem_response(
+                request, 503, "the API document is incomplete: no document from "
+                + ", ".join(exc.services), headers={"Retry-After": "5"})
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="MOST platform API")
 
     if settings.profile == "dev":
         issuer = devtokens.DevIssuer(
