@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from grants import access, events
 from grants.api.calls import visible_call
-from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager, problem_from
+from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager
 from grants.domain.applications import (
     Application,
     ApplicationStatus,
@@ -21,7 +21,6 @@ from grants.domain.applications import (
     TeamMember,
 )
 from grants.domain.calls import Call
-from grants.domain.errors import DomainError
 from grants.domain.grants import Grant
 from grants.models import ApplicationRow, ReviewRow
 from grants.repository import (
@@ -111,15 +110,12 @@ def create_application(body: ApplicationCreate, user: Researcher, uow: UnitOfWor
     if call_row is None or not call_from_row(call_row).published:
         raise NotFound(f"call {body.call_id} not found")
     call = call_from_row(call_row)
-    try:
-        app = Application.draft(
-            id=str(uuid.uuid4()), call=call, applicant_id=user.sub,
-            institution_id=body.institution_id, title=body.title, abstract=body.abstract,
-            requested_vnd=body.requested_vnd, risk_level=body.risk_level,
-            team=_team(body), milestones=_milestones(body), today=uow.today,
-        )
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    app = Application.draft(
+        id=str(uuid.uuid4()), call=call, applicant_id=user.sub,
+        institution_id=body.institution_id, title=body.title, abstract=body.abstract,
+        requested_vnd=body.requested_vnd, risk_level=body.risk_level,
+        team=_team(body), milestones=_milestones(body), today=uow.today,
+    )
     row = add_application(uow.session, app, now=uow.now)
     uow.record(AGGREGATE, app.id, "draft", to_status=app.status.value)
     return uow.commit(to_read(row, app, call), status_code=201)
@@ -195,10 +191,7 @@ def withdraw_application(application_id: str, body: Reason, user: Researcher,
 def submit_application(application_id: str, user: Researcher, uow: UnitOfWorkDep):
     row, app = owned(uow.session, application_id, user, "submits")
     call = call_of(uow.session, app)
-    try:
-        app.submit(call, uow.now)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    app.submit(call, uow.now)
     save_application(row, app, now=uow.now)
     uow.record(AGGREGATE, app.id, "submit", from_status="draft", to_status=app.status.value)
     events.publish(uow, app.events)
@@ -216,10 +209,7 @@ def create_review(application_id: str, body: ReviewCreate, user: Reviewer,
     before = app.status.value
     review = Review(user.sub, user.org, dict(body.scores), body.recommendation, body.comment,
                     uow.now)
-    try:
-        app.add_review(review, declared_conflict=body.conflict_of_interest)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    app.add_review(review, declared_conflict=body.conflict_of_interest)
     review_row = add_review(uow.session, app.id, review, str(uuid.uuid4()))
     save_application(row, app, now=uow.now)
     uow.record(AGGREGATE, app.id, "review", from_status=before, to_status=app.status.value,
@@ -258,8 +248,8 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
     if app.agency_id != user.org:
         raise Forbidden("programme managers decide only their own agency's applications")
     if app.is_team_member(user.sub):  # no one decides on their own application
-        raise problem_from(ConflictOfInterest(
-            "conflict of interest: the programme manager is on the applicant team"))
+        raise ConflictOfInterest(
+            "conflict of interest: the programme manager is on the applicant team")
     # The call's row lock serialises decisions on one call, so the budget holds.
     call_row = get_call_row(uow.session, app.call_id, for_update=True)
     call = call_from_row(call_row)
@@ -269,17 +259,14 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
     def take_number():
         return uow.take_decision_number(grants_register(app.agency_id))
 
-    try:
-        if isinstance(body, Approve):
-            app.approve(call, body.awarded_vnd, uow.now, grant_id=str(uuid.uuid4()),
-                        take_number=take_number)
-            grant = Grant.award(app, grant_id=app.grant_id,
-                                milestone_ids=[str(uuid.uuid4()) for _ in app.milestones],
-                                now=uow.now)
-        else:
-            app.reject(call, body.reason, uow.now, take_number=take_number)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    if isinstance(body, Approve):
+        app.approve(call, body.awarded_vnd, uow.now, grant_id=str(uuid.uuid4()),
+                    take_number=take_number)
+        grant = Grant.award(app, grant_id=app.grant_id,
+                            milestone_ids=[str(uuid.uuid4()) for _ in app.milestones],
+                            now=uow.now)
+    else:
+        app.reject(call, body.reason, uow.now, take_number=take_number)
     save_call(call_row, call, now=uow.now)
     save_application(row, app, now=uow.now)
     uow.record(AGGREGATE, app.id, "decide", from_status=before, to_status=app.status.value,

@@ -9,10 +9,9 @@ from fastapi import APIRouter
 from sqlalchemy import and_, func, or_, select
 
 from grants import events
-from grants.api.deps import DEFAULT_PAGE, CallHistoryReader, Limit, ProgramManager, problem_from
+from grants.api.deps import DEFAULT_PAGE, CallHistoryReader, Limit, ProgramManager
 from grants.domain.applications import ApplicationStatus
 from grants.domain.calls import Call, CallStatus, ReviewTier
-from grants.domain.errors import DomainError
 from grants.models import ApplicationRow, CallRow
 from grants.repository import add_call, call_from_row, get_call_row, save_call
 from grants.schemas import CallCreate, CallPage, CallRead, Reason, ReviewTierOut
@@ -90,10 +89,7 @@ def drafted(call_id: str, agency_id: str, body: CallCreate) -> Call:
 
 @router.post("", status_code=201, response_model=CallRead, summary="Draft a call")
 def create_call(body: CallCreate, user: ProgramManager, uow: UnitOfWorkDep):
-    try:
-        call = drafted(str(uuid.uuid4()), user.org, body)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    call = drafted(str(uuid.uuid4()), user.org, body)
     row = add_call(uow.session, call, created_by=user.sub, now=uow.now)
     uow.record(AGGREGATE, call.id, "draft", to_status=call.status.value)
     return uow.commit(to_read(row, uow.now), status_code=201)
@@ -103,13 +99,10 @@ def _transition(call_id: str, user: Principal, uow: UnitOfWorkDep, action: str):
     row = _own_agency_call(get_call_row(uow.session, call_id, for_update=True), user, call_id)
     call = call_from_row(row)
     before = call.status.value
-    try:
-        if action == "open":
-            call.open(uow.now)
-        else:
-            call.close()
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    if action == "open":
+        call.open(uow.now)
+    else:
+        call.close()
     save_call(row, call, now=uow.now)
     uow.record(AGGREGATE, call.id, action, from_status=before, to_status=call.status.value)
     events.publish(uow, call.events)

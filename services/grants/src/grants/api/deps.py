@@ -6,10 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from grants.domain.errors import DomainError
 from servicekit.auth import Principal, require_roles
 from servicekit.paging import DEFAULT_LIMIT, MAX_LIMIT
-from servicekit.problems import Problem, from_domain
 
 ProgramManager = Annotated[Principal, Depends(require_roles("program_manager"))]
 CallHistoryReader = Annotated[
@@ -18,7 +16,3 @@ CallHistoryReader = Annotated[
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 DEFAULT_PAGE = DEFAULT_LIMIT
 
-
-def problem_from(error: DomainError) -> Problem:
-    """The kit's problem for a domain error (servicekit.problems.from_domain)."""
-    return from_domain(error)

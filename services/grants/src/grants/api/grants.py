@@ -11,9 +11,8 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from grants import access, events
-from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager, problem_from
+from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager
 from grants.domain.applications import ConflictOfInterest
-from grants.domain.errors import DomainError
 from grants.domain.grants import (
     GOOD_FAITH_CONDITIONS,
     Author,
@@ -115,8 +114,8 @@ def managed(session: Session, grant_id: str, p: Principal) -> tuple[GrantRow, Gr
     if grant.agency_id != p.org:
         raise Forbidden("programme managers act only on their own agency's grants")
     if p.sub in grant.team_ids() or p.sub == _applicant_of(session, row):
-        raise problem_from(ConflictOfInterest(
-            "conflict of interest: the programme manager is on the grant's team"))
+        raise ConflictOfInterest(
+            "conflict of interest: the programme manager is on the grant's team")
     return row, grant
 
 
@@ -161,10 +160,7 @@ def report_milestone(grant_id: str, milestone_id: str, body: MilestoneReport,
     before = m.status.value
     report = {**body.model_dump(mode="json"), "reported_by": user.sub,
               "reported_at": uow.now.isoformat()}
-    try:
-        grant.report_milestone(milestone_id, report)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    grant.report_milestone(milestone_id, report)
     return finish(uow, row, grant, "report_milestone", before=grant.status.value,
                   data={"milestone_id": m.id, "from": before, "to": m.status.value,
                         "evidence": report["evidence"]})
@@ -176,10 +172,7 @@ def accept_milestone(grant_id: str, milestone_id: str, user: ProgramManager,
                      uow: UnitOfWorkDep):
     row, grant = managed(uow.session, grant_id, user)
     m = milestone_of(grant, milestone_id)
-    try:
-        grant.accept_milestone(milestone_id, uow.now)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    grant.accept_milestone(milestone_id, uow.now)
     return finish(uow, row, grant, "accept_milestone", before=grant.status.value,
                   data={"milestone_id": m.id, "released_vnd": m.released_vnd})
 
@@ -190,10 +183,7 @@ def reject_milestone(grant_id: str, milestone_id: str, body: Reason, user: Progr
                      uow: UnitOfWorkDep):
     row, grant = managed(uow.session, grant_id, user)
     milestone_of(grant, milestone_id)
-    try:
-        grant.reject_milestone(milestone_id, body.reason)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    grant.reject_milestone(milestone_id, body.reason)
     return finish(uow, row, grant, "reject_milestone", before=grant.status.value,
                   reason=body.reason, data={"milestone_id": milestone_id})
 
@@ -205,11 +195,8 @@ def reschedule_milestone(grant_id: str, milestone_id: str, body: Reschedule,
                          user: ProgramManager, uow: UnitOfWorkDep):
     row, grant = managed(uow.session, grant_id, user)
     milestone_of(grant, milestone_id)
-    try:
-        _, previous = grant.reschedule_milestone(milestone_id, body.due_date, body.reason,
-                                                 today=uow.today)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    _, previous = grant.reschedule_milestone(milestone_id, body.due_date, body.reason,
+                                             today=uow.today)
     return finish(uow, row, grant, "reschedule_milestone", before=grant.status.value,
                   reason=body.reason,
                   data={"milestone_id": milestone_id, "from_due_date": previous,
@@ -220,13 +207,10 @@ def reschedule_milestone(grant_id: str, milestone_id: str, body: Reschedule,
              summary="Register a research result (owned by the grant's institution)")
 def register_result(grant_id: str, body: ResultCreate, user: Researcher, uow: UnitOfWorkDep):
     row, grant = on_team(uow.session, grant_id, user)
-    try:
-        result = grant.register_result(
-            result_id=str(uuid.uuid4()), kind=body.kind, title=body.title,
-            authors=[Author(a.researcher_id, a.name, a.contribution_bp) for a in body.authors],
-            registered_by=user.sub, now=uow.now)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    result = grant.register_result(
+        result_id=str(uuid.uuid4()), kind=body.kind, title=body.title,
+        authors=[Author(a.researcher_id, a.name, a.contribution_bp) for a in body.authors],
+        registered_by=user.sub, now=uow.now)
     result_row = ResultRow(id=result.id, grant_id=grant.id, kind=result.kind.value,
                            title=result.title,
                            authors=[a.model_dump() for a in body.authors],
@@ -261,12 +245,9 @@ def read_results(grant_id: str, session: SessionDep, user: CurrentPrincipal,
              summary="Record a breach found on the grant (bars failed_in_good_faith)")
 def record_breach(grant_id: str, body: BreachCreate, user: ProgramManager, uow: UnitOfWorkDep):
     row, grant = managed(uow.session, grant_id, user)
-    try:
-        breach = grant.record_breach(breach_id=str(uuid.uuid4()), kind=body.kind,
-                                     description=body.description, recorded_by=user.sub,
-                                     now=uow.now)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    breach = grant.record_breach(breach_id=str(uuid.uuid4()), kind=body.kind,
+                                 description=body.description, recorded_by=user.sub,
+                                 now=uow.now)
     breach_row = BreachRow(id=breach.id, grant_id=grant.id, kind=breach.kind.value,
                            description=breach.description, recorded_by=user.sub,
                            created_at=uow.now)
@@ -286,16 +267,13 @@ def record_breach(grant_id: str, body: BreachCreate, user: ProgramManager, uow: 
 def close_grant(grant_id: str, body: GrantClose, user: ProgramManager, uow: UnitOfWorkDep):
     row, grant = managed(uow.session, grant_id, user)
     before = grant.status.value
-    try:
-        grant.close(outcome=body.outcome, justification=body.justification, now=uow.now,
-                    procedures_followed=body.procedures_followed, breach=body.breach,
-                    refund_vnd=body.refund_vnd,
-                    partial=[PartialCompletion(p.milestone_id, p.completion_bp)
-                             for p in body.partial or []],
-                    take_number=lambda: uow.take_decision_number(
-                        grants_register(grant.agency_id)))
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    grant.close(outcome=body.outcome, justification=body.justification, now=uow.now,
+                procedures_followed=body.procedures_followed, breach=body.breach,
+                refund_vnd=body.refund_vnd,
+                partial=[PartialCompletion(p.milestone_id, p.completion_bp)
+                         for p in body.partial or []],
+                take_number=lambda: uow.take_decision_number(
+                    grants_register(grant.agency_id)))
     data = {"outcome": grant.outcome, "refund_due_vnd": grant.refund_due_vnd,
             "liability": grant.liability, "cancelled_vnd": grant.cancelled_vnd,
             "disbursed_vnd": grant.disbursed_vnd, "decision_no": grant.decision.decision_no,

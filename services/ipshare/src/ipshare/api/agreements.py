@@ -6,8 +6,7 @@ from fastapi import APIRouter
 
 from ipshare import access, events
 from ipshare.api.assets import Institution, agreement_read, is_author
-from ipshare.api.deps import Limit, problem_from
-from ipshare.domain.errors import DomainError
+from ipshare.api.deps import Limit
 from ipshare.models import AgreementRow
 from ipshare.schemas import AgreementRead, Reason
 from ipshare.store import agreement_from_row
@@ -43,10 +42,7 @@ def terminate_agreement(agreement_id: str, body: Reason, user: Institution,
         raise Forbidden("only the owning institution terminates its agreements")
     uow.session.refresh(row, with_for_update=True)
     agreement = agreement_from_row(row)
-    try:
-        agreement.terminate(body.reason, uow.now)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    agreement.terminate(body.reason, uow.now)
     row.status = agreement.status.value
     row.termination_reason = body.reason
     row.updated_at = uow.now

@@ -10,9 +10,8 @@ from sqlalchemy import or_, select
 from sqlmodel import Session
 
 from ipshare import access, events
-from ipshare.api.deps import DEFAULT_PAGE, Limit, problem_from
+from ipshare.api.deps import DEFAULT_PAGE, Limit
 from ipshare.domain.assets import AgreementSigned, AgreementStatus, Author, validate_authors
-from ipshare.domain.errors import DomainError
 from ipshare.models import AgreementRow, AssetRow, AuthorRow, PolicyRow
 from ipshare.schemas import (
     AgreementCreate,
@@ -79,10 +78,7 @@ def create_asset(body: AssetCreate, user: Institution, uow: UnitOfWorkDep):
     if institution_id != user.org:
         raise Forbidden("an institution registers assets for its own organisation only")
     authors = [Author(a.researcher_id, a.name, a.contribution_bp) for a in body.authors]
-    try:
-        validate_authors(authors)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    validate_authors(authors)
     asset_id = str(uuid.uuid4())
     event = add_asset(uow.session, asset_id=asset_id, institution_id=institution_id,
                       kind=body.kind.value, title=body.title, authors=authors,
@@ -186,10 +182,7 @@ def put_policy(institution_id: str, body: PolicyUpdate, user: Institution, uow: 
     if policy.version and (body.researcher_share_bp, body.basis) == (
             policy.researcher_share_bp, policy.basis):
         return uow.commit(policy_read(institution_id, uow.session))  # PUT again: no change
-    try:
-        new = policy.changed(body.researcher_share_bp, body.basis)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    new = policy.changed(body.researcher_share_bp, body.basis)
     uow.session.add(PolicyRow(institution_id=institution_id, version=new.version,
                               researcher_share_bp=new.researcher_share_bp,
                               basis=new.basis.value, changed_by=user.sub, created_at=uow.now))

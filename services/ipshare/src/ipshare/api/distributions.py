@@ -17,9 +17,8 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
 from ipshare import access, events
-from ipshare.api.deps import DEFAULT_PAGE, Limit, problem_from
+from ipshare.api.deps import DEFAULT_PAGE, Limit
 from ipshare.domain.assets import DistributionStatus, reverse
-from ipshare.domain.errors import DomainError
 from ipshare.domain.ledger import Entry, income_entries, reversing_entries
 from ipshare.models import AgreementRow, AssetRow, DistributionRow, LedgerEntryRow, LineRow
 from ipshare.schemas import (
@@ -129,11 +128,8 @@ def _post_income(uow: HotUnitOfWork, locked: list[Any], inputs_rows: list[Any],
     agreement = agreement_from_row(row)
     inputs = income_inputs(row.institution_id, inputs_rows)
     policy = inputs.policy
-    try:
-        split = agreement.split_income(gross_vnd=body.gross_vnd, costs_vnd=body.costs_vnd,
-                                       policy=policy, authors=inputs.authors)
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    split = agreement.split_income(gross_vnd=body.gross_vnd, costs_vnd=body.costs_vnd,
+                                   policy=policy, authors=inputs.authors)
     if inputs.standing_id is not None:
         raise Conflict(f"reference '{body.reference}' is already posted on this agreement "
                        f"(distribution {inputs.standing_id}); reverse it first to post again",
@@ -234,10 +230,7 @@ def reverse_distribution(distribution_id: str, body: Reason, user: Poster,
     dist, lines = _visible(uow.session, distribution_id, user, for_update=True)
     if not access.can_post_income(user, dist["institution_id"]):
         raise Forbidden("only the owning institution or finance reverses income")
-    try:
-        new_status = reverse(DistributionStatus(dist["status"]))
-    except DomainError as exc:
-        raise problem_from(exc) from exc
+    new_status = reverse(DistributionStatus(dist["status"]))
     posted = uow.session.execute(
         select(LEDGER).where(LEDGER.c.posting_id == distribution_id).order_by(LEDGER.c.seq)
     ).mappings().all()
