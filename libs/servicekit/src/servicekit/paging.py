@@ -52,8 +52,14 @@ def keyset_page(
     cursor: str | None, newest_first: bool = True,
 ) -> tuple[list[Any], str | None]:
     """Paged by ``(created_at, id)``, newest first (or oldest first, for what reads as a
-    sequence: reviews, results); returns rows and the next cursor."""
-    from sqlalchemy import and_, or_
+    sequence: reviews, results); returns rows and the next cursor.
+
+    The cursor's position is one row-value comparison, ``(created_at, id) < (c, i)``,
+    which PostgreSQL answers from an index on ``(..., created_at, id)`` as a range: a
+    page deep in a large table costs what the first page costs. (The equivalent
+    ``created_at < c OR (created_at = c AND id < i)`` is only a filter there: a page at
+    90 % of 10^5 rows read 90,000 index entries.)"""
+    from sqlalchemy import literal, tuple_
 
     from servicekit.clock import as_utc
 
@@ -64,8 +70,9 @@ def keyset_page(
         except (TypeError, ValueError) as exc:
             raise Invalid("cursor is not valid", loc=["query", "cursor"]) from exc
         beyond = operator.lt if newest_first else operator.gt
-        stmt = stmt.where(or_(beyond(created_col, created),
-                              and_(created_col == created, beyond(id_col, str(after[1])))))
+        position = tuple_(literal(created, created_col.type),
+                          literal(str(after[1]), id_col.type))
+        stmt = stmt.where(beyond(tuple_(created_col, id_col), position))
     order = (created_col.desc(), id_col.desc()) if newest_first else (created_col, id_col)
     rows = session.execute(stmt.order_by(*order).limit(limit + 1))
     rows = rows.scalars().all()
