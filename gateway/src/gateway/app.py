@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
-from gateway.access import AccessRecorder
+from gateway.access import AccessRecorder, configure_access_log
 from gateway.addresses import ClientAddresses, Networks
 from gateway.authn import build_authenticator
 from gateway.edge import Edge
@@ -65,6 +65,7 @@ def build_gateway(
                    if redis is not None else RevocationList(path=settings.revocation_file))
     authenticator = build_authenticator(settings, revocations)
     recorder = AccessRecorder(table)
+    configure_access_log()
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -24,8 +24,8 @@ Every refusal is problem+json. The gateway's ``/metrics`` answers only the netwo
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from time import perf_counter
 from typing import Any
 
@@ -73,7 +73,7 @@ class Edge:
                 given_id = value
             elif key == _FORWARDED_FOR:
                 forwarded_for.append(value)
-        rid = given_id if given_id and _VALID_ID.fullmatch(given_id) else uuid.uuid4().hex.encode()
+        rid = given_id if given_id and _VALID_ID.fullmatch(given_id) else _new_id()
         client = self.addresses.client(peer, forwarded_for)
         drop = (_DROP_TRUSTED if forwarded_for and self.addresses.trusts(peer)
                 else _DROP_UNTRUSTED)
@@ -143,6 +143,10 @@ class Edge:
 # trusted proxy; its X-Request-Id is replaced by the one the edge settled on.
 _DROP_TRUSTED = frozenset({REQUEST_ID, _FORWARDED_PREFIX})
 _DROP_UNTRUSTED = _DROP_TRUSTED | {_FORWARDED_FOR}
+
+
+def _new_id() -> bytes:
+    return os.urandom(16).hex().encode()
 
 
 def _name_span(scope: Scope, route: Route) -> None:

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from gateway.access import AccessFormatter
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.tests.conftest import Bearer
@@ -116,13 +117,19 @@ def test_a_request_id_is_echoed_and_reaches_the_service(
 def test_each_request_leaves_one_json_access_line(
     key_dir: Path, bearer: Bearer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app(GatewaySettings(dev_key_dir=key_dir, log_json=True),
+    app = create_app(GatewaySettings(dev_key_dir=key_dir),
                      transports={"ipshare": httpx.MockTransport(
                          lambda r: httpx.Response(201, json={}))})
-    with TestClient(app) as client, caplog.at_level(logging.INFO, logger="gateway.access"):
-        client.post("/ipshare/v1/agreements/a-7/income", json={},
-                    headers={**bearer("finance", sub="fin-9"), "X-Request-Id": "rid-1"})
-        client.get("/ipshare/v1/ledger/trial-balance")
+    access = logging.getLogger("gateway.access")  # its own handler; caplog listens too
+    access.addHandler(caplog.handler)
+    try:
+        with TestClient(app) as client:
+            client.post("/ipshare/v1/agreements/a-7/income", json={},
+                        headers={**bearer("finance", sub="fin-9"), "X-Request-Id": "rid-1",
+                                 "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"})
+            client.get("/ipshare/v1/ledger/trial-balance")
+    finally:
+        access.removeHandler(caplog.handler)
     lines = [r for r in caplog.records if r.name == "gateway.access"]
     assert len(lines) == 2
     posted, refused = lines
@@ -131,9 +138,10 @@ def test_each_request_leaves_one_json_access_line(
     assert posted.path == "/ipshare/v1/agreements/a-7/income"
     assert posted.latency_ms > 0
     assert (refused.subject, refused.status) == ("-", 401)
-    from pythonjsonlogger.json import JsonFormatter
-
-    assert json.loads(JsonFormatter().format(posted))["route"].endswith("/income")
+    line = json.loads(AccessFormatter().format(posted))
+    assert (line["logger"], line["message"], line["route"], line["trace_id"]) == (
+        "gateway.access", "access", "/ipshare/v1/agreements/{agreement_id}/income", TRACE_ID)
+    assert line["time"].endswith("+00:00")
 
 
 def test_metrics_have_a_latency_histogram_per_route_template(
