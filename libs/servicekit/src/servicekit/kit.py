@@ -1,6 +1,9 @@
 """What a running service holds: its settings, database, bus, clock, token verifier, outbox
 relay and event consumers (:class:`Kit`), and what it consumes (:class:`ConsumerSpec`).
 
+A service's own periodic work (a scheduler) is a :class:`PeriodicJob` the kit runs on
+its background thread with the relay and housekeeping.
+
 ``servicekit.service.create_service_app`` builds the kit; requests reach it as
 ``request.app.state.kit``, and every session it opens carries it (``session.info["kit"]``),
 so an event consumer's handler can build its unit of work from the session it is given.
@@ -13,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
@@ -38,6 +42,18 @@ class ConsumerSpec:
     handlers: Mapping[str, Handler]
 
 
+@dataclass(frozen=True)
+class PeriodicJob:
+    """A service's own job: ``run(kit)`` every ``seconds`` (0: never) while the kit's
+    background runs; the first run ``first_after`` seconds after the start (default
+    ``seconds``). A failed run is logged and the next one goes ahead."""
+
+    name: str
+    seconds: float
+    run: Callable[[Kit], object]
+    first_after: float | None = None
+
+
 @dataclass
 class Kit:
     name: str
@@ -48,6 +64,7 @@ class Kit:
     verifier: TokenVerifier
     relay: OutboxRelay
     consumers: list[EventConsumer] = field(default_factory=list)
+    jobs: list[PeriodicJob] = field(default_factory=list)
     # The hot path's async connections (PostgreSQL), held by the app's lifespan.
     pipeline_pool: AsyncConnectionPool | None = None
     _background_stop: threading.Event = field(default_factory=threading.Event)
@@ -77,6 +94,10 @@ class Kit:
             self._every("housekeeping", settings.housekeeping_seconds,
                         lambda: housekeeping.purge(self.engine, self.clock.now(), retention),
                         first_after=min(settings.housekeeping_seconds, 60.0))
+        for job in self.jobs:
+            if job.seconds > 0:
+                self._every(job.name, job.seconds, partial(job.run, self),
+                            first_after=job.first_after)
 
     def stop_background(self) -> None:
         self._background_stop.set()

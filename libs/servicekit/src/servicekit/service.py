@@ -25,7 +25,7 @@ from servicekit.head import HeadAsGet
 from servicekit.hotpath.pipeline import open_pool
 from servicekit.hotpath.statements import is_psycopg
 from servicekit.inbox import EventConsumer
-from servicekit.kit import ConsumerSpec, Kit
+from servicekit.kit import ConsumerSpec, Kit, PeriodicJob
 from servicekit.limits import BodyLimit
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
@@ -57,13 +57,15 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     migrate: Callable[[str], None] | None = None,
     consumers: Sequence[ConsumerSpec] = (),
+    jobs: Sequence[PeriodicJob] = (),
     bus: Bus | None = None,
     clock: Clock | None = None,
     background: bool = True,
     version: str = "1.0.0",
     tags: Sequence[str] = (),
 ) -> FastAPI:
-    """Build a service app. ``background=False`` leaves relay and consumers to the caller.
+    """Build a service app. ``background=False`` leaves relay, consumers and ``jobs`` (the
+    service's own periodic work) to the caller.
 
     ``tags``: the order the API documentation shows the routers' tags in (otherwise the
     order they first appear in ``routers``, which is the order routing tries them).
@@ -83,7 +85,7 @@ def create_service_app(
                         poll_seconds=settings.relay_poll_seconds,
                         linger_seconds=settings.relay_linger_seconds, clock=clock)
     kit = Kit(name=name, settings=settings, engine=engine, clock=clock, bus=bus,
-              verifier=build_verifier(settings), relay=relay)
+              verifier=build_verifier(settings), relay=relay, jobs=list(jobs))
     kit.consumers = [
         EventConsumer(
             name=spec.name, bus=bus, topics=spec.topics, group_id=settings.group_id,
