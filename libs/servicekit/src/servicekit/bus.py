@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from servicekit.cloudevent import Envelope
 
 log = logging.getLogger(__name__)
 
-PUBLISH_TIMEOUT_SECONDS = 30.0
+PUBLISH_TIMEOUT_SECONDS = 30.0  # a send not acknowledged by then fails (delivery timeout)
+FLUSH_MARGIN_SECONDS = 5.0  # how much longer than that a flush may take before it is stuck
+CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,20 @@ class Bus(Protocol):
 
 
 class KafkaBus:
-    """Kafka through kafka-python: idempotent producer with ``acks=all`` and retries."""
+    """Kafka through kafka-python: idempotent producer with ``acks=all`` and retries.
 
-    def __init__(self, bootstrap: str, *, client_id: str = "most") -> None:
+    A producer that fails or expires a send, or whose flush does not end in time, is
+    closed and the next ``publish`` builds a new one. After an expired send kafka-python
+    resets the producer id, and such a producer has been seen never to send again (every
+    flush timing out); a new producer starts afresh with a new id. The caller (the outbox
+    relay) publishes the unacknowledged envelopes again, with backoff.
+    """
+
+    def __init__(self, bootstrap: str, *, client_id: str = "most",
+                 delivery_timeout_seconds: float = PUBLISH_TIMEOUT_SECONDS) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
+        self.delivery_timeout_seconds = delivery_timeout_seconds
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
         self._lock = threading.Lock()
@@ -72,36 +84,60 @@ class KafkaBus:
     def producer(self) -> KafkaProducer:
         with self._lock:
             if self._producer is None:
+                delivery_ms = int(self.delivery_timeout_seconds * 1000)
+                # Waiting for metadata (and, for a new producer, the first connection)
+                # never takes longer than a send may.
+                block_ms = min(10_000, delivery_ms)
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.bootstrap,
                     client_id=f"{self.client_id}-producer",
                     acks="all",
                     enable_idempotence=True,
                     retries=2_147_483_647,
-                    request_timeout_ms=15_000,
-                    delivery_timeout_ms=int(PUBLISH_TIMEOUT_SECONDS * 1000),
+                    request_timeout_ms=min(15_000, delivery_ms // 2),
+                    delivery_timeout_ms=delivery_ms,
                     linger_ms=2,
-                    max_block_ms=10_000,
+                    max_block_ms=block_ms,
+                    bootstrap_timeout_ms=block_ms,
                 )
             return self._producer
 
     def publish(self, envelopes: Sequence[Envelope]) -> list[BaseException | None]:
         producer = self.producer
-        futures = [
-            producer.send(
-                e.topic, key=e.key.encode(), value=e.value, headers=list(e.headers)
-            )
-            for e in envelopes
-        ]
-        producer.flush(timeout=PUBLISH_TIMEOUT_SECONDS + 5)
+        try:
+            futures = [
+                producer.send(
+                    e.topic, key=e.key.encode(), value=e.value, headers=list(e.headers)
+                )
+                for e in envelopes
+            ]
+            producer.flush(timeout=self.delivery_timeout_seconds + FLUSH_MARGIN_SECONDS)
+        except Exception as exc:
+            self._replace(producer, exc)
+            raise
         results: list[BaseException | None] = []
         for future in futures:
             try:
-                future.get(timeout=PUBLISH_TIMEOUT_SECONDS + 5)
+                future.get(timeout=0)  # done: the flush returned
                 results.append(None)
             except Exception as exc:  # noqa: BLE001 - reported per message to the relay
                 results.append(exc)
+        failure = next((r for r in results if r is not None), None)
+        if failure is not None:
+            self._replace(producer, failure)
         return results
+
+    def _replace(self, producer: KafkaProducer, cause: BaseException) -> None:
+        """Close ``producer``; the next publish builds a new one."""
+        with self._lock:
+            if self._producer is not producer:
+                return  # another thread replaced it already
+            self._producer = None
+        log.warning("Kafka producer of %s replaced after %r", self.client_id, cause)
+        try:
+            _close_now(producer)
+        except Exception:
+            log.exception("closing the replaced Kafka producer of %s failed", self.client_id)
 
     def subscribe(self, topics: Sequence[str], group_id: str, *,
                   cancel: threading.Event | None = None) -> KafkaSubscription:
@@ -110,24 +146,47 @@ class KafkaBus:
 
     def ready(self) -> bool:
         """A real metadata round trip (``bootstrap_connected`` is only true while the
-        client is first connecting); raises when the broker does not answer."""
+        client is first connecting); raises when the broker does not answer within
+        1.5 s (well within the gateway's probe of a service's ``/ready``)."""
         with self._lock:
             if self._admin is None:
                 self._admin = KafkaAdminClient(
                     bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-ready",
-                    request_timeout_ms=3_000)
+                    request_timeout_ms=1_500, bootstrap_timeout_ms=1_500)
             admin = self._admin
         admin.list_topics()
         return True
 
     def close(self) -> None:
         with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=5)
-                self._producer = None
-            if self._admin is not None:
-                self._admin.close()
-                self._admin = None
+            producer, self._producer = self._producer, None
+            admin, self._admin = self._admin, None
+        if producer is not None:
+            try:
+                producer.close(timeout=CLOSE_TIMEOUT_SECONDS)
+            except KafkaTimeoutError:
+                log.warning("Kafka producer of %s closed with sends unfinished", self.client_id)
+                _close_now(producer)
+        if admin is not None:
+            admin.close()
+
+
+def _close_now(producer: KafkaProducer) -> None:
+    """Close ``producer`` at once; its unfinished sends fail.
+
+    kafka-python 3.0.12's ``close`` flushes first and raises ``KafkaTimeoutError`` while
+    a send is unfinished, before it stops the producer's I/O thread: a producer stuck
+    without a producer id would keep that thread and its connections for good. So its
+    sender is told to close without finishing, as ``close`` itself does after its
+    timeout (the one private attribute used here), and ``close`` then completes.
+    """
+    try:
+        producer.close(timeout=0)
+        return
+    except KafkaTimeoutError:
+        pass
+    producer._sender.force_close()
+    producer.close(timeout=CLOSE_TIMEOUT_SECONDS)
 
 
 class KafkaSubscription:

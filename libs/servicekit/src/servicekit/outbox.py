@@ -16,6 +16,12 @@ workers) the active relay also LISTENs on its lock connection, and a standby tha
 woken by its process's commits passes that on with ``pg_notify`` (from its own thread,
 at most every ``NOTIFY_INTERVAL_S``), so an event committed in any process is published
 within milliseconds instead of at the next poll.
+
+Failing: when publishing fails (the broker down, a send not acknowledged, a flush that
+does not end), the relay tries again with exponential backoff up to
+``retry_max_seconds``, and the Kafka bus replaces its producer. How long the oldest
+unsent row has waited (:meth:`OutboxRelay.oldest_unsent_age`) is what ``/ready`` and
+``/metrics`` report.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from sqlalchemy import (
     update,
 )
 from sqlmodel import Field, Session, SQLModel
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from servicekit.bus import Bus
 from servicekit.clock import Clock, SystemClock
@@ -89,6 +96,8 @@ _MARK_SENT = (update(OUTBOX).where(OUTBOX.c.id.in_(bindparam("acked", expanding=
               .values(sent_at=bindparam("sent_at")))
 _MARK_FAILED = (update(OUTBOX).where(OUTBOX.c.id == bindparam("failed_id"))
                 .values(attempts=OUTBOX.c.attempts + 1, last_error=bindparam("error")))
+_OLDEST_UNSENT = (select(OUTBOX.c.created_at).where(OUTBOX.c.sent_at.is_(None))
+                  .order_by(OUTBOX.c.id).limit(1))
 
 
 def stage(session: Session, event: CloudEvent, *, topic: str, now: datetime) -> None:
@@ -113,6 +122,12 @@ def staged(event: CloudEvent, *, topic: str, now: datetime) -> dict[str, Any]:
 
 
 NOTIFY_INTERVAL_S = 0.02  # a standby forwards its process's wake-ups at most this often
+RETRY_INITIAL_SECONDS = 0.5  # the first wait after a failed batch; doubled per failure
+RETRY_MAX_SECONDS = 30.0
+
+
+class NotAcknowledged(Exception):
+    """The broker did not acknowledge a message of the batch (the relay tries again)."""
 
 
 def advisory_key(name: str) -> int:
@@ -134,6 +149,7 @@ class OutboxRelay:
         poll_seconds: float = 0.5,
         linger_seconds: float = 0.0,
         clock: Clock | None = None,
+        retry_max_seconds: float = RETRY_MAX_SECONDS,
         after_ack: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.engine = engine
@@ -146,6 +162,7 @@ class OutboxRelay:
         # requests under load, at the cost of this much latency.
         self.linger_seconds = linger_seconds
         self.clock = clock or SystemClock()
+        self.retry_max_seconds = retry_max_seconds
         self._after_ack = after_ack  # test seam: called between the ack and the mark
         self._lock_key = advisory_key(name)
         self._channel = f"outbox:{name}"
@@ -232,11 +249,15 @@ class OutboxRelay:
     # --- publishing ---------------------------------------------------------------
     def publish_pending(self) -> int:
         """Publish one batch of unsent rows in order; returns how many were acked."""
+        return self._publish_pending()[0]
+
+    def _publish_pending(self) -> tuple[int, BaseException | None]:
+        """One batch: how many rows were acked, and the first failure (if any)."""
         if self._sqlite:
             with self.engine.connect() as conn:
                 return self._publish(conn)
         if self._lock_conn is None and not self._acquire():
-            return 0
+            return 0, None
         # The active relay reads and marks on the connection that holds its lock: no pool
         # checkout (and ping) per batch, and a failing statement is how a lost lock
         # connection shows (the lock went with it).
@@ -248,11 +269,11 @@ class OutboxRelay:
             self._release()  # whatever broke, start again from a fresh lock connection
             raise
 
-    def _publish(self, conn: Connection) -> int:
+    def _publish(self, conn: Connection) -> tuple[int, BaseException | None]:
         rows = conn.execute(_PENDING, {"batch_size": self.batch_size}).all()
         conn.rollback()
         if not rows:
-            return 0
+            return 0, None
         results = self.bus.publish([_envelope(r) for r in rows])
         # Mark only the acknowledged prefix: after the first failure every later row is
         # published again (same CloudEvent id), so no aggregate's later event is marked
@@ -273,10 +294,16 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 conn.rollback()
             raise
-        if failed:
-            log.error("outbox relay %s: %d of %d messages not acked; will retry",
-                      self.name, len(failed), len(rows))
-        return len(acked)
+        return len(acked), failed[0][1] if failed else None
+
+    def oldest_unsent_age(self) -> float:
+        """Seconds since the oldest unsent row was staged (0 when none waits); raises
+        when the database does not answer."""
+        with self.engine.connect() as conn:
+            created_at = conn.execute(_OLDEST_UNSENT).scalar()
+        if created_at is None:
+            return 0.0
+        return max(0.0, (self.clock.now() - created_at).total_seconds())
 
     def wake(self) -> None:
         """A commit in this process staged events."""
@@ -315,29 +342,54 @@ class OutboxRelay:
                     os.close(fd)
 
     def _run(self) -> None:
+        # A failed round is tried again after 0.5 s, 1 s, 2 s ... up to retry_max_seconds
+        # (with jitter), sooner only when stopping; a round that succeeds starts afresh.
+        retrying = Retrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential_jitter(multiplier=RETRY_INITIAL_SECONDS,
+                                         max=self.retry_max_seconds,
+                                         jitter=RETRY_INITIAL_SECONDS),
+            stop=lambda _state: self._stop.is_set(),
+            sleep=self._stop.wait,
+            before_sleep=self._log_retry,
+            retry_error_callback=lambda _state: None,  # stopping: no further attempt
+        )
         while not self._stop.is_set():
-            published = 0
-            try:
-                if self._lock_conn is None and not self._sqlite:
-                    # Not active: try the lock, and tell the active relay (in another
-                    # process) about this process's commits in the same round trip.
-                    wakes = self._local_wakes
-                    notify = wakes != self._forwarded_wakes
-                    self._forwarded_wakes = wakes
-                    if not self._acquire(notify=notify):
-                        if notify:  # the active relay lingers anyway: no use telling it sooner
-                            self._stop.wait(max(NOTIFY_INTERVAL_S, self.linger_seconds))
-                        self._wait(self.poll_seconds)
-                        continue
-                published = self.publish_pending()
-            except Exception:
-                log.exception("outbox relay %s failed; retrying", self.name)
-                self._release()
-                published = 0
-            if published < self.batch_size:
+            published = retrying(self._round)
+            if published is not None and published < self.batch_size:
                 self._wait(self.poll_seconds)
                 if self.linger_seconds > 0:
                     self._stop.wait(self.linger_seconds)
+
+    def _round(self) -> int | None:
+        """Take the lock unless active, then publish one batch: how many rows were acked,
+        or None for a standby (which has waited for its next turn). Raises when the batch
+        was not published whole."""
+        if self._stop.is_set():
+            return 0
+        if self._lock_conn is None and not self._sqlite:
+            # Not active: try the lock, and tell the active relay (in another process)
+            # about this process's commits in the same round trip.
+            wakes = self._local_wakes
+            notify = wakes != self._forwarded_wakes
+            self._forwarded_wakes = wakes
+            if not self._acquire(notify=notify):
+                if notify:  # the active relay lingers anyway: no use telling it sooner
+                    self._stop.wait(max(NOTIFY_INTERVAL_S, self.linger_seconds))
+                self._wait(self.poll_seconds)
+                return None
+        published, failure = self._publish_pending()
+        if failure is not None:
+            raise NotAcknowledged(f"{published} acked, then {failure!r}") from failure
+        return published
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        # The traceback once per run of failures; then one line per attempt.
+        log.error("outbox relay %s: attempt %d failed (%r); next in %.1f s", self.name,
+                  state.attempt_number, error, delay,
+                  exc_info=error if state.attempt_number == 1 else None)
 
     def _wait(self, timeout: float) -> None:
         """Until woken (a local commit, a standby's notify, stop) or ``timeout``."""

@@ -29,7 +29,13 @@ from servicekit.kit import ConsumerSpec, Kit, PeriodicJob
 from servicekit.limits import BodyLimit
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
-from servicekit.telemetry import TELEMETRY, configure_logging, instrument, setup_tracing
+from servicekit.telemetry import (
+    TELEMETRY,
+    configure_logging,
+    instrument,
+    observe_outbox,
+    setup_tracing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +89,8 @@ def create_service_app(
             else InProcessBus()
     relay = OutboxRelay(engine, bus, name=name, batch_size=settings.relay_batch_size,
                         poll_seconds=settings.relay_poll_seconds,
-                        linger_seconds=settings.relay_linger_seconds, clock=clock)
+                        linger_seconds=settings.relay_linger_seconds, clock=clock,
+                        retry_max_seconds=settings.relay_retry_max_seconds)
     kit = Kit(name=name, settings=settings, engine=engine, clock=clock, bus=bus,
               verifier=build_verifier(settings), relay=relay, jobs=list(jobs))
     kit.consumers = [
@@ -133,6 +140,7 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     instrument(app, name)
+    observe_outbox(app, name, relay.oldest_unsent_age)
     app.include_router(health_router(kit))
     return app
 
@@ -144,7 +152,7 @@ def health_router(kit: Kit) -> APIRouter:
     def health() -> dict[str, str]:
         return {"status": "ok", "service": kit.name}
 
-    @api.get("/ready", summary="Readiness: database and broker reachable")
+    @api.get("/ready", summary="Readiness: database reachable; broker and relay reported")
     def ready(request: Request) -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -154,13 +162,24 @@ def health_router(kit: Kit) -> APIRouter:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         try:
             checks["broker"] = "ok" if kit.bus.ready() else "unreachable"
-        except Exception as exc:  # noqa: BLE001 - reported as not ready
+        except Exception as exc:  # noqa: BLE001 - reported in the body
             checks["broker"] = f"unreachable: {type(exc).__name__}"
-        if all(v == "ok" for v in checks.values()):
-            return JSONResponse({"status": "ready", "service": kit.name, "checks": checks})
-        return problems.problem_response(
-            request, 503, "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()),
-            extensions={"checks": checks},
-        )
+        if checks["database"] != "ok":
+            return problems.problem_response(
+                request, 503, "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()),
+                extensions={"checks": checks},
+            )
+        # Without the broker the service stays ready: commands still commit and their
+        # events wait in the outbox. The body names it, and a relay that falls behind.
+        limit = kit.settings.relay_degraded_after_seconds
+        try:
+            waited = kit.relay.oldest_unsent_age()
+            if waited > limit:
+                checks["relay"] = (f"degraded: the oldest unsent event has waited "
+                                   f"{waited:.0f} s (limit {limit:g} s)")
+        except Exception as exc:  # noqa: BLE001 - reported in the body
+            checks["relay"] = f"unknown: {type(exc).__name__}"
+        status = "ready" if all(v == "ok" for v in checks.values()) else "degraded"
+        return JSONResponse({"status": status, "service": kit.name, "checks": checks})
 
     return api

@@ -57,6 +57,11 @@ class ServiceSettings(BaseSettings):
     relay_poll_seconds: float = 0.5
     relay_batch_size: int = 500
     relay_linger_seconds: float = 0.05
+    # While publishing fails the relay tries again after 0.5 s, 1 s, 2 s ... up to this.
+    relay_retry_max_seconds: float = Field(default=30.0, gt=0)
+    # /ready names the relay degraded (still 200) once the oldest unsent outbox row has
+    # waited longer than this.
+    relay_degraded_after_seconds: float = Field(default=60.0, gt=0)
     audit_checkpoint_seconds: float = 300.0
     # How often sent outbox rows, inbox rows and Idempotency-Key records past their
     # retention are purged (servicekit.housekeeping); 0 never.

@@ -6,7 +6,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -23,8 +23,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
 
 _setup_lock = threading.Lock()
 _tracing_ready = False
@@ -102,6 +106,45 @@ def instrument(app: FastAPI, service_name: str) -> None:
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+OUTBOX_AGE = "outbox_oldest_unsent_age_seconds"
+
+
+def observe_outbox(app: FastAPI, service_name: str, oldest_unsent_age: Callable[[], float]
+                   ) -> None:
+    """``outbox_oldest_unsent_age_seconds{service}`` on ``/metrics``: how long the oldest
+    unsent outbox row has waited (0 when none waits), read from the database at each
+    scrape, so every replica reports the same truth whichever one's relay is active."""
+    app.state.metrics_registry.register(_OutboxAge(service_name, oldest_unsent_age))
+
+
+class _OutboxAge(Collector):
+    def __init__(self, service_name: str, read: Callable[[], float]) -> None:
+        self.service_name = service_name
+        self.read = read
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Registering asks for the names; without this it would collect, reading a
+        # database that may not be migrated yet.
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            age = self.read()
+        except Exception:
+            # No sample: the metric goes absent while the database does not answer
+            # (/ready answers 503 then).
+            log.warning("%s not read for %s", OUTBOX_AGE, self.service_name, exc_info=True)
+            return
+        family = self._family()
+        family.add_metric([self.service_name], age)
+        yield family
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            OUTBOX_AGE, "Seconds the oldest unsent outbox row has waited (0: none waits)",
+            labels=["service"])
 
 
 class _Metrics:
