@@ -1,6 +1,6 @@
 """Serve an ASGI app factory as single-process uvicorn servers, one per port.
 
-    python bench/_servers.py FACTORY PORT[,PORT...]
+    python bench/_servers.py FACTORY PORT[,PORT...] [LOG_LEVEL]
 
 Each server is one process with its own listening socket on its own 127.0.0.1 port, as
 replicas behind a load balancer; the income bench spreads its client connections over
@@ -13,6 +13,9 @@ worker in about one run out of five). With one ``SO_REUSEPORT`` socket per serve
 kernel splits the connections by a hash of their addresses: 16 connections fell 8/8 in
 some runs and about 10/6 in others, and as each process is held near 0.6 cores by its
 GIL, the busier one set the pace (see README.md).
+
+``LOG_LEVEL`` is uvicorn's (``warning`` by default: no access log). ``info`` is what
+``make stack`` runs with (uvicorn's default: a line per request on stdout).
 
 This process stays as the parent: SIGTERM or SIGINT stops every server (each runs its
 lifespan shutdown, as under uvicorn's own supervisor) and then it exits.
@@ -38,15 +41,15 @@ def _listening_socket(port: int) -> socket.socket:
     return sock
 
 
-def _serve_one(factory: str, sock: socket.socket) -> None:
-    config = uvicorn.Config(factory, factory=True, lifespan="on", log_level="warning")
+def _serve_one(factory: str, sock: socket.socket, log_level: str) -> None:
+    config = uvicorn.Config(factory, factory=True, lifespan="on", log_level=log_level)
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def main(factory: str, ports: list[int]) -> int:
+def main(factory: str, ports: list[int], log_level: str = "warning") -> int:
     ctx = mp.get_context("spawn")  # as uvicorn's own supervisor
     sockets = [_listening_socket(port) for port in ports]
-    servers = [ctx.Process(target=_serve_one, args=(factory, sock), name=f"server-{i}")
+    servers = [ctx.Process(target=_serve_one, args=(factory, sock, log_level), name=f"server-{i}")
                for i, sock in enumerate(sockets)]
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -70,4 +73,4 @@ def main(factory: str, ports: list[int]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], [int(p) for p in sys.argv[2].split(",")]))
+    sys.exit(main(sys.argv[1], [int(p) for p in sys.argv[2].split(",")], *sys.argv[3:4]))
