@@ -111,6 +111,27 @@ def session_factory(engine: Engine, info: dict[str, Any] | None = None
     return sessionmaker(engine, class_=Session, expire_on_commit=False, info=info)
 
 
+def read_session_factory(engine: Engine, info: dict[str, Any] | None = None
+                         ) -> sessionmaker[Session]:
+    """Sessions for requests that only read.
+
+    On PostgreSQL their connections are in autocommit: each statement runs in a
+    transaction of its own, so a read pays no ``BEGIN`` and no ``ROLLBACK`` round trip
+    (two of the four a two-statement read took), and closing the session does no I/O.
+    At READ COMMITTED, PostgreSQL's default and the engine's, the statements of one
+    transaction each take a fresh snapshot anyway, so a read sees what it saw before.
+    Elsewhere (SQLite) the same sessions as :func:`session_factory`.
+    """
+    if reads_in_autocommit(engine):
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return session_factory(engine, info=info)
+
+
+def reads_in_autocommit(engine: Engine) -> bool:
+    """PostgreSQL: where :func:`read_session_factory` reads in autocommit."""
+    return engine.dialect.name == "postgresql"
+
+
 def ping(engine: Engine) -> None:
     """Raise unless the database answers."""
     with engine.connect() as conn:

@@ -25,7 +25,7 @@ from servicekit import audit, housekeeping
 from servicekit.auth import TokenVerifier
 from servicekit.bus import Bus
 from servicekit.clock import Clock, business_date
-from servicekit.db import session_factory
+from servicekit.db import read_session_factory, session_factory
 from servicekit.inbox import EventConsumer, Handler
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
@@ -71,6 +71,7 @@ class Kit:
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine, info={"kit": self})
+        self.read_sessions = read_session_factory(self.engine, info={"kit": self})
 
     def today(self) -> date:
         """Today in the business time zone (``settings.business_timezone``)."""

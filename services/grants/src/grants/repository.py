@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlmodel import Session
 
 from grants.domain.applications import (
@@ -40,6 +42,7 @@ from grants.models import (
     TeamMemberRow,
 )
 from servicekit.clock import as_utc
+from servicekit.hotpath.statements import Load
 
 
 def call_from_row(row: CallRow) -> Call:
@@ -236,6 +239,13 @@ def grant_from_row(session: Session, row: GrantRow) -> Grant:
     breaches = session.execute(
         select(BreachRow).where(BreachRow.grant_id == row.id)
         .order_by(BreachRow.created_at)).scalars().all()
+    return grant_from_rows(row, team, milestones, breaches)
+
+
+def grant_from_rows(row: Any, team: Sequence[Any], milestones: Sequence[Any],
+                    breaches: Sequence[Any]) -> Grant:
+    """The grant from its row, team (by position), milestones (by seq) and breaches (by
+    time): ORM objects or Core rows, read by column name."""
     return Grant(
         id=row.id, application_id=row.application_id, call_id=row.call_id,
         agency_id=row.agency_id, institution_id=row.institution_id,
@@ -262,6 +272,37 @@ def grant_from_row(session: Session, row: GrantRow) -> Grant:
         award_decision=_decision(row.award_decision_no, row.award_decision_year),
         decision=_decision(row.decision_no, row.decision_year),
     )
+
+
+# GET /v1/grants/{id}, the busiest read, in one round trip (servicekit.hotpath.reads):
+# the grant with its application's title and applicant, its team, milestones, breaches.
+_GRANTS, _APPLICATIONS = GrantRow.__table__, ApplicationRow.__table__
+_GRANT_BY_ID = (select(_GRANTS, _APPLICATIONS.c.title, _APPLICATIONS.c.applicant_id)
+                .join(_APPLICATIONS, _APPLICATIONS.c.id == _GRANTS.c.application_id)
+                .where(_GRANTS.c.id == bindparam("grant_id")))
+_TEAM_OF = (select(TeamMemberRow.__table__)
+            .join(_GRANTS, _GRANTS.c.application_id == TeamMemberRow.application_id)
+            .where(_GRANTS.c.id == bindparam("grant_id")).order_by(TeamMemberRow.position))
+_MILESTONES_OF = (select(MilestoneRow.__table__)
+                  .where(MilestoneRow.grant_id == bindparam("grant_id"))
+                  .order_by(MilestoneRow.seq))
+_BREACHES_OF = (select(BreachRow.__table__).where(BreachRow.grant_id == bindparam("grant_id"))
+                .order_by(BreachRow.created_at))
+
+
+def grant_view(grant_id: str) -> Load[tuple[Any, Grant, list[Any]] | None]:
+    """The grant's row (with ``title`` and ``applicant_id``), the grant and its breach
+    rows; None when there is no such grant."""
+    key = {"grant_id": grant_id}
+
+    def make(found: list[Any], team: list[Any], milestones: list[Any], breaches: list[Any]
+             ) -> tuple[Any, Grant, list[Any]] | None:
+        if not found:
+            return None
+        return found[0], grant_from_rows(found[0], team, milestones, breaches), breaches
+
+    return Load([(_GRANT_BY_ID, key), (_TEAM_OF, key), (_MILESTONES_OF, key),
+                 (_BREACHES_OF, key)], make)
 
 
 def add_grant(session: Session, grant: Grant, *, now: datetime) -> GrantRow:
