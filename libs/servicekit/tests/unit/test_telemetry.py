@@ -26,3 +26,38 @@ def test_logs_are_json_lines_carrying_the_active_trace_id():
     assert line["trace_id"] == trace_id
     assert line["amount_vnd"] == 5
     assert traceparent is not None and traceparent.split("-")[1] == trace_id
+
+
+def test_metrics_count_every_request_by_route_template_method_and_status():
+    from fastapi import FastAPI, HTTPException
+    from fastapi.testclient import TestClient
+    from prometheus_client import CollectorRegistry
+
+    from servicekit.telemetry import instrument
+
+    app = FastAPI()
+
+    @app.get("/things/{thing_id}")
+    def thing(thing_id: str) -> dict[str, str]:
+        if thing_id == "gone":
+            raise HTTPException(404)
+        return {"id": thing_id}
+
+    instrument(app, "svc")
+    registry: CollectorRegistry = app.state.metrics_registry
+    with TestClient(app) as client:
+        for thing_id in ("a", "b", "c", "gone", "gone"):
+            client.get(f"/things/{thing_id}")
+        client.post("/things/a")
+        client.get("/elsewhere")
+
+    def count(method: str, route: str, status: str) -> float | None:
+        return registry.get_sample_value("http_requests_total", {
+            "service": "svc", "method": method, "route": route, "status": status})
+
+    assert count("GET", "/things/{thing_id}", "200") == 3
+    assert count("GET", "/things/{thing_id}", "404") == 2
+    assert count("POST", "/things/{thing_id}", "405") == 1
+    assert count("GET", "unmatched", "404") == 1
+    assert registry.get_sample_value("http_request_duration_seconds_count", {
+        "service": "svc", "method": "GET", "route": "/things/{thing_id}"}) == 5
