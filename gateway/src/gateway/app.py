@@ -139,8 +139,11 @@ def operations_router(probes: Mapping[str, httpx.AsyncClient]) -> APIRouter:
     async def ready(request: Request) -> JSONResponse:
         results = await asyncio.gather(*(_probe(client) for client in probes.values()))
         checks = dict(zip(probes, results, strict=True))
-        if all(v == "ok" for v in checks.values()):
-            return JSONResponse({"status": "ready", "service": "gateway", "checks": checks})
+        if all(v == "ok" or v.startswith(DEGRADED) for v in checks.values()):
+            # A service that is ready but degraded (its broker or relay) is named, and
+            # the gateway stays ready as the service does.
+            status = "ready" if all(v == "ok" for v in checks.values()) else "degraded"
+            return JSONResponse({"status": status, "service": "gateway", "checks": checks})
         return problems.problem_response(
             request, 503,
             "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
@@ -156,12 +159,25 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+DEGRADED = "degraded"
+
+
 async def _probe(client: httpx.AsyncClient) -> str:
+    """"ok", "degraded: <what the service names>", or why the service is not ready."""
     try:
         response = await client.get("/ready")
     except httpx.HTTPError as exc:
         return f"unreachable: {type(exc).__name__}"
-    return "ok" if response.status_code == 200 else f"not ready ({response.status_code})"
+    if response.status_code != 200:
+        return f"not ready ({response.status_code})"
+    try:
+        body = response.json()
+        if body["status"] != DEGRADED:
+            return "ok"
+        reasons = [f"{k} {v}" for k, v in body["checks"].items() if v != "ok"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "ok"  # a 200 without the kit's body: ready, nothing named
+    return f"{DEGRADED}: " + ", ".join(reasons)
 
 
 def create_app(

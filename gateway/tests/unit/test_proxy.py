@@ -201,6 +201,26 @@ def test_not_ready_names_the_upstreams_that_are_not(tmp_path: Path) -> None:
     }
 
 
+def test_ready_names_a_degraded_service_and_stays_200(tmp_path: Path) -> None:
+    degraded = httpx.MockTransport(lambda _request: httpx.Response(200, json={
+        "status": "degraded", "service": "ipshare",
+        "checks": {"database": "ok", "broker": "unreachable: KafkaTimeoutError",
+                   "relay": "degraded: the oldest unsent event has waited 95 s (limit 60 s)"},
+    }))
+    ok = httpx.MockTransport(Recorder())
+    app = create_app(settings(tmp_path),
+                     transports={"grants": ok, "sandbox": ok, "ipshare": degraded})
+    with TestClient(app) as client:
+        response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+    assert response.json()["checks"] == {
+        "grants": "ok", "sandbox": "ok",
+        "ipshare": "degraded: broker unreachable: KafkaTimeoutError, relay degraded: the "
+                   "oldest unsent event has waited 95 s (limit 60 s)",
+    }
+
+
 def test_dev_token_from_the_gateway_is_accepted_by_grants_behind_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'grants.db'}"
     migrate_grants(url)
