@@ -28,7 +28,7 @@ def gc_tuned() -> FastAPI:
 
 
 # The stages ``timed`` records for each POST, in order; each is wall and thread-CPU time.
-STAGES = ("before_reads", "reads", "decide", "write", "answer", "app")
+STAGES = ("before_reads", "reads", "handler", "write", "answer", "app")
 
 
 def timed() -> object:
@@ -36,7 +36,7 @@ def timed() -> object:
 
     Per request, wall and thread-CPU seconds of: ``before_reads`` (the ASGI call up to
     the first pipeline: routing, middleware, the span, the token, the body), ``reads``
-    (the first pipeline's round trip), ``decide`` (between the pipelines), ``write``
+    (the first pipeline's round trip), ``handler`` (between the pipelines), ``write``
     (the INSERT and ``COMMIT``), ``answer`` (to the response's start) and ``app`` (the
     whole ASGI call), one JSON line each in ``$BENCH_TIMELINE_OUT``. Meant for
     concurrency 1: the event loop serves one request at a time, so its thread's CPU

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from ipshare.api import agreements, assets, distributions
+from ipshare.api import agreements, assets, distributions, income, policies, statements
 from ipshare.consumers import consumer_specs
 from ipshare.settings import IpshareSettings
 from servicekit import migrations
@@ -34,9 +34,10 @@ def create_app(
         title="ipshare",
         description="Institution-owned research results, licences and the 30/70 income split.",
         # Income first: posting it is the busiest route, and routing tries them in order.
-        routers=[distributions.router, assets.router, agreements.router],
+        routers=[income.router, distributions.router, statements.router, assets.router,
+                 policies.router, agreements.router],
         tags=["assets", "agreements", "income", "operations"],
-        consumers=consumer_specs(clock),
+        consumers=consumer_specs(),
         migrate=migrate,
         bus=bus,
         clock=clock,

@@ -5,25 +5,32 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from ipshare.domain.assets import AgreementSigned, AgreementTerminated, AssetRegistered
-from servicekit.unit_of_work import UnitOfWork
+from ipshare.domain.assets import (
+    AgreementSigned,
+    AgreementTerminated,
+    AssetRegistered,
+    PolicyChanged,
+)
+from ipshare.domain.distributions import DistributionPosted, DistributionReversed
+from servicekit.unit_of_work import AbstractUnitOfWork
 
+# Published: each domain event as ``vn.gov.most.ipshare.<name>.v1``, keyed by the id named.
 NAMES: dict[type, tuple[str, str]] = {
     AssetRegistered: ("asset.registered", "asset_id"),
     AgreementSigned: ("agreement.signed", "agreement_id"),
     AgreementTerminated: ("agreement.terminated", "agreement_id"),
+    PolicyChanged: ("policy.changed", "institution_id"),
+    DistributionPosted: ("distribution.posted", "distribution_id"),
+    DistributionReversed: ("distribution.reversed", "distribution_id"),
 }
-
-POLICY_CHANGED = "policy.changed"
-DISTRIBUTION_POSTED = "distribution.posted"
-DISTRIBUTION_REVERSED = "distribution.reversed"
 
 # Consumed: a result registered on a grant becomes an asset of the grant's institution.
 RESULT_REGISTERED = "vn.gov.most.grants.result.registered.v1"
 GRANTS_TOPIC = "grants.events.v1"
 
 
-def publish(uow: UnitOfWork, events: list[Any]) -> None:
+def publish(uow: AbstractUnitOfWork, events: list[Any]) -> None:
+    """Stage each of ``events`` in the outbox, and clear the list."""
     for event in events:
         name, key_attr = NAMES[type(event)]
         uow.emit(name, getattr(event, key_attr), asdict(event))

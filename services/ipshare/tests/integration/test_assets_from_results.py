@@ -30,7 +30,7 @@ def test_a_redelivered_result_creates_one_asset(client, tokens, clock):
     bus = InProcessBus()
     value = result_registered()
     bus.publish([Envelope("grants.events.v1", "g-1", value)] * 2)
-    [spec] = consumer_specs(clock)  # as the app wires it: stamped by the service's clock
+    [spec] = consumer_specs()  # as the app wires it
     consumer = EventConsumer(name=CONSUMER, bus=bus, topics=list(spec.topics),
                              group_id="ipshare", sessions=client.app.state.kit.sessions,
                              handlers=spec.handlers)

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, func, select
 
 from devkit.testing import AsyncApiMessages, outbox_rows, repo_asyncapi
 from ipshare.consumers import asset_from_result
-from ipshare.events import DISTRIBUTION_POSTED, DISTRIBUTION_REVERSED, NAMES, RESULT_REGISTERED
+from ipshare.events import NAMES, RESULT_REGISTERED
 from servicekit import cloudevent
 from servicekit.cloudevent import event_type
 from servicekit.outbox import OUTBOX
@@ -32,10 +32,8 @@ pytestmark = pytest.mark.postgres
 
 INST = "HUST"
 TOPIC = "ipshare.events.v1"
-# Every event ipshare emits: the domain events of events.NAMES, the two distribution
-# events and the policy change (emitted straight from api/assets.py).
-IPSHARE_NAMES = {name for name, _key in NAMES.values()} | {
-    DISTRIBUTION_POSTED, DISTRIBUTION_REVERSED, "policy.changed"}
+# Every event ipshare emits: the domain events of events.NAMES.
+IPSHARE_NAMES = {name for name, _key in NAMES.values()}
 IPSHARE_TYPES = {event_type("ipshare", name) for name in IPSHARE_NAMES}
 
 TWO_AUTHORS = [{"researcher_id": "r-a", "name": "A", "contribution_bp": 7000},

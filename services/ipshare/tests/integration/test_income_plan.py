@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from sqlalchemy.dialects import postgresql
 
-from ipshare.store import income_inputs_query
+from ipshare.repository import income_inputs_query
 
 pytestmark = pytest.mark.postgres
 

@@ -5,7 +5,7 @@ as a hot command loads its inputs (:class:`~.statements.Load`: prebuilt SELECTs 
 what to make of their rows)::
 
     async def read_distribution(distribution_id: str, reads: ReadsDep, user: ...):
-        loaded = await reads.load(repository.distribution(distribution_id))
+        loaded = await reads.load(repository.distribution_load(distribution_id))
 
 On PostgreSQL, while the app's lifespan holds the pool (:func:`.pipeline.open_pool`),
 the statements go out in one pipeline on an autocommit connection: one round trip, no

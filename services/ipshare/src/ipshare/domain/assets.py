@@ -1,4 +1,5 @@
-"""Assets, institution policies, agreements and distributions (domain.md §3)."""
+"""Assets, institution policies and agreements (domain.md §3); distributions are in
+``distributions``."""
 
 from __future__ import annotations
 
@@ -40,11 +41,6 @@ class AgreementStatus(StrEnum):
     TERMINATED = "terminated"
 
 
-class DistributionStatus(StrEnum):
-    POSTED = "posted"
-    REVERSED = "reversed"
-
-
 @dataclass(frozen=True)
 class Author:
     researcher_id: str
@@ -69,6 +65,14 @@ class Policy:
             raise InvalidInput("researcher_share_bp cannot exceed 10000",
                                field="researcher_share_bp")
         return Policy(self.institution_id, researcher_share_bp, basis, self.version + 1)
+
+
+@dataclass(frozen=True)
+class PolicyChanged:
+    institution_id: str
+    researcher_share_bp: int
+    basis: str
+    version: int
 
 
 def validate_authors(authors: list[Author]) -> None:
@@ -108,13 +112,68 @@ class AgreementTerminated:
 
 
 @dataclass
+class Asset:
+    """A research result an institution owns (Law 93/2025/QH15 Art. 25), with its authors."""
+
+    id: str
+    institution_id: str
+    kind: AssetKind
+    title: str
+    authors: list[Author]
+    source_grant_id: str | None
+    source_result_id: str | None
+    registered_by: str
+    created_at: datetime
+    events: list[Any] = field(default_factory=list, compare=False)
+
+    @classmethod
+    def register(cls, *, id: str, institution_id: str, kind: AssetKind, title: str,
+                 authors: list[Author], source_grant_id: str | None,
+                 source_result_id: str | None, by: str, now: datetime) -> Asset:
+        validate_authors(authors)
+        asset = cls(id, institution_id, kind, title, list(authors), source_grant_id,
+                    source_result_id, by, now)
+        asset.events.append(AssetRegistered(
+            asset_id=id, institution_id=institution_id, kind=kind.value, title=title,
+            authors=[{"researcher_id": a.researcher_id, "name": a.name,
+                      "contribution_bp": a.contribution_bp} for a in authors],
+            source_grant_id=source_grant_id, source_result_id=source_result_id,
+            registered_at=now))
+        return asset
+
+    def is_author(self, researcher_id: str) -> bool:
+        return any(a.researcher_id == researcher_id for a in self.authors)
+
+
+@dataclass
 class Agreement:
+    """A licence, assignment or spin-off on an asset. The income path loads only what its
+    rules need (the fields before ``status``); the rest describes the agreement."""
+
     id: str
     asset_id: str
     institution_id: str
     kind: AgreementKind
+    source_grant_id: str | None = None  # the asset's
     status: AgreementStatus = AgreementStatus.ACTIVE
+    counterparty: str = ""
+    signed_on: date | None = None
+    terms: str = ""
+    termination_reason: str | None = None
+    created_at: datetime | None = None
     events: list[Any] = field(default_factory=list, compare=False)
+
+    @classmethod
+    def sign(cls, *, id: str, asset: Asset, kind: AgreementKind, counterparty: str,
+             signed_on: date, terms: str, now: datetime) -> Agreement:
+        agreement = cls(id, asset.id, asset.institution_id, kind, asset.source_grant_id,
+                        counterparty=counterparty, signed_on=signed_on, terms=terms,
+                        created_at=now)
+        agreement.events.append(AgreementSigned(
+            agreement_id=id, asset_id=asset.id, institution_id=asset.institution_id,
+            kind=kind.value, counterparty=counterparty, signed_on=signed_on,
+            source_grant_id=asset.source_grant_id))
+        return agreement
 
     @property
     def in_kind(self) -> bool:
@@ -126,6 +185,7 @@ class Agreement:
         if not reason.strip():
             raise InvalidInput("termination needs a reason", field="reason")
         self.status = AgreementStatus.TERMINATED
+        self.termination_reason = reason
         self.events.append(AgreementTerminated(self.id, self.asset_id, self.institution_id,
                                                reason, now))
 
@@ -139,8 +199,3 @@ class Agreement:
             shares=[Share(a.researcher_id, a.contribution_bp) for a in authors],
             in_kind=self.in_kind)
 
-
-def reverse(status: DistributionStatus) -> DistributionStatus:
-    if status != DistributionStatus.POSTED:
-        raise IllegalTransition("the distribution is already reversed")
-    return DistributionStatus.REVERSED
