@@ -104,6 +104,7 @@ class KafkaBus:
 
     def publish(self, envelopes: Sequence[Envelope]) -> list[BaseException | None]:
         producer = self.producer
+        deadline = time.monotonic() + self.delivery_timeout_seconds + FLUSH_MARGIN_SECONDS
         try:
             futures = [
                 producer.send(
@@ -111,14 +112,16 @@ class KafkaBus:
                 )
                 for e in envelopes
             ]
-            producer.flush(timeout=self.delivery_timeout_seconds + FLUSH_MARGIN_SECONDS)
+            producer.flush(timeout=max(0.0, deadline - time.monotonic()))
         except Exception as exc:
             self._replace(producer, exc)
             raise
         results: list[BaseException | None] = []
         for future in futures:
             try:
-                future.get(timeout=0)  # done: the flush returned
+                # Done once the flush returned, unless its batch was split to be sent
+                # again in parts.
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
                 results.append(None)
             except Exception as exc:  # noqa: BLE001 - reported per message to the relay
                 results.append(exc)
