@@ -35,6 +35,9 @@ FIRM = ("sandbox_applicant",)
 # (the same, and finance).
 APPLICATION_READERS = ("researcher", "institution", *MINISTRY)
 GRANT_READERS = (*APPLICATION_READERS, "finance")
+# the reviewer's queue: a reviewer (their own), a programme manager (their agency's), an
+# auditor (all).
+ASSIGNMENT_READERS = ("reviewer", "program_manager", "auditor")
 # sandbox: the firm reads its own, the ministry reads all.
 SANDBOX_READERS = (*FIRM, *MINISTRY)
 # ipshare: the institution, its researchers (authors, payees), the books.
@@ -74,7 +77,9 @@ ROUTES: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
     ("GET", "/grants/v1/applications/{application_id}/reviews", MINISTRY),
     ("POST", "/grants/v1/applications/{application_id}/assignments", PM),
     ("POST", "/grants/v1/applications/{application_id}/decision", PM),
-    ("GET", "/grants/v1/assignments", ("reviewer", "program_manager", "auditor", "admin")),
+    ("GET", "/grants/v1/assignments", ASSIGNMENT_READERS),
+    ("GET", "/grants/v1/assignments/{assignment_id}", ASSIGNMENT_READERS),
+    ("GET", "/grants/v1/assignments/{assignment_id}/history", ASSIGNMENT_READERS),
     ("POST", "/grants/v1/assignments/{assignment_id}/declaration", REVIEWER),
     ("POST", "/grants/v1/assignments/{assignment_id}/decline", REVIEWER),
     ("GET", "/grants/v1/grants", GRANT_READERS),

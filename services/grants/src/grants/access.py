@@ -5,7 +5,9 @@
 - programme managers: their own agency's applications and grants (funding agency = their
   ``org``) in lists; any one grant by its id, as every ministry role (acting on another
   agency's is refused: 403);
-- reviewers: submitted applications without a conflict of interest, and grants;
+- reviewers: submitted applications without a conflict of interest (in a call reviewed
+  by assignment: those assigned to them, the summary until they declare no conflict),
+  and grants;
 - finance: any one grant by its id (it reconciles the payments it makes on
   ``tranche.released``), nothing else;
 - auditors and admins: everything (read).
@@ -13,11 +15,15 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import Select, false, or_, select
 
 from grants.domain.applications import Application, ApplicationStatus
+from grants.domain.assignments import CLEARED, Assignment
+from grants.domain.calls import ReviewMode
 from grants.domain.grants import Grant
-from grants.models import ApplicationRow, GrantRow, TeamMemberRow
+from grants.models import ApplicationRow, AssignmentRow, CallRow, GrantRow, TeamMemberRow
 from servicekit.auth import Principal
 
 NATIONAL = ("auditor", "admin")
@@ -25,17 +31,39 @@ NATIONAL = ("auditor", "admin")
 MINISTRY_READERS = ("program_manager", "reviewer", "auditor", "admin")
 
 
-def can_read_application(p: Principal, app: Application) -> bool:
+class View(StrEnum):
+    """How much of an application a reader sees."""
+
+    FULL = "full"
+    SUMMARY = "summary"  # what a conflict is judged on: title, call, institution, team
+
+
+def application_view(p: Principal, app: Application, *, assigned_review: bool = False,
+                     assignment: Assignment | None = None) -> View | None:
+    """What ``p`` reads of ``app`` (None: nothing, answered 404). ``assigned_review``:
+    its call is reviewed by assignment; ``assignment``: ``p``'s active assignment to it.
+
+    In an ``open`` call a reviewer reads a submitted application they have no conflict
+    with. In an ``assigned`` call only the assignee does (token ``sub`` and ``org`` as
+    assigned): the summary until they declare no conflict, then the whole application.
+    """
     if p.has(*NATIONAL):
-        return True
+        return View.FULL
     if p.has("researcher") and app.is_team_member(p.sub):
-        return True
+        return View.FULL
     if p.has("institution") and p.org == app.institution_id:
-        return True
+        return View.FULL
     if p.has("program_manager") and p.org == app.agency_id:
-        return True
-    return (p.has("reviewer") and app.status != ApplicationStatus.DRAFT
-            and app.conflict_of(p.sub, p.org) is None)
+        return View.FULL
+    if not p.has("reviewer") or app.status == ApplicationStatus.DRAFT:
+        return None
+    if app.conflict_of(p.sub, p.org) is not None:
+        return None
+    if not assigned_review:
+        return View.FULL
+    if assignment is None or not assignment.is_assignee(p.sub, p.org):
+        return None
+    return View.FULL if assignment.cleared else View.SUMMARY
 
 
 def owns_application(p: Principal, app: Application) -> bool:
@@ -84,7 +112,38 @@ def scope_applications(p: Principal, stmt: Select) -> Select:
         not_conflicted = (ApplicationRow.status != ApplicationStatus.DRAFT.value) & (
             ApplicationRow.institution_id != p.org) & (ApplicationRow.applicant_id != p.sub) & (
             ~_on_team(p.sub, ApplicationRow.id))
-        clauses.append(not_conflicted)
+        openly_reviewed = ApplicationRow.call_id.in_(
+            select(CallRow.id).where(CallRow.review_mode == ReviewMode.OPEN.value))
+        # In assigned calls: what the reviewer was assigned and declared no conflict with
+        # (the summaries before the declaration are reached through their queue).
+        cleared = ApplicationRow.id.in_(select(AssignmentRow.application_id).where(
+            AssignmentRow.reviewer_id == p.sub, AssignmentRow.reviewer_org == p.org,
+            AssignmentRow.status.in_([s.value for s in CLEARED])))
+        clauses.append(not_conflicted & or_(openly_reviewed, cleared))
+    return stmt.where(or_(*clauses) if clauses else false())
+
+
+def assignment_reader(p: Principal, a: Assignment) -> bool:
+    """The assignee (token ``sub`` and ``org`` as assigned), their agency's programme
+    managers and auditors read an assignment and its history."""
+    if p.has("auditor"):
+        return True
+    if p.has("program_manager") and p.org == a.agency_id:
+        return True
+    return p.has("reviewer") and a.is_assignee(p.sub, p.org)
+
+
+def scope_assignments(p: Principal, stmt: Select) -> Select:
+    """Restrict an assignments query to what ``p`` may list: a reviewer their own, a
+    programme manager their agency's, an auditor every one."""
+    if p.has("auditor"):
+        return stmt
+    clauses = []
+    if p.has("reviewer"):
+        clauses.append((AssignmentRow.reviewer_id == p.sub)
+                       & (AssignmentRow.reviewer_org == p.org))
+    if p.has("program_manager"):
+        clauses.append(AssignmentRow.agency_id == p.org)
     return stmt.where(or_(*clauses) if clauses else false())
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from grants.api import applications, calls, grants, portfolio
+from grants.api import applications, assignments, calls, grants, portfolio
 from grants.consumers import consumer_specs
 from grants.settings import GrantsSettings
 from servicekit import migrations
@@ -33,7 +33,8 @@ def create_app(
         settings,
         title="grants",
         description="Lump-sum research grants managed by outputs, with risk-tolerant closure.",
-        routers=[calls.router, applications.router, grants.router, portfolio.router],
+        routers=[calls.router, applications.router, assignments.router, grants.router,
+                 portfolio.router],
         consumers=consumer_specs(clock),
         migrate=migrate,
         bus=bus,

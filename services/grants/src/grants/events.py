@@ -15,6 +15,7 @@ from grants.domain.applications import (
     ApplicationSubmitted,
     ApplicationWithdrawn,
 )
+from grants.domain.assignments import AssignmentCreated, AssignmentReleased
 from grants.domain.calls import CallCancelled, CallClosed, CallOpened
 from grants.domain.grants import (
     BreachRecorded,
@@ -34,6 +35,8 @@ NAMES: dict[type, tuple[str, str]] = {
     ApplicationSubmitted: ("application.submitted", "application_id"),
     ApplicationWithdrawn: ("application.withdrawn", "application_id"),
     ApplicationDecided: ("application.decided", "application_id"),
+    AssignmentCreated: ("assignment.created", "assignment_id"),
+    AssignmentReleased: ("assignment.released", "assignment_id"),
     # Grant, milestone, tranche and result events share the grant's key, so finance
     # sees award → releases → close in order.
     GrantAwarded: ("grant.awarded", "grant_id"),

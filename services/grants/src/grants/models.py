@@ -74,6 +74,10 @@ class ApplicationRow(Base, table=True):
     decision_no: str | None = Field(default=None, max_length=120)
     decision_year: int | None = None
     version: int = 1
+    # The reviews a decision needs (the call's tier for requested_vnd): kept with the
+    # application for the programme manager's "lacks reviewers" query; the call's tiers
+    # never change once it is published, and requested_vnd only while a draft.
+    reviews_needed: int
     endorsed_by: str | None = Field(default=None, max_length=200)
     endorsed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
     withdrawal_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -122,6 +126,32 @@ class ReviewRow(Base, table=True):
     recommendation: str = Field(max_length=10)
     comment: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
+class AssignmentRow(Base, table=True):
+    __tablename__ = "assignments"
+    __table_args__ = (
+        Index("ix_assignments_reviewer", "reviewer_id", "created_at", "id"),
+        Index("ix_assignments_agency", "agency_id", "created_at", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    application_id: str = Field(foreign_key="applications.id", max_length=36, index=True)
+    call_id: str = Field(foreign_key="calls.id", max_length=36)
+    agency_id: str = Field(max_length=200)
+    reviewer_id: str = Field(max_length=200)
+    reviewer_org: str = Field(max_length=200)
+    name: str = Field(max_length=200)
+    due_on: date
+    status: str = Field(max_length=20)
+    assigned_by: str = Field(max_length=200)
+    conflict_of_interest: bool | None = None
+    statement: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    declared_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    decline_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    release_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
 class GrantRow(Base, table=True):

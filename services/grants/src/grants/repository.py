@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlmodel import Session
 
 from grants.domain.applications import (
@@ -19,6 +19,7 @@ from grants.domain.applications import (
     RiskLevel,
     TeamMember,
 )
+from grants.domain.assignments import ACTIVE, OPEN, Assignment, AssignmentStatus
 from grants.domain.calls import Call, CallStatus, ReviewMode, ReviewTier
 from grants.domain.decisions import DecisionNo
 from grants.domain.grants import (
@@ -33,6 +34,7 @@ from grants.domain.grants import (
 )
 from grants.models import (
     ApplicationRow,
+    AssignmentRow,
     BreachRow,
     CallRow,
     GrantRow,
@@ -147,13 +149,14 @@ def _decision(decision_no: str | None, year: int | None) -> DecisionNo | None:
     return DecisionNo(decision_no, year) if decision_no and year else None
 
 
-def add_application(session: Session, app: Application, *, now: datetime) -> ApplicationRow:
+def add_application(session: Session, app: Application, call: Call, *,
+                    now: datetime) -> ApplicationRow:
     row = ApplicationRow(
         id=app.id, call_id=app.call_id, agency_id=app.agency_id,
         applicant_id=app.applicant_id, institution_id=app.institution_id, title=app.title,
         abstract=app.abstract, requested_vnd=app.requested_vnd,
-        risk_level=app.risk_level.value, status=app.status.value, created_at=now,
-        updated_at=now,
+        risk_level=app.risk_level.value, status=app.status.value,
+        reviews_needed=app.reviews_needed(call), created_at=now, updated_at=now,
     )
     session.add(row)
     session.flush()
@@ -195,11 +198,12 @@ def save_application(row: ApplicationRow, app: Application, *, now: datetime) ->
     row.updated_at = now
 
 
-def save_draft_terms(session: Session, row: ApplicationRow, app: Application, *,
+def save_draft_terms(session: Session, row: ApplicationRow, app: Application, call: Call, *,
                      now: datetime) -> None:
     """Write an edited draft: its fields, and its team and milestone plan anew."""
     row.title, row.abstract = app.title, app.abstract
     row.requested_vnd, row.risk_level = app.requested_vnd, app.risk_level.value
+    row.reviews_needed = app.reviews_needed(call)
     row.version = app.version
     for table in (TeamMemberRow, MilestonePlanRow):
         session.execute(delete(table).where(table.application_id == app.id))
@@ -214,6 +218,98 @@ def add_review(session: Session, application_id: str, review: Review, review_id:
                     comment=review.comment, created_at=review.submitted_at)
     session.add(row)
     return row
+
+
+# --- assignments ------------------------------------------------------------------------
+
+def assignment_from_row(row: AssignmentRow) -> Assignment:
+    return Assignment(
+        id=row.id, application_id=row.application_id, call_id=row.call_id,
+        agency_id=row.agency_id, reviewer_id=row.reviewer_id, reviewer_org=row.reviewer_org,
+        name=row.name, due_on=row.due_on, assigned_by=row.assigned_by,
+        status=AssignmentStatus(row.status), conflict_of_interest=row.conflict_of_interest,
+        statement=row.statement,
+        declared_at=as_utc(row.declared_at) if row.declared_at else None,
+        decline_reason=row.decline_reason, release_reason=row.release_reason,
+    )
+
+
+def add_assignment(session: Session, a: Assignment, *, now: datetime) -> AssignmentRow:
+    row = AssignmentRow(
+        id=a.id, application_id=a.application_id, call_id=a.call_id, agency_id=a.agency_id,
+        reviewer_id=a.reviewer_id, reviewer_org=a.reviewer_org, name=a.name,
+        due_on=a.due_on, status=a.status.value, assigned_by=a.assigned_by, created_at=now,
+        updated_at=now)
+    session.add(row)
+    return row
+
+
+def save_assignment(row: AssignmentRow, a: Assignment, *, now: datetime) -> None:
+    row.status = a.status.value
+    row.conflict_of_interest = a.conflict_of_interest
+    row.statement = a.statement
+    row.declared_at = a.declared_at
+    row.decline_reason = a.decline_reason
+    row.release_reason = a.release_reason
+    row.updated_at = now
+
+
+def load_assignment(session: Session, assignment_id: str, *,
+                    for_update: bool = False) -> tuple[AssignmentRow, Assignment] | None:
+    stmt = select(AssignmentRow).where(AssignmentRow.id == assignment_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).scalar_one_or_none()
+    return None if row is None else (row, assignment_from_row(row))
+
+
+def assignments_of(session: Session, application_ids: list[str], *,
+                   for_update: bool = False) -> list[tuple[AssignmentRow, Assignment]]:
+    """Every assignment of these applications, oldest first."""
+    stmt = (select(AssignmentRow).where(AssignmentRow.application_id.in_(application_ids))
+            .order_by(AssignmentRow.created_at, AssignmentRow.id))
+    if for_update:
+        stmt = stmt.with_for_update()
+    return [(row, assignment_from_row(row)) for row in session.execute(stmt).scalars()]
+
+
+def open_assignments(session: Session, *, application_id: str | None = None,
+                     call_id: str | None = None) -> list[tuple[AssignmentRow, Assignment]]:
+    """The open (assigned or accepted) assignments of an application or a call, locked."""
+    stmt = select(AssignmentRow).where(AssignmentRow.status.in_([s.value for s in OPEN]))
+    if application_id is not None:
+        stmt = stmt.where(AssignmentRow.application_id == application_id)
+    if call_id is not None:
+        stmt = stmt.where(AssignmentRow.call_id == call_id)
+    stmt = stmt.order_by(AssignmentRow.created_at, AssignmentRow.id).with_for_update()
+    return [(row, assignment_from_row(row)) for row in session.execute(stmt).scalars()]
+
+
+def reviewer_assignment(session: Session, application_id: str, reviewer_id: str,
+                        reviewer_org: str, *,
+                        for_update: bool = False) -> tuple[AssignmentRow, Assignment] | None:
+    """The reviewer's active assignment to the application (token ``sub`` and ``org`` as
+    assigned), if any."""
+    stmt = select(AssignmentRow).where(
+        AssignmentRow.application_id == application_id,
+        AssignmentRow.reviewer_id == reviewer_id, AssignmentRow.reviewer_org == reviewer_org,
+        AssignmentRow.status.in_([s.value for s in ACTIVE]))
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).scalars().first()
+    return None if row is None else (row, assignment_from_row(row))
+
+
+def active_assignment_counts(session: Session, application_ids: list[str]) -> dict[str, int]:
+    """How many reviewers each application has (assigned, accepted or reviewed)."""
+    if not application_ids:
+        return {}
+    rows = session.execute(
+        select(AssignmentRow.application_id, func.count()).where(
+            AssignmentRow.application_id.in_(application_ids),
+            AssignmentRow.status.in_([s.value for s in ACTIVE]))
+        .group_by(AssignmentRow.application_id)).all()
+    return dict(rows)
 
 
 # --- grants -----------------------------------------------------------------------------

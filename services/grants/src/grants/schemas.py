@@ -145,6 +145,12 @@ class ApplicationRead(BaseModel):
     reviews_count: int
     reviews_needed: int = Field(description=(
         "The reviews a decision needs: the call's tier for requested_vnd"))
+    reviewers_assigned: int = Field(description=(
+        "Reviewers assigned to it who have not declined or declared a conflict "
+        "(assigned, accepted or reviewed); 0 in calls reviewed openly"))
+    needs_reviewers: bool = Field(description=(
+        "In a call reviewed by assignment, a submitted application with fewer reviewers "
+        "assigned than the reviews it needs"))
     endorsed_by: str | None = None
     endorsed_at: datetime | None = None
     withdrawal_reason: str | None = None
@@ -161,6 +167,24 @@ class ApplicationRead(BaseModel):
     updated_at: datetime
     submitted_at: datetime | None = None
     decided_at: datetime | None = None
+
+
+class TeamNameRole(BaseModel):
+    name: str
+    role: str
+
+
+class ApplicationSummary(BaseModel):
+    """What an assigned reviewer reads until they declare no conflict of interest: what
+    a conflict is judged on (title, call, institution, the team's names and roles)."""
+
+    id: str
+    view: Literal["summary"] = "summary"
+    call_id: str
+    call_title: str
+    title: str
+    institution_id: str
+    team: list[TeamNameRole]
 
 
 class ApplicationPage(BaseModel):
@@ -348,3 +372,50 @@ class GrantClose(BaseModel):
     breach: Text | None = Field(default=None, max_length=20_000)
     refund_vnd: Annotated[int, Field(strict=True, ge=0, le=10**15)] | None = None
     partial: list[PartialIn] | None = None
+
+
+# --- reviewer assignments -----------------------------------------------------------------
+
+class AssignmentCreate(BaseModel):
+    reviewer_id: Opaque = Field(min_length=1, max_length=200, description=(
+        "The reviewer's sub: the assignee acts with a token of this sub"))
+    reviewer_org: Opaque = Field(min_length=1, max_length=200, description=(
+        "The reviewer's org: the assignee's token carries it"))
+    name: Text = Field(min_length=1, max_length=200)
+    due_on: CalendarDate = Field(description="The review's due day (Vietnam's), not before today")
+
+
+class AssignmentRead(BaseModel):
+    id: str
+    application_id: str
+    call_id: str
+    agency_id: str
+    reviewer_id: str
+    reviewer_org: str
+    name: str
+    due_on: date
+    status: str = Field(description="assigned | accepted | conflict | declined | reviewed | "
+                                    "released")
+    overdue: bool = Field(description="Past due_on (Vietnam's day) and not reviewed yet")
+    assigned_by: str
+    conflict_of_interest: bool | None = Field(default=None, description=(
+        "The declaration: null until the assignee declares"))
+    statement: str | None = None
+    declared_at: datetime | None = None
+    decline_reason: str | None = None
+    release_reason: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AssignmentPage(BaseModel):
+    items: list[AssignmentRead]
+    next_cursor: str | None = None
+
+
+class Declaration(BaseModel):
+    """The assignee's declaration, made once before reading the whole application."""
+
+    # true or false, not "no" or 0 taken for false.
+    conflict_of_interest: StrictBool
+    statement: Text = Field(min_length=1, max_length=5_000)

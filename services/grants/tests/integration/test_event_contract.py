@@ -52,6 +52,11 @@ class World:
         self.rev1 = tokens.headers("rev-1", "reviewer", org="VAST")
         self.rev2 = tokens.headers("rev-2", "reviewer", org="NAFOSTED")
         self.office = tokens.headers("off-1", "institution", org=INSTITUTION)
+        self.tokens = tokens
+
+    def reviewer(self, assignment: dict) -> dict:
+        return self.tokens.headers(assignment["reviewer_id"], "reviewer",
+                                   org=assignment["reviewer_org"])
 
     def ok(self, method: str, path: str, headers: dict, status: int = 200,
            **kwargs: Any) -> dict:
@@ -183,6 +188,28 @@ def run_the_whole_lifecycle(w: World) -> dict[str, str]:
          json={"decision": "reject", "reason": "out of scope"})
     w.ok("POST", f"/v1/calls/{call['id']}/close", w.pm)
 
+    # A call reviewed by assignment: two reviewers declare no conflict and review, one
+    # declares a conflict, one declines; the fifth, still open, is released by the decision.
+    assigned_call = w.open_call(review_mode="assigned")
+    reviewed_by_assignees = w.drafted(assigned_call["id"])
+    w.ok("POST", f"/v1/applications/{reviewed_by_assignees['id']}/submit", w.lead)
+    assignments = [
+        w.ok("POST", f"/v1/applications/{reviewed_by_assignees['id']}/assignments", w.pm, 201,
+             json={"reviewer_id": sub, "reviewer_org": org, "name": sub,
+                   "due_on": "2026-12-15"})
+        for sub, org in (("rev-1", "VAST"), ("rev-2", "NAFOSTED"), ("rev-4", "IMECH"),
+                         ("rev-5", "IOIT"), ("rev-6", "IMH"))]
+    for a, conflict in zip(assignments[:3], (False, False, True), strict=True):
+        w.ok("POST", f"/v1/assignments/{a['id']}/declaration", w.reviewer(a), json={
+            "conflict_of_interest": conflict, "statement": "I declare it"})
+    for reviewer in (w.rev1, w.rev2):
+        w.ok("POST", f"/v1/applications/{reviewed_by_assignees['id']}/reviews", reviewer,
+             201, json={"scores": {"novelty": 4}, "recommendation": "revise", "comment": ""})
+    w.ok("POST", f"/v1/assignments/{assignments[3]['id']}/decline", w.reviewer(assignments[3]),
+         json={"reason": "on leave until March"})
+    w.ok("POST", f"/v1/applications/{reviewed_by_assignees['id']}/decision", w.pm,
+         json={"decision": "reject", "reason": "needs revision"})
+
     # A call requiring endorsement: endorsed, submitted, withdrawn; then cancelled.
     endorsed_call = w.open_call(requires_endorsement=True)
     draft = w.drafted(endorsed_call["id"])
@@ -237,10 +264,12 @@ def test_every_event_of_the_lifecycle_matches_its_asyncapi_message(w, grants_db,
     assert by_grant[ids["g2"]]["receivables"] == [
         {"payer_id": INSTITUTION, "payer_kind": "institution", "amount_vnd": 200_000_000}]
     assert all(by_grant[ids[g]]["receivables"] == [] for g in ("g3", "g4", "g5"))
-    # Five awards, a rejection and four closures: MOST's register numbers 1..10, no gap.
+    # Five awards, two rejections and four closures: MOST's register numbers 1..11.
     numbered = data_of("application.decided") + data_of("grant.closed")
     assert sorted(int(d["decision_no"].removesuffix("/QĐ-MOST")) for d in numbered) == list(
-        range(1, 11))
+        range(1, 12))
+    assert {(d["from_status"], d["status"]) for d in data_of("assignment.released")} == {
+        ("assigned", "conflict"), ("assigned", "declined"), ("assigned", "released")}
     assert [d["decision_no"] for d in data_of("grant.awarded")] == [
         d["decision_no"] for d in data_of("application.decided") if d["decision"] == "approve"]
     assert [d["call_id"] for d in data_of("call.closed")] == [ids["call"]]
@@ -311,6 +340,13 @@ TAMPERINGS: list[tuple[str, str, Tamper]] = [
      lambda e: e["data"].update(from_status="approved")),
     ("application.withdrawn", "without a reason", lambda e: e["data"].update(reason="")),
     ("application.endorsed", "an extra field", lambda e: e["data"].update(note="ok")),
+    ("assignment.created", "a due_on with a time",
+     lambda e: e["data"].update(due_on="2026-12-15T00:00:00Z")),
+    ("assignment.created", "no reviewer_org", lambda e: e["data"].pop("reviewer_org")),
+    ("assignment.released", "released after the review",
+     lambda e: e["data"].update(from_status="reviewed")),
+    ("assignment.released", "a conflict declared after accepting",
+     lambda e: e["data"].update(status="conflict", from_status="accepted")),
     ("call.cancelled", "cancelled as a draft (never published)",
      lambda e: e["data"].update(from_status="draft")),
     ("call.opened", "budget_vnd as a string",
@@ -329,6 +365,14 @@ def test_events_that_drift_from_the_document_are_refused(w, grants_db, messages)
     w.ok("POST", f"/v1/applications/{withdrawn['id']}/withdraw", w.lead,
          json={"reason": "merged with another project"})
     w.ok("POST", f"/v1/calls/{cancelled['id']}/cancel", w.pm, json={"reason": "merged"})
+    assigned_call = w.open_call(review_mode="assigned")
+    assigned_app = w.drafted(assigned_call["id"])
+    w.ok("POST", f"/v1/applications/{assigned_app['id']}/submit", w.lead)
+    assignment = w.ok("POST", f"/v1/applications/{assigned_app['id']}/assignments", w.pm, 201,
+                      json={"reviewer_id": "rev-1", "reviewer_org": "VAST", "name": "R1",
+                            "due_on": "2026-12-15"})
+    w.ok("POST", f"/v1/assignments/{assignment['id']}/decline", w.reviewer(assignment),
+         json={"reason": "travelling"})
     w.report(grant, 1)
     w.accept(grant, 1)
     w.ok("POST", f"/v1/grants/{grant['id']}/breaches", w.pm, 201,
@@ -339,7 +383,7 @@ def test_events_that_drift_from_the_document_are_refused(w, grants_db, messages)
     for row in outbox_rows(grants_db):
         event = json.loads(row["value"])
         if event["subject"] in (call["id"], grant["id"], grant["application_id"],
-                                cancelled["id"], withdrawn["id"]):
+                                cancelled["id"], withdrawn["id"], assignment["id"]):
             events.setdefault(event["type"], event)
 
     for name, what, tamper in TAMPERINGS:

@@ -1,4 +1,5 @@
-"""Draft edits, endorsement, withdrawal and review tiers on applications, as plain objects."""
+"""Draft edits, endorsement, withdrawal, review tiers, reviewer assignments and
+declarations, as plain objects."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from grants.domain.applications import (
     RiskLevel,
     TeamMember,
 )
-from grants.domain.calls import Call, ReviewTier
+from grants.domain.assignments import (
+    Assignment,
+    AssignmentCreated,
+    AssignmentReleased,
+    AssignmentStatus,
+)
+from grants.domain.calls import Call, ReviewMode, ReviewTier
 from grants.domain.decisions import DecisionNo
 from grants.domain.errors import ConflictOfInterest, IllegalTransition, InvalidInput
 
@@ -189,3 +196,136 @@ def test_a_decision_needs_the_reviews_of_the_tier_for_the_amount_requested():
     for i in range(3, 6):
         large.add_review(review(f"rev-{i}"), declared_conflict=False)
     large.approve(call, 4_500_000_000, NOW, grant_id="g-2", take_number=take)
+
+
+# --- assignments and declarations --------------------------------------------------------
+
+def submitted_in_assigned_call() -> tuple[Call, Application]:
+    call = open_call(review_mode=ReviewMode.ASSIGNED)
+    app = draft(call)
+    app.submit(call, NOW)
+    return call, app
+
+
+def assigned(call: Call, app: Application, reviewer: str = "rev-1", org: str = "VAST", *,
+             earlier: list[Assignment] | None = None, due_on=TODAY + timedelta(days=7),
+             by: str = "pm-1") -> Assignment:
+    return Assignment.assign(id=f"a-{reviewer}-{len(earlier or [])}", application=app,
+                             call=call, reviewer_id=reviewer, reviewer_org=org,
+                             name="Dr R", due_on=due_on, assigned_by=by,
+                             earlier=earlier or [], today=TODAY, now=NOW)
+
+
+def test_an_assignment_starts_assigned_and_announces_itself():
+    call, app = submitted_in_assigned_call()
+    a = assigned(call, app)
+    assert (a.status, a.agency_id, a.call_id) == (AssignmentStatus.ASSIGNED, "MOST", call.id)
+    assert isinstance(a.events[-1], AssignmentCreated) and not a.cleared
+
+
+@pytest.mark.parametrize(("reviewer", "org", "reason"), [
+    ("rev-1", "HUST", "organisation is the applicant institution"),
+    ("r-member", "VAST", "on the applicant team"),
+    ("r-lead", "VAST", "on the applicant team"),
+])
+def test_a_known_conflict_is_refused_with_its_reason(reviewer, org, reason):
+    call, app = submitted_in_assigned_call()
+    with pytest.raises(ConflictOfInterest, match=reason):
+        assigned(call, app, reviewer, org)
+
+
+def test_assigning_keeps_to_its_rules():
+    call, app = submitted_in_assigned_call()
+    with pytest.raises(InvalidInput) as err:
+        assigned(call, app, due_on=TODAY - timedelta(days=1))
+    assert err.value.field == "due_on"
+    assigned(call, app, due_on=TODAY)  # due today is fine
+    with pytest.raises(ConflictOfInterest, match="programme manager is on the applicant"):
+        assigned(call, app, by="r-member")
+    openly = open_call()
+    with pytest.raises(IllegalTransition, match="review_mode open"):
+        assigned(openly, draft(openly))
+    with pytest.raises(IllegalTransition, match="submitted application"):
+        assigned(call, draft(call))
+
+
+def test_a_reviewer_is_assigned_once_and_never_after_declaring_a_conflict():
+    call, app = submitted_in_assigned_call()
+    first = assigned(call, app)
+    with pytest.raises(IllegalTransition, match="already assigned"):
+        assigned(call, app, earlier=[first])
+    first.declare(conflict_of_interest=True, statement="my former student", now=NOW)
+    with pytest.raises(ConflictOfInterest, match="declared a conflict"):
+        assigned(call, app, earlier=[first])
+    other = assigned(call, app, "rev-2", "NAFOSTED")
+    other.decline("on leave", NOW)
+    assigned(call, app, "rev-2", "NAFOSTED", earlier=[first, other])  # declined: asked again
+
+
+@pytest.mark.parametrize(("conflict", "status"), [(False, AssignmentStatus.ACCEPTED),
+                                                  (True, AssignmentStatus.CONFLICT)])
+def test_a_declaration_is_made_once_with_a_statement(conflict, status):
+    call, app = submitted_in_assigned_call()
+    a = assigned(call, app)
+    with pytest.raises(InvalidInput) as err:
+        a.declare(conflict_of_interest=conflict, statement="  ", now=NOW)
+    assert err.value.field == "statement" and a.status == AssignmentStatus.ASSIGNED
+    a.declare(conflict_of_interest=conflict, statement="declared", now=NOW)
+    assert (a.status, a.conflict_of_interest, a.declared_at) == (status, conflict, NOW)
+    assert a.cleared is not conflict
+    assert isinstance(a.events[-1], AssignmentReleased) is conflict
+    with pytest.raises(IllegalTransition, match="made once"):
+        a.declare(conflict_of_interest=not conflict, statement="changed my mind", now=NOW)
+
+
+def test_declining_comes_before_reviewing_and_needs_a_reason():
+    call, app = submitted_in_assigned_call()
+    waiting, cleared, done = (assigned(call, app, f"rev-{i}") for i in range(3))
+    with pytest.raises(InvalidInput):
+        waiting.decline(" ", NOW)
+    waiting.decline("too busy", NOW)
+    cleared.declare(conflict_of_interest=False, statement="none", now=NOW)
+    cleared.decline("fell ill", NOW)
+    assert {waiting.status, cleared.status} == {AssignmentStatus.DECLINED}
+    assert waiting.events[-1].from_status == "assigned"
+    assert cleared.events[-1].from_status == "accepted"
+    done.declare(conflict_of_interest=False, statement="none", now=NOW)
+    done.start_review()
+    with pytest.raises(IllegalTransition, match="not yet reviewed"):
+        done.decline("too late", NOW)
+    with pytest.raises(IllegalTransition, match="there is nothing to declare"):
+        waiting.declare(conflict_of_interest=False, statement="x", now=NOW)
+
+
+def test_only_an_assignee_who_declared_no_conflict_starts_a_review_and_only_once():
+    call, app = submitted_in_assigned_call()
+    a = assigned(call, app)
+    with pytest.raises(IllegalTransition, match="declare no conflict of interest"):
+        a.start_review()
+    a.declare(conflict_of_interest=False, statement="none", now=NOW)
+    a.start_review()
+    assert a.status == AssignmentStatus.REVIEWED and a.cleared
+    with pytest.raises(IllegalTransition):
+        a.start_review()
+
+
+def test_releasing_ends_only_open_assignments_and_overdue_flags_only_them():
+    call, app = submitted_in_assigned_call()
+    waiting, done = assigned(call, app), assigned(call, app, "rev-2")
+    done.declare(conflict_of_interest=False, statement="none", now=NOW)
+    done.start_review()
+    late = waiting.due_on + timedelta(days=1)
+    assert waiting.overdue(late) and not waiting.overdue(waiting.due_on)
+    assert not done.overdue(late)
+    assert waiting.release("the application was withdrawn", NOW)
+    assert not done.release("the application was withdrawn", NOW)
+    assert (waiting.status, done.status) == (AssignmentStatus.RELEASED,
+                                             AssignmentStatus.REVIEWED)
+    assert not waiting.overdue(late)
+
+
+def test_the_assignee_is_the_assigned_sub_and_org_together():
+    call, app = submitted_in_assigned_call()
+    a = assigned(call, app, "rev-1", "VAST")
+    assert a.is_assignee("rev-1", "VAST")
+    assert not a.is_assignee("rev-1", "NAFOSTED") and not a.is_assignee("rev-2", "VAST")

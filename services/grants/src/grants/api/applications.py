@@ -6,13 +6,15 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from grants import access, events
 from grants.api.calls import visible_call
 from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager
+from grants.api.reviewers import release_open
 from grants.domain.applications import (
+    REVIEWABLE,
     Application,
     ApplicationStatus,
     ConflictOfInterest,
@@ -20,10 +22,12 @@ from grants.domain.applications import (
     Review,
     TeamMember,
 )
-from grants.domain.calls import Call
+from grants.domain.assignments import ACTIVE
+from grants.domain.calls import Call, ReviewMode
 from grants.domain.grants import Grant
-from grants.models import ApplicationRow, ReviewRow
+from grants.models import ApplicationRow, AssignmentRow, CallRow, ReviewRow
 from grants.repository import (
+    active_assignment_counts,
     add_application,
     add_grant,
     add_review,
@@ -31,7 +35,9 @@ from grants.repository import (
     call_from_row,
     get_call_row,
     load_application,
+    reviewer_assignment,
     save_application,
+    save_assignment,
     save_call,
     save_draft_terms,
 )
@@ -39,6 +45,7 @@ from grants.schemas import (
     ApplicationCreate,
     ApplicationPage,
     ApplicationRead,
+    ApplicationSummary,
     Approve,
     Decision,
     MilestonePlanOut,
@@ -47,6 +54,7 @@ from grants.schemas import (
     ReviewPage,
     ReviewRead,
     TeamMemberOut,
+    TeamNameRole,
 )
 from servicekit.audit import HistoryEntry, HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
@@ -64,7 +72,15 @@ Reviewer = Annotated[Principal, Depends(require_roles("reviewer"))]
 Institution = Annotated[Principal, Depends(require_roles("institution"))]
 
 
-def to_read(row: ApplicationRow, app: Application, call: Call) -> ApplicationRead:
+def read_of(session: Session, row: ApplicationRow, app: Application,
+            call: Call) -> ApplicationRead:
+    reviewers = active_assignment_counts(session, [app.id]).get(app.id, 0)
+    return to_read(row, app, call, reviewers)
+
+
+def to_read(row: ApplicationRow, app: Application, call: Call,
+            reviewers: int) -> ApplicationRead:
+    """``reviewers``: its assignments still counted (assigned, accepted, reviewed)."""
     return ApplicationRead(
         id=app.id, call_id=app.call_id, agency_id=app.agency_id,
         applicant_id=app.applicant_id, institution_id=app.institution_id, title=app.title,
@@ -76,7 +92,9 @@ def to_read(row: ApplicationRow, app: Application, call: Call) -> ApplicationRea
                                      verification=m.verification, due_date=m.due_date,
                                      tranche_bp=m.tranche_bp) for m in app.milestones],
         status=app.status.value, version=app.version, reviews_count=len(app.reviews),
-        reviews_needed=app.reviews_needed(call),
+        reviews_needed=app.reviews_needed(call), reviewers_assigned=reviewers,
+        needs_reviewers=(call.assigned_review and app.status in REVIEWABLE
+                         and reviewers < app.reviews_needed(call)),
         endorsed_by=app.endorsement.endorsed_by if app.endorsement else None,
         endorsed_at=app.endorsement.endorsed_at if app.endorsement else None,
         withdrawal_reason=app.withdrawal_reason,
@@ -95,12 +113,34 @@ def call_of(session: Session, app: Application, *, for_update: bool = False) -> 
     return call_from_row(get_call_row(session, app.call_id, for_update=for_update))
 
 
+def viewed(session: Session, application_id: str, p: Principal, *,
+           for_update: bool = False) -> tuple[ApplicationRow, Application, access.View]:
+    """The application and how much of it ``p`` reads; 404 when nothing."""
+    loaded = load_application(session, application_id, for_update=for_update)
+    if loaded is None:
+        raise NotFound(f"application {application_id} not found")
+    row, app = loaded
+    assigned_review, assignment = False, None
+    if p.has("reviewer"):
+        assigned_review = call_of(session, app).assigned_review
+        if assigned_review:
+            found = reviewer_assignment(session, app.id, p.sub, p.org)
+            assignment = found[1] if found else None
+    view = access.application_view(p, app, assigned_review=assigned_review,
+                                   assignment=assignment)
+    if view is None:
+        raise NotFound(f"application {application_id} not found")
+    return row, app, view
+
+
 def visible(session: Session, application_id: str, p: Principal, *,
             for_update: bool = False) -> tuple[ApplicationRow, Application]:
-    loaded = load_application(session, application_id, for_update=for_update)
-    if loaded is None or not access.can_read_application(p, loaded[1]):
-        raise NotFound(f"application {application_id} not found")
-    return loaded
+    """The whole application; an assignee who has not declared yet is refused (403)."""
+    row, app, view = viewed(session, application_id, p, for_update=for_update)
+    if view != access.View.FULL:
+        raise Forbidden("declare whether you have a conflict of interest first: until then "
+                        "an assigned reviewer reads only the application's summary")
+    return row, app
 
 
 @router.post("/applications", status_code=201, response_model=ApplicationRead,
@@ -116,9 +156,9 @@ def create_application(body: ApplicationCreate, user: Researcher, uow: UnitOfWor
         requested_vnd=body.requested_vnd, risk_level=body.risk_level,
         team=_team(body), milestones=_milestones(body), today=uow.today,
     )
-    row = add_application(uow.session, app, now=uow.now)
+    row = add_application(uow.session, app, call, now=uow.now)
     uow.record(AGGREGATE, app.id, "draft", to_status=app.status.value)
-    return uow.commit(to_read(row, app, call), status_code=201)
+    return uow.commit(to_read(row, app, call, 0), status_code=201)
 
 
 def _team(body: ApplicationCreate) -> list[TeamMember]:
@@ -151,10 +191,10 @@ def edit_application(application_id: str, body: ApplicationCreate, user: Researc
         title=body.title, abstract=body.abstract, requested_vnd=body.requested_vnd,
         risk_level=body.risk_level, team=_team(body), milestones=_milestones(body),
         today=uow.today)
-    save_draft_terms(uow.session, row, app, now=uow.now)
+    save_draft_terms(uow.session, row, app, call, now=uow.now)
     uow.record(AGGREGATE, app.id, "edit", from_status=app.status.value,
                to_status=app.status.value, data={"version": app.version, "changes": changes})
-    return uow.commit(to_read(row, app, call))
+    return uow.commit(to_read(row, app, call, 0))
 
 
 @router.post("/applications/{application_id}/endorse", response_model=ApplicationRead,
@@ -169,7 +209,7 @@ def endorse_application(application_id: str, user: Institution, uow: UnitOfWorkD
     uow.record(AGGREGATE, app.id, "endorse", from_status=app.status.value,
                to_status=app.status.value, data={"version": app.version})
     events.publish(uow, app.events)
-    return uow.commit(to_read(row, app, call_of(uow.session, app)))
+    return uow.commit(to_read(row, app, call_of(uow.session, app), 0))
 
 
 @router.post("/applications/{application_id}/withdraw", response_model=ApplicationRead,
@@ -183,7 +223,8 @@ def withdraw_application(application_id: str, body: Reason, user: Researcher,
     uow.record(AGGREGATE, app.id, "withdraw", from_status=before, to_status=app.status.value,
                reason=body.reason)
     events.publish(uow, app.events)
-    return uow.commit(to_read(row, app, call_of(uow.session, app)))
+    release_open(uow, "the application was withdrawn", application_id=app.id)
+    return uow.commit(read_of(uow.session, row, app, call_of(uow.session, app)))
 
 
 @router.post("/applications/{application_id}/submit", response_model=ApplicationRead,
@@ -195,7 +236,7 @@ def submit_application(application_id: str, user: Researcher, uow: UnitOfWorkDep
     save_application(row, app, now=uow.now)
     uow.record(AGGREGATE, app.id, "submit", from_status="draft", to_status=app.status.value)
     events.publish(uow, app.events)
-    return uow.commit(to_read(row, app, call))
+    return uow.commit(to_read(row, app, call, 0))
 
 
 @router.post("/applications/{application_id}/reviews", status_code=201,
@@ -207,6 +248,14 @@ def create_review(application_id: str, body: ReviewCreate, user: Reviewer,
         raise NotFound(f"application {application_id} not found")
     row, app = loaded
     before = app.status.value
+    assigned = None
+    if call_of(uow.session, app).assigned_review:
+        # Only an assignee reviews; to any other reviewer the application does not exist.
+        assigned = reviewer_assignment(uow.session, app.id, user.sub, user.org,
+                                       for_update=True)
+        if assigned is None:
+            raise NotFound(f"application {application_id} not found")
+        assigned[1].start_review()
     review = Review(user.sub, user.org, dict(body.scores), body.recommendation, body.comment,
                     uow.now)
     app.add_review(review, declared_conflict=body.conflict_of_interest)
@@ -214,6 +263,12 @@ def create_review(application_id: str, body: ReviewCreate, user: Reviewer,
     save_application(row, app, now=uow.now)
     uow.record(AGGREGATE, app.id, "review", from_status=before, to_status=app.status.value,
                data={"review_id": review_row.id, "recommendation": review.recommendation})
+    if assigned is not None:
+        assignment_row, assignment = assigned
+        save_assignment(assignment_row, assignment, now=uow.now)
+        uow.record("assignment", assignment.id, "review", from_status="accepted",
+                   to_status=assignment.status.value,
+                   data={"application_id": app.id, "review_id": review_row.id})
     return uow.commit(review_read(review_row), status_code=201)
 
 
@@ -252,6 +307,8 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
             "conflict of interest: the programme manager is on the applicant team")
     # The call's row lock serialises decisions on one call, so the budget holds.
     call_row = get_call_row(uow.session, app.call_id, for_update=True)
+    # Before the decision takes its number: the register stays locked only from then on.
+    release_open(uow, "the application was decided", application_id=app.id)
     call = call_from_row(call_row)
     before = app.status.value
     grant: Grant | None = None
@@ -286,14 +343,22 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
                    data={"awarded_vnd": body.awarded_vnd, "application_id": app.id,
                          "remaining_budget_vnd": call.remaining_budget_vnd})
         events.publish(uow, grant.events)
-    return uow.commit(to_read(row, app, call))
+    return uow.commit(read_of(uow.session, row, app, call))
 
 
-@router.get("/applications/{application_id}", response_model=ApplicationRead,
-            summary="One application (team, institution, ministry)")
+@router.get("/applications/{application_id}",
+            response_model=ApplicationRead | ApplicationSummary,
+            summary="One application (team, institution, ministry); an assigned reviewer "
+                    "reads its summary until they declare no conflict of interest")
 def read_application(application_id: str, session: SessionDep, user: CurrentPrincipal):
-    row, app = visible(session, application_id, user)
-    return to_read(row, app, call_of(session, app))
+    row, app, view = viewed(session, application_id, user)
+    call = call_of(session, app)
+    if view == access.View.SUMMARY:
+        return ApplicationSummary(
+            id=app.id, call_id=app.call_id, call_title=call.title, title=app.title,
+            institution_id=app.institution_id,
+            team=[TeamNameRole(name=t.name, role=t.role) for t in app.team])
+    return read_of(session, row, app, call)
 
 
 @router.get("/applications/{application_id}/history", response_model=HistoryPage,
@@ -329,8 +394,11 @@ def _redacted(entry: HistoryEntry) -> HistoryEntry:
 
 
 def _page(session: Session, user: Principal, *, call_id: str | None, status: str | None,
-          institution_id: str | None, limit: int, cursor: str | None) -> ApplicationPage:
+          institution_id: str | None, limit: int, cursor: str | None,
+          needs_reviewers: bool | None = None) -> ApplicationPage:
     stmt = access.scope_applications(user, select(ApplicationRow))
+    if needs_reviewers is not None:
+        stmt = stmt.where(lacking_reviewers() if needs_reviewers else ~lacking_reviewers())
     if call_id:
         stmt = stmt.where(ApplicationRow.call_id == call_id)
     if status:
@@ -340,13 +408,27 @@ def _page(session: Session, user: Principal, *, call_id: str | None, status: str
     rows, next_cursor = keyset_page(session, stmt, ApplicationRow.created_at, ApplicationRow.id,
                                     limit=limit, cursor=cursor)
     calls: dict[str, Call] = {}
+    reviewers = active_assignment_counts(session, [r.id for r in rows])
     items = []
     for r in rows:
         app = application_from_row(session, r)
         if app.call_id not in calls:
             calls[app.call_id] = call_of(session, app)
-        items.append(to_read(r, app, calls[app.call_id]))
+        items.append(to_read(r, app, calls[app.call_id], reviewers.get(app.id, 0)))
     return ApplicationPage(items=items, next_cursor=next_cursor)
+
+
+def lacking_reviewers():
+    """SQL of ``needs_reviewers``: submitted, in a call reviewed by assignment, with
+    fewer reviewers counted than the reviews it needs."""
+    counted = (select(func.count()).select_from(AssignmentRow)
+               .where(AssignmentRow.application_id == ApplicationRow.id,
+                      AssignmentRow.status.in_([s.value for s in ACTIVE]))
+               .scalar_subquery())
+    return (ApplicationRow.status.in_([s.value for s in REVIEWABLE])
+            & ApplicationRow.call_id.in_(select(CallRow.id).where(
+                CallRow.review_mode == ReviewMode.ASSIGNED.value))
+            & (ApplicationRow.reviews_needed > counted))
 
 
 @router.get("/applications", response_model=ApplicationPage,
@@ -354,10 +436,12 @@ def _page(session: Session, user: Principal, *, call_id: str | None, status: str
                     "agency's; reviewers see submitted ones without conflicts")
 def read_applications(session: SessionDep, user: CurrentPrincipal,
                       call_id: str | None = None, status: ApplicationStatus | None = None,
-                      institution_id: str | None = None, limit: Limit = DEFAULT_PAGE,
+                      institution_id: str | None = None, needs_reviewers: bool | None = None,
+                      limit: Limit = DEFAULT_PAGE,
                       cursor: str | None = None) -> ApplicationPage:
     return _page(session, user, call_id=call_id, status=status.value if status else None,
-                 institution_id=institution_id, limit=limit, cursor=cursor)
+                 institution_id=institution_id, limit=limit, cursor=cursor,
+                 needs_reviewers=needs_reviewers)
 
 
 @router.get("/calls/{call_id}/applications", response_model=ApplicationPage,

@@ -10,6 +10,7 @@ from sqlalchemy import and_, func, or_, select
 
 from grants import events
 from grants.api.deps import DEFAULT_PAGE, CallHistoryReader, Limit, ProgramManager
+from grants.api.reviewers import release_open
 from grants.domain.applications import ApplicationStatus
 from grants.domain.calls import Call, CallStatus, ReviewTier
 from grants.models import ApplicationRow, CallRow
@@ -147,6 +148,7 @@ def cancel_call(call_id: str, body: Reason, user: ProgramManager, uow: UnitOfWor
     uow.record(AGGREGATE, call.id, "cancel", from_status=before, to_status=call.status.value,
                reason=body.reason)
     events.publish(uow, call.events)
+    release_open(uow, "the call was cancelled", call_id=call.id)
     return uow.commit(to_read(row, uow.now))
 
 

@@ -32,6 +32,8 @@ class ApplicationStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+# Submitted and not yet decided: what is reviewed.
+REVIEWABLE = (ApplicationStatus.SUBMITTED, ApplicationStatus.UNDER_REVIEW)
 # Not yet decided: what the owner may still withdraw.
 UNDECIDED = (ApplicationStatus.DRAFT, ApplicationStatus.SUBMITTED, ApplicationStatus.UNDER_REVIEW)
 

@@ -1,0 +1,171 @@
+"""Reviewer assignments and declarations: ``/v1/applications/{id}/assignments`` and
+``/v1/assignments`` (calls with ``review_mode: assigned``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from sqlmodel import Session
+
+from grants import access, events
+from grants.api.applications import call_of, visible
+from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager
+from grants.domain.assignments import OPEN, Assignment, AssignmentStatus
+from grants.models import AssignmentRow
+from grants.repository import (
+    add_assignment,
+    assignment_from_row,
+    assignments_of,
+    load_assignment,
+    save_assignment,
+)
+from grants.schemas import (
+    AssignmentCreate,
+    AssignmentPage,
+    AssignmentRead,
+    Declaration,
+    Reason,
+)
+from servicekit.audit import HistoryPage, history
+from servicekit.auth import Principal, require_roles
+from servicekit.clock import as_utc
+from servicekit.paging import keyset_page
+from servicekit.problems import Forbidden, NotFound
+from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWork, UnitOfWorkDep
+
+router = APIRouter(prefix="/v1", tags=["assignments"])
+
+AGGREGATE = "assignment"
+Reviewer = Annotated[Principal, Depends(require_roles("reviewer"))]
+# The contract's readers of the queue: a reviewer (their own), a programme manager (their
+# agency's), an auditor (all).
+QueueReader = Annotated[Principal, Depends(require_roles("reviewer", "program_manager",
+                                                         "auditor"))]
+
+
+def to_read(row: AssignmentRow, a: Assignment, today: date) -> AssignmentRead:
+    return AssignmentRead(
+        id=a.id, application_id=a.application_id, call_id=a.call_id, agency_id=a.agency_id,
+        reviewer_id=a.reviewer_id, reviewer_org=a.reviewer_org, name=a.name,
+        due_on=a.due_on, status=a.status.value, overdue=a.overdue(today),
+        assigned_by=a.assigned_by, conflict_of_interest=a.conflict_of_interest,
+        statement=a.statement, declared_at=a.declared_at, decline_reason=a.decline_reason,
+        release_reason=a.release_reason, created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at))
+
+
+def readable(session: Session, assignment_id: str, p: Principal, *,
+             for_update: bool = False) -> tuple[AssignmentRow, Assignment]:
+    loaded = load_assignment(session, assignment_id, for_update=for_update)
+    if loaded is None or not access.assignment_reader(p, loaded[1]):
+        raise NotFound(f"assignment {assignment_id} not found")
+    return loaded
+
+
+def assigned_to(session: Session, assignment_id: str,
+                p: Principal) -> tuple[AssignmentRow, Assignment]:
+    """The assignment, locked, when ``p`` is its assignee (token ``sub`` and ``org`` as
+    assigned); 404 to anyone else."""
+    loaded = load_assignment(session, assignment_id, for_update=True)
+    if loaded is None or not loaded[1].is_assignee(p.sub, p.org):
+        raise NotFound(f"assignment {assignment_id} not found")
+    return loaded
+
+
+@router.post("/applications/{application_id}/assignments", status_code=201,
+             response_model=AssignmentRead,
+             summary="Assign a reviewer with a due date (calls reviewed by assignment); a "
+                     "known conflict is refused with its reason")
+def assign_reviewer(application_id: str, body: AssignmentCreate, user: ProgramManager,
+                    uow: UnitOfWorkDep):
+    _, app = visible(uow.session, application_id, user, for_update=True)
+    if app.agency_id != user.org:
+        raise Forbidden("programme managers assign reviewers only to their own agency's "
+                        "applications")
+    earlier = [a for _, a in assignments_of(uow.session, [app.id])]
+    assignment = Assignment.assign(
+        id=str(uuid.uuid4()), application=app, call=call_of(uow.session, app),
+        reviewer_id=body.reviewer_id, reviewer_org=body.reviewer_org, name=body.name,
+        due_on=body.due_on, assigned_by=user.sub, earlier=earlier, today=uow.today,
+        now=uow.now)
+    row = add_assignment(uow.session, assignment, now=uow.now)
+    uow.record(AGGREGATE, assignment.id, "assign", to_status=assignment.status.value,
+               data={"application_id": app.id, "reviewer_id": assignment.reviewer_id,
+                     "reviewer_org": assignment.reviewer_org, "due_on": assignment.due_on})
+    events.publish(uow, assignment.events)
+    return uow.commit(to_read(row, assignment, uow.today), status_code=201)
+
+
+@router.get("/assignments", response_model=AssignmentPage,
+            summary="The reviewer's queue (their own), a programme manager's agency's "
+                    "assignments, or all (auditor): what is due and what is overdue")
+def read_assignments(session: SessionDep, user: QueueReader, today: TodayDep,
+                     status: AssignmentStatus | None = None, overdue: bool | None = None,
+                     application_id: str | None = None, limit: Limit = DEFAULT_PAGE,
+                     cursor: str | None = None) -> AssignmentPage:
+    stmt = access.scope_assignments(user, select(AssignmentRow))
+    if status is not None:
+        stmt = stmt.where(AssignmentRow.status == status.value)
+    if application_id is not None:
+        stmt = stmt.where(AssignmentRow.application_id == application_id)
+    if overdue is not None:
+        late = AssignmentRow.status.in_([s.value for s in OPEN]) & (
+            AssignmentRow.due_on < today)
+        stmt = stmt.where(late if overdue else ~late)
+    rows, next_cursor = keyset_page(session, stmt, AssignmentRow.created_at, AssignmentRow.id,
+                                    limit=limit, cursor=cursor, newest_first=False)
+    return AssignmentPage(items=[to_read(r, assignment_from_row(r), today) for r in rows],
+                          next_cursor=next_cursor)
+
+
+@router.get("/assignments/{assignment_id}", response_model=AssignmentRead,
+            summary="One assignment (the assignee, the agency's programme managers, auditors)")
+def read_assignment(assignment_id: str, session: SessionDep, user: QueueReader,
+                    today: TodayDep) -> AssignmentRead:
+    row, assignment = readable(session, assignment_id, user)
+    return to_read(row, assignment, today)
+
+
+@router.get("/assignments/{assignment_id}/history", response_model=HistoryPage,
+            summary="The assignment's audit trail: who declared what, when")
+def read_assignment_history(assignment_id: str, session: SessionDep, user: QueueReader,
+                            limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
+    readable(session, assignment_id, user)
+    return history(session, AGGREGATE, assignment_id, limit=limit, cursor=cursor)
+
+
+def _finish(uow: UnitOfWork, row: AssignmentRow, assignment: Assignment, action: str, *,
+            before: str, reason: str, data: dict):
+    save_assignment(row, assignment, now=uow.now)
+    uow.record(AGGREGATE, assignment.id, action, from_status=before,
+               to_status=assignment.status.value, reason=reason,
+               data={"application_id": assignment.application_id, **data})
+    events.publish(uow, assignment.events)
+    return uow.commit(to_read(row, assignment, uow.today))
+
+
+@router.post("/assignments/{assignment_id}/declaration", response_model=AssignmentRead,
+             summary="The assignee declares, once, whether they have a conflict of interest; "
+                     "a conflict releases the assignment")
+def declare(assignment_id: str, body: Declaration, user: Reviewer, uow: UnitOfWorkDep):
+    row, assignment = assigned_to(uow.session, assignment_id, user)
+    before = assignment.status.value
+    assignment.declare(conflict_of_interest=body.conflict_of_interest,
+                       statement=body.statement, now=uow.now)
+    return _finish(uow, row, assignment, "declare", before=before, reason=body.statement,
+                   data={"conflict_of_interest": body.conflict_of_interest,
+                         "statement": body.statement})
+
+
+@router.post("/assignments/{assignment_id}/decline", response_model=AssignmentRead,
+             summary="The assignee declines, before reviewing, with a reason")
+def decline(assignment_id: str, body: Reason, user: Reviewer, uow: UnitOfWorkDep):
+    row, assignment = assigned_to(uow.session, assignment_id, user)
+    before = assignment.status.value
+    assignment.decline(body.reason, uow.now)
+    return _finish(uow, row, assignment, "decline", before=before, reason=body.reason,
+                   data={})
