@@ -10,7 +10,8 @@
   and grants;
 - finance: any one grant by its id (it reconciles the payments it makes on
   ``tranche.released``), nothing else;
-- auditors and admins: everything (read).
+- auditors and admins: everything (read), but for reviewer assignments: their assignee,
+  their agency's programme managers and auditors (the contract's readers of the queue).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Query
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -433,12 +433,16 @@ def lacking_reviewers():
 
 @router.get("/applications", response_model=ApplicationPage,
             summary="Applications you may see: a researcher's own, an institution's, an "
-                    "agency's; reviewers see submitted ones without conflicts")
-def read_applications(session: SessionDep, user: CurrentPrincipal,
-                      call_id: str | None = None, status: ApplicationStatus | None = None,
-                      institution_id: str | None = None, needs_reviewers: bool | None = None,
-                      limit: Limit = DEFAULT_PAGE,
-                      cursor: str | None = None) -> ApplicationPage:
+                    "agency's; reviewers see submitted ones without conflicts (in calls "
+                    "reviewed by assignment, those they declared no conflict with)")
+def read_applications(
+    session: SessionDep, user: CurrentPrincipal, call_id: str | None = None,
+    status: ApplicationStatus | None = None, institution_id: str | None = None,
+    needs_reviewers: Annotated[bool | None, Query(description=(
+        "true: submitted applications of calls reviewed by assignment with fewer reviewers "
+        "assigned than the reviews they need; false: the others"))] = None,
+    limit: Limit = DEFAULT_PAGE, cursor: str | None = None,
+) -> ApplicationPage:
     return _page(session, user, call_id=call_id, status=status.value if status else None,
                  institution_id=institution_id, limit=limit, cursor=cursor,
                  needs_reviewers=needs_reviewers)
