@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, case, delete, func, select
 from sqlmodel import Session
 
 from grants.domain.applications import (
@@ -32,14 +33,17 @@ from grants.domain.grants import (
     MilestoneStatus,
     Outcome,
 )
+from grants.domain.portfolio import Commercialisation, Metrics, Totals, metrics
 from grants.models import (
     ApplicationRow,
     AssignmentRow,
     BreachRow,
     CallRow,
     GrantRow,
+    IncomeRow,
     MilestonePlanRow,
     MilestoneRow,
+    ResultRow,
     ReviewRow,
     TeamMemberRow,
 )
@@ -446,3 +450,98 @@ def save_grant(session: Session, row: GrantRow, grant: Grant, *, now: datetime) 
         r.report = m.report
         r.reject_reason = m.reject_reason
         r.due_date = m.due_date
+
+
+# --- the portfolio ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CallFigures:
+    call_id: str
+    title: str
+    agency_id: str
+    metrics: Metrics
+
+
+def portfolio(session: Session, *, agency: str | None, call_id: str | None,
+              from_: datetime | None, to: datetime | None
+              ) -> tuple[Metrics, list[CallFigures]]:
+    """The metrics of the grants selected (by funding agency, call, and creation time in
+    [from, to)), overall and by call (ordered by call id)."""
+    where = []
+    if agency:
+        where.append(GrantRow.agency_id == agency)
+    if call_id:
+        where.append(GrantRow.call_id == call_id)
+    if from_:
+        where.append(GrantRow.created_at >= from_)
+    if to:
+        where.append(GrantRow.created_at < to)
+
+    good_faith = GrantRow.outcome == Outcome.FAILED_IN_GOOD_FAITH.value
+    columns = [
+        func.count(GrantRow.id).label("grants"),
+        func.sum(case((GrantRow.status == "closed", 1), else_=0)).label("closed"),
+        *[func.sum(case((GrantRow.outcome == o.value, 1), else_=0)).label(o.value)
+          for o in Outcome],
+        func.sum(GrantRow.awarded_vnd).label("awarded"),
+        func.sum(GrantRow.disbursed_vnd).label("disbursed"),
+        func.sum(GrantRow.cancelled_vnd).label("cancelled"),
+        func.sum(GrantRow.refund_due_vnd).label("refund"),
+        func.sum(case((good_faith, GrantRow.awarded_vnd), else_=0)).label("risk_awarded"),
+        func.sum(case((good_faith, GrantRow.disbursed_vnd), else_=0)).label("risk_disbursed"),
+    ]
+    overall = session.execute(select(*columns).where(*where)).one()
+    per_call = session.execute(
+        select(GrantRow.call_id, *columns).where(*where).group_by(GrantRow.call_id)).all()
+
+    results: dict[str | None, dict[str, int]] = {}
+    for cid, kind, n in session.execute(
+        select(GrantRow.call_id, ResultRow.kind, func.count(ResultRow.id))
+        .join(GrantRow, GrantRow.id == ResultRow.grant_id).where(*where)
+        .group_by(GrantRow.call_id, ResultRow.kind)
+    ):
+        for key in (cid, None):
+            bucket = results.setdefault(key, {})
+            bucket[kind] = bucket.get(kind, 0) + n
+
+    income_cols = [
+        func.sum(IncomeRow.gross_vnd).label("gross"),
+        func.sum(IncomeRow.researchers_vnd).label("researchers"),
+        func.sum(case((IncomeRow.gross_vnd >= 0, 1), else_=-1)).label("distributions"),
+    ]
+    income_overall = session.execute(
+        select(*income_cols).join(GrantRow, GrantRow.id == IncomeRow.source_grant_id)
+        .where(*where)).one()
+    income_by_call = {r.call_id: r for r in session.execute(
+        select(GrantRow.call_id, *income_cols)
+        .join(GrantRow, GrantRow.id == IncomeRow.source_grant_id)
+        .where(*where).group_by(GrantRow.call_id))}
+    calls = {c.id: c for c in session.execute(
+        select(CallRow).where(CallRow.id.in_([r.call_id for r in per_call]))).scalars()}
+
+    by_call = [
+        CallFigures(r.call_id, calls[r.call_id].title, calls[r.call_id].agency_id,
+                    metrics(_totals(r), results.get(r.call_id, {}),
+                            _income(income_by_call.get(r.call_id))))
+        for r in per_call
+    ]
+    by_call.sort(key=lambda c: c.call_id)
+    return metrics(_totals(overall), results.get(None, {}), _income(income_overall)), by_call
+
+
+def _totals(row: Any) -> Totals:
+    return Totals(
+        grants=int(row.grants or 0), closed=int(row.closed or 0),
+        by_outcome={o.value: int(getattr(row, o.value) or 0) for o in Outcome},
+        awarded_vnd=int(row.awarded or 0), disbursed_vnd=int(row.disbursed or 0),
+        cancelled_vnd=int(row.cancelled or 0), refund_due_vnd=int(row.refund or 0),
+        risk_awarded_vnd=int(row.risk_awarded or 0),
+        risk_disbursed_vnd=int(row.risk_disbursed or 0))
+
+
+def _income(row: Any) -> Commercialisation:
+    if row is None:
+        return Commercialisation()
+    return Commercialisation(gross_vnd=int(row.gross or 0),
+                             researchers_vnd=int(row.researchers or 0),
+                             distributions=int(row.distributions or 0))

@@ -419,3 +419,49 @@ class Declaration(BaseModel):
     # true or false, not "no" or 0 taken for false.
     conflict_of_interest: StrictBool
     statement: Text = Field(min_length=1, max_length=5_000)
+
+
+# --- the portfolio --------------------------------------------------------------------------
+
+class AcceptedRisk(BaseModel):
+    """Failed in good faith: accepted risk, never counted as a loss."""
+
+    count: int
+    awarded_vnd: int
+    disbursed_vnd: int
+
+
+class Commercialisation(BaseModel):
+    gross_vnd: int
+    researchers_vnd: int
+    distributions: int
+
+
+class Metrics(BaseModel):
+    grants: int
+    active: int
+    closed: int
+    by_outcome: dict[str, int]
+    success_rate: float | None
+    success_rate_bp: int | None
+    accepted_risk: AcceptedRisk
+    awarded_vnd: int
+    committed_vnd: int
+    disbursed_vnd: int
+    cancelled_vnd: int
+    refund_due_vnd: int
+    results_by_kind: dict[str, int]
+    commercialisation: Commercialisation
+
+
+class CallMetrics(Metrics):
+    call_id: str
+    title: str
+    agency_id: str
+
+
+class Portfolio(BaseModel):
+    agency_id: str | None  # the agency whose portfolio this is; None: national
+    filters: dict[str, Any]
+    overall: Metrics
+    by_call: list[CallMetrics]
