@@ -115,6 +115,8 @@ ROUTES: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
     ("GET", "/sandbox/v1/pilots", SANDBOX_READERS),
     ("GET", "/sandbox/v1/pilots/{pilot_id}", SANDBOX_READERS),
     ("GET", "/sandbox/v1/pilots/{pilot_id}/history", SANDBOX_READERS),
+    ("GET", "/sandbox/v1/pilots/{pilot_id}/reports", SANDBOX_READERS),
+    ("GET", "/sandbox/v1/pilots/{pilot_id}/incidents", SANDBOX_READERS),
     ("POST", "/sandbox/v1/pilots/{pilot_id}/reports", FIRM),
     ("POST", "/sandbox/v1/pilots/{pilot_id}/incidents", (*FIRM, "reviewer")),
     ("POST", "/sandbox/v1/pilots/{pilot_id}/suspend", REVIEWER),

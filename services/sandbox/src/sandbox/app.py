@@ -6,12 +6,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from sandbox.api import applications, pilots, register, sectors
+from sandbox.api import applications, pilots, register, sectors, supervision
 from sandbox.domain.sectors import load_profiles
+from sandbox.scheduler import Scheduler
 from sandbox.settings import SandboxSettings
 from servicekit import migrations
 from servicekit.bus import Bus
 from servicekit.clock import Clock
+from servicekit.kit import Kit, PeriodicJob
 from servicekit.service import create_service_app
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -19,6 +21,10 @@ SERVICE_DIR = Path(__file__).resolve().parents[2]
 
 def migrate(url: str) -> None:
     migrations.upgrade(SERVICE_DIR, url)
+
+
+def run_scheduler(kit: Kit) -> None:
+    Scheduler(kit).run()
 
 
 def create_app(
@@ -35,8 +41,11 @@ def create_app(
         title="sandbox",
         description="Regulatory sandbox: sector profiles, applications assessed with four "
         "eyes, pilots under conditions and limits, and the public register.",
-        routers=[register.router, pilots.router, applications.router, sectors.router],
+        routers=[register.router, pilots.router, supervision.router, applications.router,
+                 sectors.router],
         migrate=migrate,
+        jobs=[PeriodicJob("scheduler", settings.scheduler_seconds, run_scheduler,
+                          first_after=min(settings.scheduler_seconds, 5.0))],
         bus=bus,
         clock=clock,
         background=background,

@@ -12,11 +12,25 @@ from typing import Any
 
 from sandbox.domain.applications import (
     ApplicationDecided,
+    ApplicationDecisionOverdue,
     ApplicationSubmitted,
     ApplicationWithdrawn,
     ChangesRequested,
 )
-from sandbox.domain.pilots import PilotStarted
+from sandbox.domain.pilots import (
+    IncidentReported,
+    PilotAdjusted,
+    PilotBreachDetected,
+    PilotExited,
+    PilotExpired,
+    PilotExtended,
+    PilotReportFiled,
+    PilotReportOverdue,
+    PilotResumed,
+    PilotStarted,
+    PilotSuspended,
+    PilotTerminated,
+)
 from servicekit.unit_of_work import UnitOfWork
 
 # Domain event class → (contract name, aggregate id attribute).
@@ -25,7 +39,20 @@ NAMES: dict[type, tuple[str, str]] = {
     ChangesRequested: ("application.changes_requested", "application_id"),
     ApplicationWithdrawn: ("application.withdrawn", "application_id"),
     ApplicationDecided: ("application.decided", "application_id"),
+    ApplicationDecisionOverdue: ("application.decision_overdue", "application_id"),
     PilotStarted: ("pilot.started", "pilot_id"),
+    PilotReportFiled: ("pilot.report_filed", "pilot_id"),
+    PilotBreachDetected: ("pilot.breach_detected", "pilot_id"),
+    PilotReportOverdue: ("pilot.report_overdue", "pilot_id"),
+    # Incidents belong to their pilot: keyed by it, in order with its suspension.
+    IncidentReported: ("incident.reported", "pilot_id"),
+    PilotSuspended: ("pilot.suspended", "pilot_id"),
+    PilotResumed: ("pilot.resumed", "pilot_id"),
+    PilotExtended: ("pilot.extended", "pilot_id"),
+    PilotAdjusted: ("pilot.adjusted", "pilot_id"),
+    PilotExpired: ("pilot.expired", "pilot_id"),
+    PilotTerminated: ("pilot.terminated", "pilot_id"),
+    PilotExited: ("pilot.exited", "pilot_id"),
 }
 
 

@@ -288,7 +288,9 @@ class ExitRow(Base, table=True):
 
 
 class SchedulerRunRow(Base, table=True):
-    """One row per job and business day: the replica that inserts it runs the job."""
+    """One row per scheduler job and business day: the replica that ran it last, when,
+    and the actions it took that day (``sandbox.scheduler``; runs are serialised by an
+    advisory lock, each action by its row's lock)."""
 
     __tablename__ = "scheduler_runs"
 

@@ -28,7 +28,16 @@ from sandbox.domain.applications import (
 )
 from sandbox.domain.pilots import DecisionKind, Pilot, PilotDecision, PilotStatus
 from sandbox.domain.sectors import ReportFrequency
-from sandbox.models import ApplicationRow, AssessmentRow, DecisionRow, PilotRow
+from sandbox.domain.supervision import ExitOutcome, ExitReport, ExitStatus, Incident, Report
+from sandbox.models import (
+    ApplicationRow,
+    AssessmentRow,
+    DecisionRow,
+    ExitRow,
+    IncidentRow,
+    PilotRow,
+    ReportRow,
+)
 from servicekit.clock import as_utc
 
 
@@ -54,10 +63,13 @@ class Repository(Protocol):
                     for_update: bool = False) -> Application | None: ...
     def add_application(self, app: Application, now: datetime) -> None: ...
     def save_application(self, app: Application, now: datetime) -> None: ...
-    def pilot(self, pilot_id: str, *, for_update: bool = False) -> Pilot | None: ...
+    def pilot(self, pilot_id: str, *, for_update: bool = False,
+              skip_locked: bool = False) -> Pilot | None: ...
     def add_pilot(self, pilot: Pilot, today: date, now: datetime) -> None: ...
     def save_pilot(self, pilot: Pilot, now: datetime) -> None: ...
     def add_decision(self, decision: DecisionRecord) -> None: ...
+    def add_report(self, report: Report) -> None: ...
+    def add_incident(self, incident: Incident) -> None: ...
 
 
 # --- rows ↔ domain -------------------------------------------------------------------------
@@ -111,7 +123,8 @@ def application_from_row(row: ApplicationRow, assessments: list[AssessmentRow]
         decision_no=row.decision_no, decision_year=row.decision_year,
         decided_by=row.decided_by, decided_on=row.decided_on, terms=terms,
         reasons=tuple(row.reasons or ()), pilot_id=row.pilot_id,
-        withdraw_reason=row.withdraw_reason)
+        withdraw_reason=row.withdraw_reason,
+        overdue_flagged_on=row.decision_overdue_flagged_on)
 
 
 def write_application(row: ApplicationRow, app: Application, now: datetime) -> None:
@@ -153,6 +166,7 @@ def write_application(row: ApplicationRow, app: Application, now: datetime) -> N
     row.reasons = list(app.reasons) or None
     row.pilot_id = app.pilot_id
     row.withdraw_reason = app.withdraw_reason
+    row.decision_overdue_flagged_on = app.overdue_flagged_on
     row.updated_at = now
 
 
@@ -164,7 +178,32 @@ def assessment_row(application_id: str, a: Assessment) -> AssessmentRow:
         summary=a.summary, passed=not a.failed, created_at=a.assessed_at)
 
 
-def pilot_from_row(row: PilotRow, decisions: list[DecisionRow]) -> Pilot:
+def exit_from_row(row: ExitRow) -> ExitReport:
+    return ExitReport(
+        id=row.id, outcome=ExitOutcome(row.outcome), final_report=row.final_report,
+        lessons=row.lessons, recommendations=tuple(row.recommendations),
+        kpi_results=row.kpi_results, filed_by=row.filed_by, filed_at=as_utc(row.filed_at),
+        status=ExitStatus(row.status), accepted_by=row.accepted_by,
+        accepted_at=as_utc(row.accepted_at) if row.accepted_at else None, note=row.note,
+        decision_no=row.decision_no, decision_year=row.decision_year,
+        certificate_no=row.certificate_no)
+
+
+def write_exit(row: ExitRow, report: ExitReport) -> None:
+    row.outcome, row.final_report, row.lessons = (report.outcome.value,
+                                                  report.final_report, report.lessons)
+    row.recommendations = list(report.recommendations)
+    row.kpi_results = report.kpi_results
+    row.status, row.accepted_by, row.accepted_at = (report.status.value, report.accepted_by,
+                                                    report.accepted_at)
+    row.note, row.decision_no, row.decision_year = (report.note, report.decision_no,
+                                                    report.decision_year)
+    row.certificate_no = report.certificate_no
+
+
+def pilot_from_row(row: PilotRow, decisions: list[DecisionRow],
+                   reported_periods: frozenset[str] = frozenset(),
+                   exit_row: ExitRow | None = None) -> Pilot:
     return Pilot(
         id=row.id, application_id=row.application_id, owner_id=row.owner_id,
         organisation_id=row.organisation_id, firm_name=row.firm_name,
@@ -183,7 +222,16 @@ def pilot_from_row(row: PilotRow, decisions: list[DecisionRow]) -> Pilot:
         decisions=[PilotDecision(DecisionKind(d.kind), d.decision_no, d.decision_year,
                                  d.decided_on, d.decided_by, d.reason) for d in decisions],
         started_on=row.started_on, next_report_due_on=row.next_report_due_on,
-        report_overdue=row.report_overdue, certificate_no=row.certificate_no)
+        report_overdue=row.report_overdue, report_overdue_since=row.report_overdue_since,
+        certificate_no=row.certificate_no, certificate_issued_on=row.certificate_issued_on,
+        reported_periods=reported_periods, last_report_period=row.last_report_period,
+        breaches_count=row.breaches_count, incidents_count=row.incidents_count,
+        suspended_at=as_utc(row.suspended_at) if row.suspended_at else None,
+        suspension_reason=row.suspension_reason,
+        suspension_incident_id=row.suspension_incident_id,
+        terminated_on=row.terminated_on, termination_reason=row.termination_reason,
+        expired_on=row.expired_on, exited_on=row.exited_on,
+        exit_report=exit_from_row(exit_row) if exit_row is not None else None)
 
 
 def write_pilot(row: PilotRow, pilot: Pilot, now: datetime) -> None:
@@ -198,8 +246,37 @@ def write_pilot(row: PilotRow, pilot: Pilot, now: datetime) -> None:
     row.started_on = pilot.started_on
     row.next_report_due_on = pilot.next_report_due_on
     row.report_overdue = pilot.report_overdue
+    row.report_overdue_since = pilot.report_overdue_since
     row.certificate_no = pilot.certificate_no
+    row.certificate_issued_on = pilot.certificate_issued_on
+    row.last_report_period = pilot.last_report_period
+    row.breaches_count, row.incidents_count = pilot.breaches_count, pilot.incidents_count
+    row.suspended_at, row.suspension_reason = pilot.suspended_at, pilot.suspension_reason
+    row.suspension_incident_id = pilot.suspension_incident_id
+    row.terminated_on, row.termination_reason = pilot.terminated_on, pilot.termination_reason
+    row.expired_on, row.exited_on = pilot.expired_on, pilot.exited_on
+    row.exit_outcome = pilot.exit_outcome.value if pilot.exit_outcome else None
     row.updated_at = now
+
+
+def report_row(r: Report) -> ReportRow:
+    f = r.figures
+    return ReportRow(
+        id=r.id, pilot_id=r.pilot_id, period=str(r.period),
+        period_starts_on=r.period.starts_on, period_ends_on=r.period.ends_on,
+        participants=f.participants, transactions_vnd=f.transactions_vnd,
+        largest_transaction_vnd=f.largest_transaction_vnd,
+        regions=list(f.regions) if f.regions is not None else None, kpis=dict(f.kpis),
+        complaints=f.complaints, breaches=[b.as_dict() for b in r.breaches],
+        due_on=r.due_on, filed_late=r.filed_late, filed_by=r.filed_by, filed_at=r.filed_at)
+
+
+def incident_row(i: Incident) -> IncidentRow:
+    return IncidentRow(
+        id=i.id, pilot_id=i.pilot_id, severity=i.severity.value, description=i.description,
+        occurred_at=i.occurred_at, reported_at=i.reported_at, reported_by=i.reported_by,
+        reporter_role=i.reporter_role, deadline_at=i.deadline_at,
+        reported_in_time=i.reported_in_time, suspended_pilot=i.suspended_pilot)
 
 
 class SqlRepository:
@@ -211,6 +288,7 @@ class SqlRepository:
         self._applications: dict[str, ApplicationRow] = {}
         self._assessments: dict[str, set[str]] = {}
         self._pilots: dict[str, PilotRow] = {}
+        self._exits: dict[str, ExitRow] = {}
 
     # --- applications ------------------------------------------------------------------
     def application(self, application_id: str, *,
@@ -250,15 +328,24 @@ class SqlRepository:
                 stored.add(a.id)
 
     # --- pilots ---------------------------------------------------------------------------
-    def pilot(self, pilot_id: str, *, for_update: bool = False) -> Pilot | None:
+    def pilot(self, pilot_id: str, *, for_update: bool = False,
+              skip_locked: bool = False) -> Pilot | None:
+        """The pilot (locked for the command when ``for_update``); ``skip_locked``: None
+        when another transaction holds it (the scheduler's way past a busy pilot)."""
         stmt = select(PilotRow).where(PilotRow.id == pilot_id)
         if for_update:
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update(skip_locked=skip_locked)
         row = self.session.execute(stmt).scalar_one_or_none()
         if row is None:
             return None
         self._pilots[row.id] = row
-        return pilot_from_row(row, pilot_decisions(self.session, row.id))
+        periods = frozenset(self.session.execute(
+            select(ReportRow.period).where(ReportRow.pilot_id == row.id)).scalars())
+        exit_row = self.session.execute(
+            select(ExitRow).where(ExitRow.pilot_id == row.id)).scalar_one_or_none()
+        if exit_row is not None:
+            self._exits[row.id] = exit_row
+        return pilot_from_row(row, pilot_decisions(self.session, row.id), periods, exit_row)
 
     def pilot_row(self, pilot_id: str) -> PilotRow:
         return self._pilots[pilot_id]
@@ -288,6 +375,23 @@ class SqlRepository:
 
     def save_pilot(self, pilot: Pilot, now: datetime) -> None:
         write_pilot(self._pilots[pilot.id], pilot, now)
+        report = pilot.exit_report
+        if report is not None:
+            row = self._exits.get(pilot.id)
+            if row is None:
+                row = ExitRow(id=report.id, pilot_id=pilot.id, outcome=report.outcome.value,
+                              final_report="", lessons="", recommendations=[],
+                              status=report.status.value, filed_by=report.filed_by,
+                              filed_at=report.filed_at)
+                self.session.add(row)
+                self._exits[pilot.id] = row
+            write_exit(row, report)
+
+    def add_report(self, report: Report) -> None:
+        self.session.add(report_row(report))
+
+    def add_incident(self, incident: Incident) -> None:
+        self.session.add(incident_row(incident))
 
     # --- decisions ------------------------------------------------------------------------
     def add_decision(self, d: DecisionRecord) -> None:

@@ -13,9 +13,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from sandbox.domain.applications import CRITERIA
-from servicekit.inputs import CalendarDate, Text
+from servicekit.inputs import CalendarDate, Text, UtcTime
 
 Vnd = Annotated[int, Field(strict=True, ge=1, le=10**15)]
+Amount = Annotated[int, Field(strict=True, ge=0, le=10**15)]
+Tally = Annotated[int, Field(strict=True, ge=0, le=10**9)]
+Kpi = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e15, le=1e15)]
 Count = Annotated[int, Field(strict=True, ge=1, le=10**9)]
 Region = Annotated[Text, Field(min_length=1, max_length=100)]
 Reason = Annotated[Text, Field(min_length=1, max_length=2_000)]
@@ -277,6 +280,101 @@ class IncidentRead(BaseModel):
     created_at: datetime
 
 
+class ReportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "period": "2026-Q1", "participants": 820, "transactions_vnd": 4_100_000_000,
+        "largest_transaction_vnd": 9_500_000, "regions": ["HN"],
+        "kpis": {"default_rate_pct": 1.2}, "complaints": 3}]})
+
+    period: Annotated[str, Field(min_length=7, max_length=7, description=(
+        "The period reported, in the pilot's frequency: a quarter (2026-Q1) or a month "
+        "(2026-03); reported once it is over, once"))]
+    participants: Tally
+    transactions_vnd: Amount = Field(description="The period's total")
+    largest_transaction_vnd: Amount | None = Field(default=None, description=(
+        "Required when the pilot's limits cap one transaction"))
+    regions: list[Region] | None = Field(default=None, max_length=100,
+                                         description="The regions served in the period")
+    kpis: dict[Annotated[str, Field(min_length=1, max_length=100)], Kpi] = Field(
+        default_factory=dict, max_length=100)
+    complaints: Tally
+
+
+class IncidentCreate(BaseModel):
+    model_config = STRICT
+    severity: Literal["low", "medium", "high", "critical"] = Field(description=(
+        "critical suspends the pilot at once"))
+    description: LongText
+    occurred_at: UtcTime | None = Field(default=None, description=(
+        "When it occurred (RFC 3339); default: when reported"))
+
+
+class ReasonBody(BaseModel):
+    model_config = STRICT
+    reason: Reason
+
+
+class Extension(BaseModel):
+    model_config = STRICT
+    ends_on: CalendarDate = Field(description="The new last day, after the current one")
+    reason: Reason
+
+
+class Adjustment(BaseModel):
+    model_config = STRICT
+    conditions: list[Reason] | None = Field(default=None, min_length=1, max_length=100,
+                                            description="The conditions in force from now")
+    limits: ScopeIn | None = Field(default=None, description=(
+        "The limits in force from now: never wider than the requested scope"))
+    reason: Reason
+
+
+class ExitCreate(BaseModel):
+    model_config = STRICT
+    outcome: Literal["graduate", "discontinue"] = Field(description=(
+        "graduate: recommend permanent rules or a licence (a certificate of completion); "
+        "discontinue"))
+    final_report: LongText
+    lessons: LongText
+    recommendations: list[Reason] = Field(default_factory=list, max_length=100,
+                                          description="Recommended rule changes")
+    kpi_results: dict[Annotated[str, Field(min_length=1, max_length=100)], Kpi] | None = \
+        Field(default=None, max_length=100, description="Results against the KPIs")
+
+
+class ExitAccept(BaseModel):
+    model_config = STRICT
+    note: Annotated[Text, Field(max_length=10_000)] = ""
+
+
+class ExitRead(BaseModel):
+    id: str
+    pilot_id: str
+    outcome: str
+    final_report: str
+    lessons: str
+    recommendations: list[str]
+    kpi_results: dict[str, float] | None
+    status: Literal["filed", "accepted"]
+    filed_at: datetime
+    accepted_at: datetime | None
+    note: str | None
+    decision_no: str | None
+    decision_year: int | None
+    certificate_no: str | None
+    created_at: datetime
+
+
+class ReportPage(BaseModel):
+    items: list[ReportRead]
+    next_cursor: str | None = None
+
+
+class IncidentPage(BaseModel):
+    items: list[IncidentRead]
+    next_cursor: str | None = None
+
+
 class PilotRead(BaseModel):
     id: str
     application_id: str
@@ -305,6 +403,19 @@ class PilotRead(BaseModel):
     report_overdue: bool
     incident_deadline_hours: int
     certificate_no: str | None
+    certificate_issued_on: date | None
+    last_report_period: str | None
+    breaches_count: int
+    incidents_count: int
+    suspended_at: datetime | None
+    suspension_reason: str | None
+    suspension_incident_id: str | None = Field(description=(
+        "The critical incident that suspended the pilot, if one did"))
+    terminated_on: date | None
+    termination_reason: str | None
+    expired_on: date | None
+    exited_on: date | None
+    exit_outcome: Literal["graduate", "discontinue"] | None
     created_at: datetime
     updated_at: datetime
 
@@ -312,6 +423,7 @@ class PilotRead(BaseModel):
 class PilotDetail(PilotRead):
     reports: list[ReportRead]
     incidents: list[IncidentRead]
+    exit: ExitRead | None = Field(description="The exit report, once filed")
 
 
 class PilotPage(BaseModel):

@@ -16,6 +16,9 @@ class SandboxSettings(ServiceSettings):
     # The sector profiles in force; None: the file the service ships
     # (sandbox/sectors.json). The service refuses to start on a malformed file.
     sectors_file: Path | None = None
+    # How often the scheduler runs its jobs (sandbox.scheduler); 0: never (another
+    # process runs them). Its actions fall on business days, so a minute is prompt.
+    scheduler_seconds: float = 60.0
 
 
 def get_settings() -> SandboxSettings:

@@ -2,7 +2,10 @@
 
 The application workflows run over HTTP on PostgreSQL (submission, changes requested and
 resubmission, withdrawal, rejection, approval of a pilot starting later and of one
-starting at once); then every outbox row (what the relay publishes, byte for byte) is
+starting at once), and a pilot's supervised life with the scheduler on a fixed clock
+(start, an overdue report, a report over its limits, incidents, a critical one
+suspending it, resumption, a suspension, extension, adjustment, a termination, an
+overdue decision, expiry, exit); then every outbox row (what the relay publishes, byte for byte) is
 validated against the AsyncAPI document, exact for these events (every field required,
 ``additionalProperties: false``). A second test checks that the document refuses events
 that drift from it.
@@ -24,6 +27,7 @@ from sandbox.events import NAMES
 from servicekit.cloudevent import event_type
 from servicekit.outbox import OUTBOX
 
+from .pilot_life import run_a_pilots_life
 from .world import World, approval, assessment
 
 pytestmark = pytest.mark.postgres
@@ -80,10 +84,11 @@ def w(client, tokens) -> World:
     return World(client, tokens)
 
 
-def test_every_event_the_sandbox_emits_matches_its_asyncapi_message(w, sandbox_db,
-                                                                     messages) -> None:
+def test_every_event_the_sandbox_emits_matches_its_asyncapi_message(w, sandbox_db, messages,
+                                                                     clock, client) -> None:
     before = last_outbox_id(sandbox_db)
     made = run_the_workflows(w)
+    life = run_a_pilots_life(w, clock, client)
     events = emitted_events(sandbox_db, before)
     failures = []
     for event in events:
@@ -107,11 +112,24 @@ def test_every_event_the_sandbox_emits_matches_its_asyncapi_message(w, sandbox_d
     decided = {d["application_id"]: d for d in data_of("application.decided")}
     assert decided[made["rejected"]["id"]]["limits"] is None
     assert decided[made["now"]["id"]]["limits"]["max_transaction_vnd"] == 1
-    assert [d["pilot_id"] for d in data_of("pilot.started")] == [made["now"]["pilot_id"]]
+    started = [d["pilot_id"] for d in data_of("pilot.started")]
+    # One started at approval, the other by the scheduler on its start date: once each.
+    assert started.count(made["now"]["pilot_id"]) == started.count(
+        made["later"]["pilot_id"]) == 1
     # Decision events are keyed by the application, pilot events by the pilot.
     keyed = {(e["type"].split(".")[4], e["subject"]) for e in events}
     assert ("application", made["rejected"]["id"]) in keyed
     assert ("pilot", made["now"]["pilot_id"]) in keyed
+    # Incidents belong to their pilot: keyed by it, before the suspension they caused.
+    mine = [e["type"].removeprefix("vn.gov.most.sandbox.").removesuffix(".v1")
+            for e in events if e["subject"] == life["pilot"]]
+    assert mine == ["pilot.started", "pilot.report_overdue", "pilot.report_filed",
+                    "pilot.breach_detected", "incident.reported", "incident.reported",
+                    "pilot.suspended", "pilot.resumed", "pilot.suspended", "pilot.resumed",
+                    "pilot.extended", "pilot.adjusted", "pilot.report_overdue",
+                    "pilot.expired", "pilot.exited"]
+    overdue = data_of("application.decision_overdue")
+    assert [d["application_id"] for d in overdue] == [life["pending"]]
 
 
 TAMPERINGS = [
@@ -131,12 +149,40 @@ TAMPERINGS = [
     ("pilot.started", "limits with a stray field",
      lambda e: e["data"]["limits"].update(budget_vnd=1)),
     ("pilot.started", "the wrong source", lambda e: e.update(source="/grants")),
+    ("pilot.report_filed", "a month written as a day",
+     lambda e: e["data"].update(period="2026-12-01")),
+    ("pilot.report_filed", "a float amount",
+     lambda e: e["data"].update(transactions_vnd=1.5)),
+    ("pilot.breach_detected", "no breaches", lambda e: e["data"].update(breaches=[])),
+    ("pilot.breach_detected", "an unknown limit",
+     lambda e: e["data"]["breaches"][0].update(limit="budget")),
+    ("incident.reported", "an unknown severity",
+     lambda e: e["data"].update(severity="catastrophic")),
+    ("incident.reported", "a missing reported_in_time",
+     lambda e: e["data"].pop("reported_in_time")),
+    ("pilot.suspended", "a grants decision number",
+     lambda e: e["data"].update(decision_no="3/QĐ-MOST")),
+    ("pilot.extended", "no extension counted",
+     lambda e: e["data"].update(extensions_used=0)),
+    ("pilot.adjusted", "limits with a stray field",
+     lambda e: e["data"]["limits"].update(budget_vnd=1)),
+    ("pilot.terminated", "no decision number", lambda e: e["data"].pop("decision_no")),
+    ("pilot.exited", "an unknown outcome", lambda e: e["data"].update(outcome="pivot")),
+    ("pilot.exited", "a certificate from another register",
+     lambda e: e["data"].update(certificate_no="1/QĐ-TNKS-SBV")),
+    ("pilot.report_overdue", "a due time, not a day",
+     lambda e: e["data"].update(due_on="2027-01-15T00:00:00Z")),
+    ("pilot.expired", "a stray field", lambda e: e["data"].update(reason="late")),
+    ("application.decision_overdue", "a missing due day",
+     lambda e: e["data"].pop("decision_due_on")),
 ]
 
 
-def test_events_that_drift_from_the_document_are_refused(w, sandbox_db, messages) -> None:
+def test_events_that_drift_from_the_document_are_refused(w, sandbox_db, messages, clock,
+                                                         client) -> None:
     before = last_outbox_id(sandbox_db)
     run_the_workflows(w)
+    run_a_pilots_life(w, clock, client)
     events: dict[str, dict[str, Any]] = {}
     for event in emitted_events(sandbox_db, before):
         events.setdefault(event["type"], event)

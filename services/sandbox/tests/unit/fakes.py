@@ -9,6 +9,7 @@ from typing import Any
 
 from sandbox.domain.applications import Application
 from sandbox.domain.pilots import Pilot
+from sandbox.domain.supervision import Incident, Report
 from sandbox.repository import DecisionRecord
 from servicekit.clock import business_date
 from servicekit.decisions import DecisionNumber
@@ -58,6 +59,14 @@ class FakeUnitOfWork:
         return [name for name, _, _ in self.events]
 
 
+def stored(aggregate: Any) -> Any:
+    """A copy as a row keeps it: without the events it has staged (a handler publishes
+    them to the unit of work)."""
+    kept = copy.deepcopy(aggregate)
+    kept.events.clear()
+    return kept
+
+
 class FakeRepository:
     """Keeps copies, so that only what a handler saves is kept (like a rollback)."""
 
@@ -65,6 +74,8 @@ class FakeRepository:
         self.applications: dict[str, Application] = {}
         self.pilots: dict[str, Pilot] = {}
         self.decisions: list[DecisionRecord] = []
+        self.reports: list[Report] = []
+        self.incidents: list[Incident] = []
 
     def application(self, application_id: str, *,
                     for_update: bool = False) -> Application | None:
@@ -72,22 +83,29 @@ class FakeRepository:
         return copy.deepcopy(found) if found else None
 
     def add_application(self, app: Application, now: datetime) -> None:
-        self.applications[app.id] = copy.deepcopy(app)
+        self.applications[app.id] = stored(app)
 
     def save_application(self, app: Application, now: datetime) -> None:
         assert app.id in self.applications
-        self.applications[app.id] = copy.deepcopy(app)
+        self.applications[app.id] = stored(app)
 
-    def pilot(self, pilot_id: str, *, for_update: bool = False) -> Pilot | None:
+    def pilot(self, pilot_id: str, *, for_update: bool = False,
+              skip_locked: bool = False) -> Pilot | None:
         found = self.pilots.get(pilot_id)
         return copy.deepcopy(found) if found else None
 
     def add_pilot(self, pilot: Pilot, today: date, now: datetime) -> None:
-        self.pilots[pilot.id] = copy.deepcopy(pilot)
+        self.pilots[pilot.id] = stored(pilot)
 
     def save_pilot(self, pilot: Pilot, now: datetime) -> None:
         assert pilot.id in self.pilots
-        self.pilots[pilot.id] = copy.deepcopy(pilot)
+        self.pilots[pilot.id] = stored(pilot)
 
     def add_decision(self, decision: DecisionRecord) -> None:
         self.decisions.append(decision)
+
+    def add_report(self, report: Report) -> None:
+        self.reports.append(report)
+
+    def add_incident(self, incident: Incident) -> None:
+        self.incidents.append(incident)

@@ -1,7 +1,8 @@
 """Pilots as their firm and the ministry read them: ``/v1/pilots``.
 
 Supervision commands (reports, incidents, suspension, extension, exit) act on the same
-pilots; this module holds the reads every role shares.
+pilots (:mod:`sandbox.api.supervision`); this module holds the reads: a pilot, the lists
+of pilots, of a pilot's reports and incidents, and its history.
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from sandbox.api.deps import (
     sector_filter,
 )
 from sandbox.domain.pilots import PilotStatus
-from sandbox.models import DecisionRow, IncidentRow, PilotRow, ReportRow
+from sandbox.models import DecisionRow, ExitRow, IncidentRow, PilotRow, ReportRow
 from sandbox.schemas import (
     BreachRead,
     DecisionRead,
+    ExitRead,
+    IncidentPage,
     IncidentRead,
     PilotDetail,
     PilotPage,
     PilotRead,
+    ReportPage,
     ReportRead,
 )
 from servicekit.audit import HistoryPage, history
@@ -76,8 +80,15 @@ def pilot_read(row: PilotRow, decisions: list[DecisionRead]) -> PilotRead:
         report_frequency=row.report_frequency, next_report_due_on=row.next_report_due_on,
         report_overdue=row.report_overdue,
         incident_deadline_hours=row.incident_deadline_hours,
-        certificate_no=row.certificate_no, created_at=as_utc(row.created_at),
-        updated_at=as_utc(row.updated_at))
+        certificate_no=row.certificate_no, certificate_issued_on=row.certificate_issued_on,
+        last_report_period=row.last_report_period, breaches_count=row.breaches_count,
+        incidents_count=row.incidents_count,
+        suspended_at=as_utc(row.suspended_at) if row.suspended_at else None,
+        suspension_reason=row.suspension_reason,
+        suspension_incident_id=row.suspension_incident_id,
+        terminated_on=row.terminated_on, termination_reason=row.termination_reason,
+        expired_on=row.expired_on, exited_on=row.exited_on, exit_outcome=row.exit_outcome,
+        created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
 
 
 def report_read(r: ReportRow) -> ReportRead:
@@ -97,6 +108,16 @@ def incident_read(i: IncidentRow) -> IncidentRead:
         suspended_pilot=i.suspended_pilot, created_at=as_utc(i.reported_at))
 
 
+def exit_read(e: ExitRow) -> ExitRead:
+    return ExitRead(
+        id=e.id, pilot_id=e.pilot_id, outcome=e.outcome, final_report=e.final_report,
+        lessons=e.lessons, recommendations=list(e.recommendations),
+        kpi_results=e.kpi_results, status=e.status, filed_at=as_utc(e.filed_at),
+        accepted_at=as_utc(e.accepted_at) if e.accepted_at else None, note=e.note,
+        decision_no=e.decision_no, decision_year=e.decision_year,
+        certificate_no=e.certificate_no, created_at=as_utc(e.filed_at))
+
+
 def visible_pilot(session: Session, pilot_id: str, user: Principal) -> PilotRow:
     row = session.get(PilotRow, pilot_id)
     if row is None or not access.can_read_pilot(user, row.owner_id):
@@ -109,9 +130,12 @@ def pilot_detail(session: Session, row: PilotRow) -> PilotDetail:
                               .order_by(ReportRow.period_starts_on)).scalars()
     incidents = session.execute(select(IncidentRow).where(IncidentRow.pilot_id == row.id)
                                 .order_by(IncidentRow.reported_at, IncidentRow.id)).scalars()
+    exit_row = session.execute(select(ExitRow).where(ExitRow.pilot_id == row.id)
+                               ).scalar_one_or_none()
     base = pilot_read(row, decisions_of(session, [row.id])[row.id])
     return PilotDetail(**base.model_dump(), reports=[report_read(r) for r in reports],
-                       incidents=[incident_read(i) for i in incidents])
+                       incidents=[incident_read(i) for i in incidents],
+                       exit=exit_read(exit_row) if exit_row is not None else None)
 
 
 @router.get("/pilots/{pilot_id}", response_model=PilotDetail,
@@ -146,3 +170,28 @@ def read_pilot_history(pilot_id: str, session: SessionDep, user: Reader,
                        limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
     visible_pilot(session, pilot_id, user)
     return history(session, AGGREGATE, pilot_id, limit=limit, cursor=cursor)
+
+
+@router.get("/pilots/{pilot_id}/reports", response_model=ReportPage,
+            summary="The pilot's periodic reports, newest filed first, with their breaches "
+                    "(its firm, ministry roles)")
+def read_pilot_reports(pilot_id: str, session: SessionDep, user: Reader,
+                       limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> ReportPage:
+    visible_pilot(session, pilot_id, user)
+    stmt = select(ReportRow).where(ReportRow.pilot_id == pilot_id)
+    rows, next_cursor = keyset_page(session, stmt, ReportRow.filed_at, ReportRow.id,
+                                    limit=limit, cursor=cursor)
+    return ReportPage(items=[report_read(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/pilots/{pilot_id}/incidents", response_model=IncidentPage,
+            summary="The pilot's incidents, newest reported first, with whether each was "
+                    "reported within the sector's deadline (its firm, ministry roles)")
+def read_pilot_incidents(pilot_id: str, session: SessionDep, user: Reader,
+                         limit: Limit = DEFAULT_PAGE, cursor: str | None = None
+                         ) -> IncidentPage:
+    visible_pilot(session, pilot_id, user)
+    stmt = select(IncidentRow).where(IncidentRow.pilot_id == pilot_id)
+    rows, next_cursor = keyset_page(session, stmt, IncidentRow.reported_at, IncidentRow.id,
+                                    limit=limit, cursor=cursor)
+    return IncidentPage(items=[incident_read(i) for i in rows], next_cursor=next_cursor)

@@ -244,6 +244,16 @@ class ApplicationDecided:
     decided_at: datetime
 
 
+@dataclass(frozen=True)
+class ApplicationDecisionOverdue:
+    application_id: str
+    organisation_id: str
+    sector: str
+    supervising_agency: str
+    decision_due_on: date
+    flagged_on: date
+
+
 # --- the aggregate -------------------------------------------------------------------------
 
 DecisionNumberSource = Callable[[], tuple[str, int]]
@@ -270,6 +280,7 @@ class Application:
     reasons: tuple[str, ...] = ()
     pilot_id: str | None = None
     withdraw_reason: str | None = None
+    overdue_flagged_on: date | None = None  # the scheduler flagged it overdue, once
     events: list[Any] = field(default_factory=list, compare=False)
 
     @classmethod
@@ -292,6 +303,19 @@ class Application:
     def overdue(self, today: date) -> bool:
         due = self.decision_due_on
         return due is not None and today > due
+
+    def flag_overdue(self, today: date) -> bool:
+        """Flag, once, an application whose decision is overdue; False when there is
+        nothing to flag."""
+        due = self.decision_due_on
+        if due is None or today <= due or self.overdue_flagged_on is not None:
+            return False
+        self.overdue_flagged_on = today
+        self.events.append(ApplicationDecisionOverdue(
+            application_id=self.id, organisation_id=self.organisation_id,
+            sector=self.proposal.sector, supervising_agency=self.supervising_agency,
+            decision_due_on=due, flagged_on=today))
+        return True
 
     def current_assessments(self) -> list[Assessment]:
         return [a for a in self.assessments if a.submission == self.submission]
