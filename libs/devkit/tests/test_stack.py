@@ -82,3 +82,40 @@ def test_down_stops_recorded_processes_and_forgets_them(
 def test_down_when_nothing_runs_is_a_no_op(layout: stack.Layout) -> None:
     assert stack.down(layout) == 0
     assert stack.status(layout) == 3
+
+
+def test_a_port_a_stopped_stack_left_in_time_wait_is_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server side closes first, as a stopped worker does: its end is in TIME_WAIT.
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()
+        client.recv(1)  # the server's FIN
+        client.close()
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # what made `make stack` pick random ports
+    monkeypatch.setenv("STACK_GRANTS_PORT", str(port))
+    assert stack._ports()["grants"] == port
+
+
+def test_workers_default_to_what_two_cores_warrant() -> None:
+    assert {name: stack.default_workers(name, cpus=2) for name in stack.PROGRAMS} == {
+        "gateway": 1, "grants": 1, "sandbox": 1, "ipshare": 2}
+    assert stack.default_workers("ipshare", cpus=64) == stack.MAX_DEFAULT_WORKERS
+
+
+def test_workers_per_program_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACK_WORKERS_IPSHARE", "3")
+    monkeypatch.setenv("STACK_WORKERS_GRANTS", "")
+    workers = stack._workers()
+    assert workers["ipshare"] == 3
+    assert workers["grants"] == stack.default_workers("grants")
+    monkeypatch.setenv("STACK_WORKERS_SANDBOX", "0")
+    with pytest.raises(ValueError, match="STACK_WORKERS_SANDBOX='0'"):
+        stack._workers()

@@ -2,16 +2,25 @@
 
 The same system as the embedded default, as separate processes on loopback: PostgreSQL
 (one database per service) and a single-node Kafka started by ``devkit.localservers``
-(the module the test suite uses), each service under its own uvicorn, and the gateway as
-a prefix router in front, serving ``POST /dev/tokens`` too.
+(the module the test suite uses), each service as one or more uvicorn workers, and the
+real gateway in front (edge authentication, route table, rate limits), serving
+``POST /dev/tokens`` too. A supervisor (``devkit.supervisor``) runs the gateway's and the
+services' workers and restarts one that dies, as Kubernetes restarts a pod's container.
 
-``up`` writes ``var/stack.env`` once every process answers ``/ready``, and records every
-process it started in ``var/stack/pids.json``; ``down`` stops exactly those. A fresh
-PostgreSQL cluster and Kafka log are made on each ``up`` and deleted by ``down``.
-``STACK_DATABASE_URL`` / ``STACK_KAFKA_BOOTSTRAP`` use servers you run instead (their
-data is left alone). Ports: ``PORT`` (gateway, 8000), ``STACK_GRANTS_PORT`` (8101),
-``STACK_SANDBOX_PORT`` (8102), ``STACK_IPSHARE_PORT`` (8103); a busy port is replaced
-by a free one.
+``up`` writes ``var/stack.env`` once every worker serves and every program answers
+``/ready``, and records what it started in ``var/stack/pids.json``; ``down`` stops exactly
+those, the supervisor's restarted workers included. A fresh PostgreSQL cluster and Kafka
+log are made on each ``up`` and deleted by ``down``. ``STACK_DATABASE_URL`` /
+``STACK_KAFKA_BOOTSTRAP`` use servers you run instead (their data is left alone).
+
+Ports: ``PORT`` (gateway, 8000), ``STACK_GRANTS_PORT`` (8101), ``STACK_SANDBOX_PORT``
+(8102), ``STACK_IPSHARE_PORT`` (8103); a port another process listens on is replaced by a
+free one (one merely in TIME_WAIT after a ``down`` is reused). Workers per program:
+``STACK_WORKERS_GATEWAY``, ``STACK_WORKERS_GRANTS``, ``STACK_WORKERS_SANDBOX``,
+``STACK_WORKERS_IPSHARE`` (defaults in :func:`default_workers`). With more than one
+gateway worker the stack also starts a Redis-protocol server (Valkey in deployments) for
+the gateway's shared rate limits and revocations, unless
+``GATEWAY_RATE_LIMIT_STORAGE_URL`` names one.
 """
 
 from __future__ import annotations
@@ -46,15 +55,24 @@ from devkit.localservers import (
     log_tail,
     start_kafka,
     start_postgres,
+    start_redis,
 )
+from devkit.supervisor import Policy
 from gateway.settings import SERVICES
 from servicekit.devtokens import ensure_dev_keys
 from servicekit.settings import default_var_dir
 
-READY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
+PROGRAMS = ("gateway", *SERVICES)
 DEFAULT_PORTS = {"gateway": 8000, "grants": 8101, "sandbox": 8102, "ipshare": 8103}
 PORT_ENV = {"gateway": "PORT", **{s: f"STACK_{s.upper()}_PORT" for s in SERVICES}}
+WORKERS_ENV = {name: f"STACK_WORKERS_{name.upper()}" for name in PROGRAMS}
+MAX_DEFAULT_WORKERS = 4
+# Set in the environment of everything the supervisor starts: the var directory's path.
+STACK_MARKER_ENV = "MOST_STACK"
+# The supervisor's stop_timeout, plus time for it to report and exit.
+SUPERVISOR_STOP_TIMEOUT_S = Policy().stop_timeout + 5.0
 
 
 def out(line: str = "") -> None:
@@ -85,6 +103,14 @@ class Layout:
     @property
     def keys(self) -> Path:
         return self.var / "dev-keys"
+
+    @property
+    def supervisor_spec(self) -> Path:
+        return self.stack / "supervisor-spec.json"
+
+    @property
+    def supervisor_state(self) -> Path:
+        return self.stack / "supervisor.json"
 
 
 # --------------------------------------------------------------------------- state
@@ -206,28 +232,34 @@ def _start(layout: Layout, state: State) -> dict[str, str]:
     key_dir = var / "dev-keys"
     ensure_dev_keys(key_dir)
 
-    ports = _ports()
-    http: dict[str, str] = {}
-    for svc in SERVICES:
-        prefix = svc.upper()
-        http[svc] = _uvicorn(
-            layout, state, svc, f"{svc}.app:create_app", ports[svc],
-            {f"{prefix}_DATABASE_URL": urls[svc], f"{prefix}_KAFKA_BOOTSTRAP": kafka.bootstrap,
-             f"{prefix}_DEV_KEY_DIR": str(key_dir), f"{prefix}_MIGRATE_ON_START": "false"},
-        )  # fmt: skip
-    http["gateway"] = _uvicorn(
-        layout, state, "gateway", "gateway.app:create_app", ports["gateway"],
-        {"GATEWAY_PROFILE": "dev", "GATEWAY_DEV_KEY_DIR": str(key_dir),
-         **{f"GATEWAY_{svc.upper()}_URL": http[svc] for svc in SERVICES}},
-    )  # fmt: skip
-    _wait_ready(state, http)
-    return {
+    ports, workers = _ports(), _workers()
+    http = {name: f"http://127.0.0.1:{ports[name]}" for name in PROGRAMS}
+    gateway_env = {"GATEWAY_PROFILE": "dev", "GATEWAY_DEV_KEY_DIR": str(key_dir),
+                   **{f"GATEWAY_{svc.upper()}_URL": http[svc] for svc in SERVICES}}
+    if workers["gateway"] > 1 and not os.environ.get("GATEWAY_RATE_LIMIT_STORAGE_URL"):
+        gateway_env["GATEWAY_RATE_LIMIT_STORAGE_URL"] = _redis(layout, state)
+    programs = [
+        _program(layout, svc, ports[svc], workers[svc], {
+            f"{svc.upper()}_DATABASE_URL": urls[svc],
+            f"{svc.upper()}_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            f"{svc.upper()}_DEV_KEY_DIR": str(key_dir),
+            f"{svc.upper()}_MIGRATE_ON_START": "false"})
+        for svc in SERVICES
+    ]
+    programs.append(_program(layout, "gateway", ports["gateway"], workers["gateway"],
+                             gateway_env))
+    _supervisor(layout, state, programs)
+    _wait_ready(layout, state, http)
+    env = {
         "GATEWAY_URL": http["gateway"],
         "KAFKA_BOOTSTRAP": kafka.bootstrap,
         **{f"{svc.upper()}_DATABASE_URL": urls[svc] for svc in SERVICES},
         **{f"{svc.upper()}_URL": http[svc] for svc in SERVICES},
         "DEV_KEY_DIR": str(key_dir),
     }
+    if "GATEWAY_RATE_LIMIT_STORAGE_URL" in gateway_env:
+        env["GATEWAY_RATE_LIMIT_STORAGE_URL"] = gateway_env["GATEWAY_RATE_LIMIT_STORAGE_URL"]
+    return env
 
 
 def _postgres(layout: Layout, state: State) -> PostgresServer:
@@ -259,6 +291,16 @@ def _kafka(layout: Layout, state: State) -> KafkaServer:
     return kafka
 
 
+def _redis(layout: Layout, state: State) -> str:
+    out("Redis: starting one for the gateway workers' shared rate limits...")
+    redis = start_redis(base_dir=layout.stack.resolve(), detached=True)
+    root = redis.log_path.parent if redis.log_path else None
+    state.add(name="redis", kind="redis", pid=redis.pid, match="redis-server",
+              address=redis.url, root=root, log=redis.log_path)
+    out(f"Redis: {redis.url}, pid {redis.pid}")
+    return redis.url
+
+
 def _create_database_if_missing(pg: PostgresServer, name: str) -> None:
     with psycopg.connect(pg.dsn(pg.admin_db), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
@@ -275,7 +317,10 @@ def _migrations() -> dict[str, Callable[[str], None]]:
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens on ``port``. ``SO_REUSEADDR`` as the servers bind, so connections
+    of a stack stopped a moment ago (TIME_WAIT) do not count as a listener."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -286,7 +331,7 @@ def _port_free(port: int) -> bool:
 def _ports() -> dict[str, int]:
     ports: dict[str, int] = {}
     for name, default in DEFAULT_PORTS.items():
-        wanted = int(os.environ.get(PORT_ENV[name], default))
+        wanted = int(os.environ.get(PORT_ENV[name]) or default)
         if _port_free(wanted) and wanted not in ports.values():
             ports[name] = wanted
         else:
@@ -295,32 +340,91 @@ def _ports() -> dict[str, int]:
     return ports
 
 
-def _uvicorn(layout: Layout, state: State, name: str, factory: str, port: int,
-             extra_env: dict[str, str]) -> str:
-    log = layout.logs.resolve() / f"{name}.log"
-    cmd = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--lifespan", "on"]
-    with open(log, "wb") as log_file:
+def default_workers(name: str, cpus: int | None = None) -> int:
+    """Worker processes of ``name`` when ``STACK_WORKERS_<NAME>`` is not set.
+
+    ipshare, whose income postings are the platform's hot write path, gets one per core;
+    grants and sandbox one per two cores; each at most 4. The gateway gets one: its
+    request path costs a fraction of a service's, and one process keeps its rate limits
+    in memory (more workers share them in a Redis-protocol server the stack starts).
+    On 2 cores: ipshare 2, the others 1.
+    """
+    cpus = cpus or os.cpu_count() or 1
+    per_program = {"ipshare": cpus, "grants": cpus // 2, "sandbox": cpus // 2, "gateway": 1}
+    return max(1, min(MAX_DEFAULT_WORKERS, per_program[name]))
+
+
+def _workers() -> dict[str, int]:
+    workers: dict[str, int] = {}
+    for name in PROGRAMS:
+        value = os.environ.get(WORKERS_ENV[name], "").strip()
+        if not value:
+            workers[name] = default_workers(name)
+        elif value.isdigit() and int(value) >= 1:
+            workers[name] = int(value)
+        else:
+            raise ValueError(f"{WORKERS_ENV[name]}={value!r}: a number of processes, 1 or more")
+    return workers
+
+
+def _program(layout: Layout, name: str, port: int, workers: int,
+             env: dict[str, str]) -> dict[str, Any]:
+    """A supervisor program: ``name``'s app on ``port`` in ``workers`` uvicorn processes."""
+    return {
+        "name": name, "port": port, "workers": workers, "env": env,
+        "log": str(layout.logs.resolve() / f"{name}.log"),
+        "argv": [sys.executable, "-m", "devkit.serve", f"{name}.app:create_app",
+                 "--fd", "{fd}"],
+    }
+
+
+def _supervisor(layout: Layout, state: State, programs: list[dict[str, Any]]) -> None:
+    layout.supervisor_state.unlink(missing_ok=True)
+    spec = {"state": str(layout.supervisor_state.resolve()), "programs": programs}
+    layout.supervisor_spec.write_text(json.dumps(spec, indent=2) + "\n")
+    log = layout.logs.resolve() / "supervisor.log"
+    with open(log, "ab") as log_file:
         proc = subprocess.Popen(
-            cmd, env={**os.environ, **extra_env}, stdin=subprocess.DEVNULL, stdout=log_file,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "devkit.supervisor", str(layout.supervisor_spec.resolve())],
+            env={**os.environ, STACK_MARKER_ENV: str(layout.var.resolve())},
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    state.add(name=name, kind="uvicorn", pid=proc.pid, match=factory, url=url, log=log)
-    out(f"{name}: {url}, pid {proc.pid}")
-    return url
+    state.add(name="supervisor", kind="supervisor", pid=proc.pid, match="devkit.supervisor",
+              state=layout.supervisor_state.resolve(), log=log)
+    for program in programs:
+        out(f"{program['name']}: http://127.0.0.1:{program['port']}, "
+            f"{program['workers']} worker{'s' if program['workers'] > 1 else ''}")
+    out(f"supervisor: pid {proc.pid} (restarts a worker that dies; log {log})")
 
 
-def _wait_ready(state: State, http: dict[str, str]) -> None:
-    entries = {p["name"]: p for p in state.processes}
-    waiting = dict(http)
+def supervisor_state(layout: Layout) -> dict[str, Any] | None:
+    """What the supervisor last wrote: each program's workers, every pid it started."""
+    try:
+        return json.loads(layout.supervisor_state.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _wait_ready(layout: Layout, state: State, http: dict[str, str]) -> None:
+    """Every worker serving, then every program's ``/ready`` answering 200."""
+    supervisor = next(p for p in state.processes if p["kind"] == "supervisor")
     deadline = time.monotonic() + READY_TIMEOUT_S
+    waiting = dict(http)
     last: dict[str, str] = {}
     with httpx.Client(timeout=2.0) as client:
         while waiting:
+            if not is_ours(supervisor):
+                raise RuntimeError(_failure(supervisor, "exited during start-up"))
+            workers = (supervisor_state(layout) or {}).get("programs", {})
             for name, url in list(waiting.items()):
-                if not is_ours(entries[name]):
-                    raise RuntimeError(_failure(entries[name], "exited during start-up"))
+                states = [w["state"] for w in workers.get(name, {}).get("workers", [])]
+                if "failed" in states:
+                    raise RuntimeError(_failure(_log_entry(layout, name),
+                                                "failed to start (the supervisor gave up)"))
+                if not states or any(s != "serving" for s in states):
+                    last[name] = f"workers {', '.join(states) or 'not started'}"
+                    continue
                 try:
                     response = client.get(url + "/ready")
                     if response.status_code == 200:
@@ -330,11 +434,16 @@ def _wait_ready(state: State, http: dict[str, str]) -> None:
                 except httpx.HTTPError as exc:
                     last[name] = f"/ready unreachable: {type(exc).__name__}"
             if waiting and time.monotonic() > deadline:
-                failures = [_failure(entries[n], f"not ready after {READY_TIMEOUT_S:.0f} s "
-                                                 f"({last.get(n, '')})") for n in waiting]
+                failures = [_failure(_log_entry(layout, n), f"not ready after "
+                                     f"{READY_TIMEOUT_S:.0f} s ({last.get(n, '')})")
+                            for n in waiting]
                 raise RuntimeError("\n".join(failures))
             if waiting:
                 time.sleep(0.2)
+
+
+def _log_entry(layout: Layout, name: str) -> dict[str, Any]:
+    return {"name": name, "log": str(layout.logs.resolve() / f"{name}.log")}
 
 
 def _failure(entry: dict[str, Any], what: str) -> str:
@@ -367,6 +476,8 @@ def _down(layout: Layout, state: State) -> None:
     for entry in reversed(state.processes):
         if entry["kind"] == "postgres":
             _stop_postgres(entry)
+        elif entry["kind"] == "supervisor":
+            _stop_supervisor(entry)
         else:
             _stop_process(entry)
         if entry.get("root"):
@@ -404,6 +515,38 @@ def _stop_process(entry: dict[str, Any]) -> None:
     out(f"stopped {entry['name']} (pid {entry['pid']})")
 
 
+def _stop_supervisor(entry: dict[str, Any]) -> None:
+    """SIGTERM the supervisor, which stops its workers; then SIGKILL any process it ever
+    started that still runs in its process group (one that outlived a killed supervisor)."""
+    pid = int(entry["pid"])
+    if is_ours(entry):
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, SUPERVISOR_STOP_TIMEOUT_S):
+            out(f"supervisor (pid {pid}) did not stop: killing it and its workers")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    try:
+        started = json.loads(Path(entry["state"]).read_text())["started_pids"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        started = []
+    left = [p for p in started if _alive(p) and _process_group(p) == pid]
+    for worker in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+    for worker in left:
+        _wait_gone(worker, STOP_TIMEOUT_S)
+    extra = f"; killed {len(left)} left over" if left else ""
+    out(f"stopped supervisor (pid {pid}) and the {len(started)} worker processes it "
+        f"started{extra}")
+
+
+def _process_group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 def _stop_postgres(entry: dict[str, Any]) -> None:
     if not is_ours(entry):
         return
@@ -438,18 +581,32 @@ def status(layout: Layout) -> int:
             alive = is_ours(entry)
             running = running and alive
             where = entry.get("url") or entry.get("address", "")
-            ready = ""
-            if alive and entry.get("url"):
-                try:
-                    code = client.get(entry["url"] + "/ready").status_code
-                    ready = "ready" if code == 200 else f"not ready ({code})"
-                except httpx.HTTPError as exc:
-                    ready = f"unreachable ({type(exc).__name__})"
-            state_word = "running" if alive else "DEAD"
-            out(f"{entry['name']:<9} pid {entry['pid']:<8} {state_word:<8} {where} {ready}")
+            out(f"{entry['name']:<10} pid {entry['pid']:<8} {'running' if alive else 'DEAD':<8} "
+                f"{where}")
+            if entry["kind"] == "supervisor" and alive:
+                running = _status_workers(layout, client) and running
     if layout.env.exists():
         out(f"\n{layout.env}:\n{layout.env.read_text().rstrip()}")
     return 0 if running else 1
+
+
+def _status_workers(layout: Layout, client: httpx.Client) -> bool:
+    """Each program's readiness and its workers' pids, states and restarts."""
+    programs = (supervisor_state(layout) or {}).get("programs", {})
+    healthy = True
+    for name, program in programs.items():
+        try:
+            code = client.get(program["url"] + "/ready").status_code
+            ready = "ready" if code == 200 else f"not ready ({code})"
+        except httpx.HTTPError as exc:
+            ready = f"unreachable ({type(exc).__name__})"
+        healthy = healthy and ready == "ready"
+        out(f"  {name:<8} {program['url']} {ready}")
+        for w in program["workers"]:
+            healthy = healthy and w["state"] == "serving"
+            out(f"    worker {w['index']}: pid {w['pid']}, {w['state']}, "
+                f"{w['restarts']} restart{'' if w['restarts'] == 1 else 's'}")
+    return healthy
 
 
 def main(argv: list[str] | None = None) -> int:
