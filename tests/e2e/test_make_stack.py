@@ -1,0 +1,224 @@
+"""``make stack`` as a user runs it: brought up, used end to end through its gateway with
+the development issuer's tokens, a service worker killed on the way, then stopped with
+nothing left running.
+
+The launcher is started as ``make stack`` starts it (``python -m devkit.stack up``), on
+ports of its own so that a developer's stack on the default ports is left alone. It
+starts its own PostgreSQL and Kafka; every request goes through the gateway (edge
+authentication, route table, rate limits), from a call to an income distribution:
+call → open → application → submit → reviews → decision → grant → milestone report →
+accept → result → (grants.result.registered over Kafka) ipshare asset → agreement →
+income → distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devkit import stack
+from devkit.localservers import free_port
+
+# Starting PostgreSQL, Kafka and five workers, using them, stopping: ~60 s on an idle
+# 2-core machine; the bound leaves room for a loaded one.
+pytestmark = pytest.mark.timeout(600)
+
+UP_TIMEOUT_S = 420
+KAFKA_HOP_TIMEOUT_S = 60
+
+
+class Stack:
+    def __init__(self, var: Path, env: dict[str, str]) -> None:
+        self.var, self.env = var, env
+        self.layout = stack.Layout(var)
+
+    def run(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "devkit.stack", command, "--var-dir", str(self.var)],
+            env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def settings(self) -> dict[str, str]:
+        lines = self.layout.env.read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    def workers(self, name: str) -> list[dict[str, Any]]:
+        return json.loads(self.layout.supervisor_state.read_text())["programs"][name]["workers"]
+
+    def processes_left(self) -> list[int]:
+        """Processes whose environment carries this stack's marker (the supervisor and
+        every worker it started)."""
+        marker = f"{stack.STACK_MARKER_ENV}={self.var.resolve()}".encode()
+        left = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                if marker in environ.read_bytes().split(b"\0") and stack._alive(
+                        int(environ.parent.name)):
+                    left.append(int(environ.parent.name))
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        return left
+
+
+@pytest.fixture
+def running_stack() -> Iterator[Stack]:
+    ports = {"PORT": free_port(), **{f"STACK_{s.upper()}_PORT": free_port()
+                                     for s in ("grants", "sandbox", "ipshare")}}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("STACK_", "GATEWAY_", "GRANTS_", "SANDBOX_", "IPSHARE_"))}
+    env.update({k: str(v) for k, v in ports.items()})
+    # As the benchmarks do, the test sets the gateway's limits itself: its scripted
+    # users write faster than the defaults allow a person to.
+    env.update({"GATEWAY_RATE_LIMIT_WRITE_PER_SUBJECT": "100/second",
+                "GATEWAY_RATE_LIMIT_WRITE_PER_ADDRESS": "200/second",
+                "STACK_WORKERS_IPSHARE": "2", "STACK_WORKERS_GRANTS": "1",
+                "STACK_WORKERS_SANDBOX": "1", "STACK_WORKERS_GATEWAY": "1"})
+    # Not pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user that must
+    # traverse every parent of its data directory (mode 0700 under /tmp/pytest-of-root).
+    root = Path(tempfile.mkdtemp(prefix="most-stack-test-"))
+    root.chmod(0o755)
+    running = Stack(root / "var", env)
+    try:
+        up = running.run("up", UP_TIMEOUT_S)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"GATEWAY_URL=http://127.0.0.1:{ports['PORT']}" in up.stdout
+        yield running
+    finally:
+        if running.layout.pids.exists():
+            running.run("down", 120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.3)
+    return predicate()
+
+
+class User:
+    """Someone calling the platform through the gateway with a development token."""
+
+    def __init__(self, client: httpx.Client, sub: str, role: str, org: str) -> None:
+        issued = client.post("/dev/tokens", json={"sub": sub, "name": sub, "org": org,
+                                                  "roles": [role]})
+        assert issued.status_code == 201, issued.text
+        self.client = client
+        self.auth = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+
+    def post(self, path: str, body: dict[str, Any] | None = None, expect: int = 200,
+             **headers: str) -> dict[str, Any]:
+        response = self.client.post(path, json=body, headers={**self.auth, **headers})
+        assert response.status_code == expect, f"POST {path}: {response.text}"
+        return response.json()
+
+    def get(self, path: str, **params: str) -> httpx.Response:
+        return self.client.get(path, params=params, headers=self.auth)
+
+
+def test_make_stack_serves_a_grant_to_an_income_distribution_through_its_gateway(
+    running_stack: Stack,
+) -> None:
+    settings = running_stack.settings()
+    run = uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=settings["GATEWAY_URL"], timeout=60.0) as client:
+        assert client.get("/ready").json()["status"] == "ready"
+        pm = User(client, "pm-1", "program_manager", "MOST")
+        lead = User(client, "r-lead", "researcher", "HUST")
+        office = User(client, "tto-1", "institution", "HUST")
+        # The edge refuses what the route table does not allow, before any service.
+        refused = client.post("/grants/v1/calls", json={}, headers=lead.auth)
+        assert refused.status_code == 403, refused.text
+
+        call = pm.post("/grants/v1/calls", {
+            "title": "Mekong salinity", "budget_vnd": 5_000_000_000,
+            "max_award_vnd": 1_000_000_000, "opens_at": "2026-01-01T00:00:00Z",
+            "closes_at": "2030-01-01T00:00:00Z"}, expect=201)
+        pm.post(f"/grants/v1/calls/{call['id']}/open")
+        assert any(c["id"] == call["id"] for c in client.get("/grants/v1/calls").json()["items"])
+        application = lead.post("/grants/v1/applications", {
+            "call_id": call["id"], "title": "Salinity sensors", "abstract": "",
+            "institution_id": "HUST", "requested_vnd": 1_000_000_000, "risk_level": "high",
+            "team": [{"researcher_id": "r-lead", "name": "Lead", "role": "PI",
+                      "contribution_bp": 7000},
+                     {"researcher_id": "r-two", "name": "Two", "role": "engineer",
+                      "contribution_bp": 3000}],
+            "milestones": [{"title": "Prototype", "deliverable": "D", "verification": "V",
+                            "due_date": "2029-01-01", "tranche_bp": 10000}]}, expect=201)
+        lead.post(f"/grants/v1/applications/{application['id']}/submit")
+        for reviewer, org in (("rev-1", "VAST"), ("rev-2", "NAFOSTED")):
+            User(client, reviewer, "reviewer", org).post(
+                f"/grants/v1/applications/{application['id']}/reviews",
+                {"scores": {"merit": 5}, "recommendation": "fund", "comment": "",
+                 "conflict_of_interest": False}, expect=201)
+        decided = pm.post(f"/grants/v1/applications/{application['id']}/decision",
+                          {"decision": "approve", "awarded_vnd": 1_000_000_000})
+
+        # kill -9 the grants worker: the supervisor starts another on the same port, and
+        # the next request through the gateway waits for it rather than failing.
+        [worker] = running_stack.workers("grants")
+        os.kill(worker["pid"], signal.SIGKILL)
+        grant = pm.get(f"/grants/v1/grants/{decided['grant_id']}")
+        assert grant.status_code == 200, grant.text
+        grant = grant.json()
+        [restarted] = running_stack.workers("grants")
+        assert restarted["pid"] != worker["pid"] and restarted["restarts"] == 1
+
+        milestone = grant["milestones"][0]
+        lead.post(f"/grants/v1/grants/{grant['id']}/milestones/{milestone['id']}/report",
+                  {"summary": "sensors deployed",
+                   "evidence": [{"kind": "dataset", "ref": "doi:10.5281/zenodo.1"}]})
+        accepted = pm.post(f"/grants/v1/grants/{grant['id']}/milestones/{milestone['id']}"
+                           "/accept")
+        assert [m["status"] for m in accepted["milestones"]] == ["accepted"]
+        result = lead.post(f"/grants/v1/grants/{grant['id']}/results", {
+            "kind": "patent", "title": "Low-cost salinity sensor",
+            "authors": [{"researcher_id": "r-lead", "name": "Lead", "contribution_bp": 7000},
+                        {"researcher_id": "r-two", "name": "Two", "contribution_bp": 3000}]},
+            expect=201)
+
+        # grants → Kafka → ipshare: the result becomes an asset of the institution.
+        assets = wait_for(lambda: office.get("/ipshare/v1/assets",
+                                             source_grant_id=grant["id"]).json()["items"],
+                          KAFKA_HOP_TIMEOUT_S)
+        assert [a["source_result_id"] for a in assets] == [result["id"]], \
+            "grants.result.registered did not become an ipshare asset"
+        agreement = office.post(f"/ipshare/v1/assets/{assets[0]['id']}/agreements", {
+            "kind": "licence", "counterparty": "Mekong Sensors JSC",
+            "signed_on": "2026-11-01", "terms": "5 years"}, expect=201)
+        posted = office.post(f"/ipshare/v1/agreements/{agreement['id']}/income", {
+            "period": "2026-Q4", "gross_vnd": 1_000_000_007, "costs_vnd": 0,
+            "reference": f"INV-{run}"}, expect=201, **{"Idempotency-Key": f"inv-{run}"})
+        distribution = office.get(f"/ipshare/v1/distributions/{posted['id']}")
+        assert distribution.status_code == 200, distribution.text
+        lines = [(ln["payee_id"], ln["amount_vnd"]) for ln in distribution.json()["lines"]]
+        assert lines == [("r-lead", 210_000_002), ("r-two", 90_000_001), ("HUST", 700_000_004)]
+        assert distribution.json()["source_grant_id"] == grant["id"]
+
+    status = running_stack.run("status", 60)
+    assert status.returncode == 0, status.stdout
+    assert "1 restart" in status.stdout
+
+    recorded = [int(p["pid"]) for p in stack.State.load(running_stack.layout).processes]
+    started = json.loads(running_stack.layout.supervisor_state.read_text())["started_pids"]
+    down = running_stack.run("down", 120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not [pid for pid in recorded + started if stack._alive(pid)]
+    assert running_stack.processes_left() == []
+    for port in (settings["GATEWAY_URL"], *(settings[f"{s}_URL"] for s in
+                                            ("GRANTS", "SANDBOX", "IPSHARE"))):
+        assert stack._port_free(int(port.rsplit(":", 1)[1])), f"{port} still listening"
