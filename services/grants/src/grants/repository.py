@@ -120,15 +120,35 @@ def load_application(session: Session, application_id: str, *,
 
 
 def application_from_row(session: Session, row: ApplicationRow) -> Application:
-    team = session.execute(
-        select(TeamMemberRow).where(TeamMemberRow.application_id == row.id)
-        .order_by(TeamMemberRow.position)).scalars().all()
-    plans = session.execute(
-        select(MilestonePlanRow).where(MilestonePlanRow.application_id == row.id)
-        .order_by(MilestonePlanRow.position)).scalars().all()
-    reviews = session.execute(
-        select(ReviewRow).where(ReviewRow.application_id == row.id)
-        .order_by(ReviewRow.created_at, ReviewRow.id)).scalars().all()
+    return applications_from_rows(session, [row])[0]
+
+
+def applications_from_rows(session: Session, rows: Sequence[ApplicationRow]
+                           ) -> list[Application]:
+    """The applications of ``rows``: three statements for all of them (teams, milestone
+    plans, reviews), however many there are."""
+    ids = [r.id for r in rows]
+    if not ids:
+        return []
+    teams = _grouped(session.execute(
+        select(TeamMemberRow).where(TeamMemberRow.application_id.in_(ids))
+        .order_by(TeamMemberRow.application_id, TeamMemberRow.position)).scalars(),
+        "application_id")
+    plans = _grouped(session.execute(
+        select(MilestonePlanRow).where(MilestonePlanRow.application_id.in_(ids))
+        .order_by(MilestonePlanRow.application_id, MilestonePlanRow.position)).scalars(),
+        "application_id")
+    reviews = _grouped(session.execute(
+        select(ReviewRow).where(ReviewRow.application_id.in_(ids))
+        .order_by(ReviewRow.application_id, ReviewRow.created_at, ReviewRow.id)).scalars(),
+        "application_id")
+    return [_application(r, teams.get(r.id, []), plans.get(r.id, []), reviews.get(r.id, []))
+            for r in rows]
+
+
+def _application(row: ApplicationRow, team: Sequence[TeamMemberRow],
+                 plans: Sequence[MilestonePlanRow], reviews: Sequence[ReviewRow]
+                 ) -> Application:
     return Application(
         id=row.id, call_id=row.call_id, agency_id=row.agency_id,
         applicant_id=row.applicant_id, institution_id=row.institution_id, title=row.title,
@@ -372,6 +392,39 @@ def grant_from_rows(row: Any, team: Sequence[Any], milestones: Sequence[Any],
         award_decision=_decision(row.award_decision_no, row.award_decision_year),
         decision=_decision(row.decision_no, row.decision_year),
     )
+
+
+def grant_views(session: Session, rows: Sequence[GrantRow]
+                ) -> list[tuple[GrantRow, Grant, str, list[BreachRow]]]:
+    """The grants of a page of ``rows``, each with its application's title and its breach
+    rows: four statements for the whole page (titles, teams, milestones, breaches),
+    however many rows it has."""
+    if not rows:
+        return []
+    grant_ids = [r.id for r in rows]
+    application_ids = [r.application_id for r in rows]
+    titles = dict(session.execute(select(ApplicationRow.id, ApplicationRow.title).where(
+        ApplicationRow.id.in_(application_ids))).all())
+    teams = _grouped(session.execute(
+        select(TeamMemberRow).where(TeamMemberRow.application_id.in_(application_ids))
+        .order_by(TeamMemberRow.application_id, TeamMemberRow.position)).scalars(),
+        "application_id")
+    milestones = _grouped(session.execute(
+        select(MilestoneRow).where(MilestoneRow.grant_id.in_(grant_ids))
+        .order_by(MilestoneRow.grant_id, MilestoneRow.seq)).scalars(), "grant_id")
+    breaches = _grouped(session.execute(
+        select(BreachRow).where(BreachRow.grant_id.in_(grant_ids))
+        .order_by(BreachRow.grant_id, BreachRow.created_at)).scalars(), "grant_id")
+    return [(r, grant_from_rows(r, teams.get(r.application_id, []),
+                                milestones.get(r.id, []), breaches.get(r.id, [])),
+             titles[r.application_id], breaches.get(r.id, [])) for r in rows]
+
+
+def _grouped(rows: Any, key: str) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(getattr(row, key), []).append(row)
+    return grouped
 
 
 # GET /v1/grants/{id}, the busiest read, in one round trip (servicekit.hotpath.reads):

@@ -31,7 +31,7 @@ from grants.repository import (
     add_application,
     add_grant,
     add_review,
-    application_from_row,
+    applications_from_rows,
     call_from_row,
     get_call_row,
     load_application,
@@ -410,8 +410,7 @@ def _page(session: Session, user: Principal, *, call_id: str | None, status: str
     calls: dict[str, Call] = {}
     reviewers = active_assignment_counts(session, [r.id for r in rows])
     items = []
-    for r in rows:
-        app = application_from_row(session, r)
+    for r, app in zip(rows, applications_from_rows(session, rows), strict=True):
         if app.call_id not in calls:
             calls[app.call_id] = call_of(session, app)
         items.append(to_read(r, app, calls[app.call_id], reviewers.get(app.id, 0)))

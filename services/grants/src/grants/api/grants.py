@@ -22,7 +22,7 @@ from grants.domain.grants import (
     PartialCompletion,
 )
 from grants.models import ApplicationRow, BreachRow, GrantRow, ResultRow
-from grants.repository import grant_from_row, grant_view, load_grant, save_grant
+from grants.repository import grant_view, grant_views, load_grant, save_grant
 from grants.schemas import (
     AuthorOut,
     BreachCreate,
@@ -317,8 +317,9 @@ def _grants_page(session: Session, user: Principal, today: date, *, status: str 
             stmt = stmt.where(column == value)
     rows, next_cursor = keyset_page(session, stmt, GrantRow.created_at, GrantRow.id,
                                     limit=limit, cursor=cursor)
-    return GrantPage(items=[to_read(session, r, grant_from_row(session, r), today)
-                            for r in rows], next_cursor=next_cursor)
+    return GrantPage(items=[grant_read(row, grant, title, breaches, today)
+                            for row, grant, title, breaches in grant_views(session, rows)],
+                     next_cursor=next_cursor)
 
 
 @router.get("/grants", response_model=GrantPage,
