@@ -4,8 +4,9 @@ Every ``scheduler_seconds`` (the kit runs it with its background work), on the k
 clock and Vietnam's business days, four jobs in order:
 
 1. ``start_pilots``: approved pilots whose start date has come start (``pilot.started``);
-2. ``flag_overdue_reports``: an active pilot's owed report whose due day has passed is
-   flagged, once per period (``pilot.report_overdue``; a suspended pilot owes none);
+2. ``flag_overdue_reports``: an active pilot whose earliest owed report is past its
+   due day is flagged, once for that period (``pilot.report_overdue``); once the report
+   is in, the next owed one is flagged in its turn. A suspended pilot owes none;
 3. ``flag_overdue_decisions``: an application whose decision clock ran out is flagged,
    once (``application.decision_overdue``);
 4. ``expire_pilots``: pilots past their end date with no exit report filed are marked
