@@ -32,7 +32,7 @@ INSTITUTION = ("institution",)
 FIRM = ("sandbox_applicant",)
 
 # grants: who reads an application (the team, its institution, the ministry) and a grant
-# (the same, and finance).
+# (the same, and finance; finance reads the grant itself only, not its trail or results).
 APPLICATION_READERS = ("researcher", "institution", *MINISTRY)
 GRANT_READERS = (*APPLICATION_READERS, "finance")
 # the reviewer's queue: a reviewer (their own), a programme manager (their agency's), an
@@ -84,13 +84,13 @@ ROUTES: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
     ("POST", "/grants/v1/assignments/{assignment_id}/decline", REVIEWER),
     ("GET", "/grants/v1/grants", GRANT_READERS),
     ("GET", "/grants/v1/grants/{grant_id}", GRANT_READERS),
-    ("GET", "/grants/v1/grants/{grant_id}/history", GRANT_READERS),
+    ("GET", "/grants/v1/grants/{grant_id}/history", APPLICATION_READERS),
     ("POST", "/grants/v1/grants/{grant_id}/milestones/{milestone_id}/report", RESEARCHER),
     ("POST", "/grants/v1/grants/{grant_id}/milestones/{milestone_id}/accept", PM),
     ("POST", "/grants/v1/grants/{grant_id}/milestones/{milestone_id}/reject", PM),
     ("POST", "/grants/v1/grants/{grant_id}/milestones/{milestone_id}/reschedule", PM),
     ("POST", "/grants/v1/grants/{grant_id}/results", RESEARCHER),
-    ("GET", "/grants/v1/grants/{grant_id}/results", GRANT_READERS),
+    ("GET", "/grants/v1/grants/{grant_id}/results", APPLICATION_READERS),
     ("POST", "/grants/v1/grants/{grant_id}/breaches", PM),
     ("POST", "/grants/v1/grants/{grant_id}/close", PM),
     ("GET", "/grants/v1/institutions/{institution_id}/grants", ("institution", *MINISTRY)),

@@ -70,6 +70,9 @@ AGGREGATE = "application"
 Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
 Reviewer = Annotated[Principal, Depends(require_roles("reviewer"))]
 Institution = Annotated[Principal, Depends(require_roles("institution"))]
+# Whoever may ever see an application: its team, its institution, the ministry roles.
+ApplicationReader = Annotated[Principal, Depends(require_roles(
+    "researcher", "institution", "program_manager", "reviewer", "auditor", "admin"))]
 
 
 def read_of(session: Session, row: ApplicationRow, app: Application,
@@ -435,7 +438,7 @@ def lacking_reviewers():
                     "agency's; reviewers see submitted ones without conflicts (in calls "
                     "reviewed by assignment, those they declared no conflict with)")
 def read_applications(
-    session: SessionDep, user: CurrentPrincipal, call_id: str | None = None,
+    session: SessionDep, user: ApplicationReader, call_id: str | None = None,
     status: ApplicationStatus | None = None, institution_id: str | None = None,
     needs_reviewers: Annotated[bool | None, Query(description=(
         "true: submitted applications of calls reviewed by assignment with fewer reviewers "

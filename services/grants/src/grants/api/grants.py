@@ -53,6 +53,10 @@ router = APIRouter(prefix="/v1", tags=["grants"])
 
 AGGREGATE = "grant"
 Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
+# Whoever may ever see a grant: its team, its institution, the ministry roles, finance.
+GrantReader = Annotated[Principal, Depends(require_roles(
+    "researcher", "institution", "program_manager", "reviewer", "auditor", "admin",
+    "finance"))]
 
 
 def to_read(session: Session, row: GrantRow, grant: Grant, today: date) -> GrantRead:
@@ -325,7 +329,7 @@ def _grants_page(session: Session, user: Principal, today: date, *, status: str 
 @router.get("/grants", response_model=GrantPage,
             summary="Grants you may see (a researcher's, an institution's, an agency's; "
                     "all for reviewers, auditors, admins), by status and call")
-def read_grants(session: SessionDep, user: CurrentPrincipal, today: TodayDep,
+def read_grants(session: SessionDep, user: GrantReader, today: TodayDep,
                 status: GrantStatus | None = None, call_id: str | None = None,
                 institution_id: str | None = None, agency_id: str | None = None,
                 limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> GrantPage:

@@ -29,6 +29,10 @@ from servicekit.unit_of_work import SessionDep, UnitOfWorkDep
 router = APIRouter(prefix="/v1", tags=["assets"])
 
 Institution = Annotated[Principal, Depends(require_roles("institution"))]
+# Whoever may ever see an asset: institutions (their own), researchers (what they author),
+# finance, auditors and admins.
+AssetReader = Annotated[Principal, Depends(require_roles(
+    "institution", "researcher", *access.ALL_SEEING))]
 
 
 def asset_read(asset: Asset) -> AssetRead:
@@ -58,7 +62,7 @@ def create_asset(body: AssetCreate, user: Institution, uow: UnitOfWorkDep,
 @router.get("/assets", response_model=AssetPage,
             summary="Assets: an institution's own, the ones a researcher authors; all for "
                     "finance and auditors")
-def read_assets(session: SessionDep, user: CurrentPrincipal,
+def read_assets(session: SessionDep, user: AssetReader,
                 institution_id: str | None = None, source_grant_id: str | None = None,
                 limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> AssetPage:
     repo = SqlRepository(session)
