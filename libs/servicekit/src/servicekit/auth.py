@@ -22,6 +22,7 @@ import jwt
 import orjson
 from fastapi import Depends, Request
 
+from servicekit.openapi import answers
 from servicekit.problems import Forbidden, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -306,6 +307,7 @@ def _verifier(request: Request) -> TokenVerifier:
 # the thread pool, a thread hop per dependency and request.
 
 
+@answers(401, token="optional")
 async def optional_principal(request: Request) -> Principal | None:
     """The caller when a token is presented; ``None`` for anonymous calls."""
     token = bearer_token(request)
@@ -317,6 +319,7 @@ async def optional_principal(request: Request) -> Principal | None:
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
+@answers(401, 403, token="required")  # 403: not the caller's resource, as handlers decide
 async def current_principal(principal: OptionalPrincipal) -> Principal:
     """The authenticated caller; 401 problem+json otherwise."""
     if principal is None:
@@ -360,6 +363,7 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
     """
     check_roles(roles)
 
+    @answers(401, 403, token="required")
     async def dependency(request: Request, principal: OptionalPrincipal) -> Principal:
         return authorize(request, principal, roles)
 

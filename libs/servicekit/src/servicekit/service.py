@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from servicekit import idempotency, problems
+from servicekit import idempotency, openapi, problems
 from servicekit.auth import RevocationList, TokenVerifier
 from servicekit.bus import Bus, InProcessBus, KafkaBus
 from servicekit.clock import Clock, SystemClock
@@ -132,6 +132,7 @@ def create_service_app(
     app.state.kit = kit
     problems.install(app)
     idempotency.install(app)
+    openapi.install(app)
     app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
@@ -152,7 +153,8 @@ def health_router(kit: Kit) -> APIRouter:
     def health() -> dict[str, str]:
         return {"status": "ok", "service": kit.name}
 
-    @api.get("/ready", summary="Readiness: database reachable; broker and relay reported")
+    @api.get("/ready", summary="Readiness: database reachable; broker and relay reported",
+             responses={503: {"description": "Not ready: ``checks`` names what is not."}})
     def ready(request: Request) -> JSONResponse:
         checks: dict[str, str] = {}
         try:

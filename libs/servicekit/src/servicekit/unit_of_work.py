@@ -37,6 +37,7 @@ from servicekit.clock import business_date
 from servicekit.db import reads_in_autocommit
 from servicekit.domain_errors import DomainError
 from servicekit.kit import Kit
+from servicekit.openapi import answers
 from servicekit.problems import Problem
 from servicekit.responses import OrjsonResponse
 from servicekit.telemetry import current_traceparent
@@ -223,6 +224,7 @@ class UnitOfWork(AbstractUnitOfWork):
 ClaimDep = Annotated[idempotency.IdempotencyClaim | None, Depends(idempotency.read_claim)]
 
 
+@answers(409, 422, 503)
 def get_uow(
     request: Request,
     principal: OptionalPrincipal,
@@ -253,6 +255,7 @@ def _conflict(exc: Exception) -> bool:
     return isinstance(exc, IntegrityError) or exc.status == 409  # type: ignore[attr-defined]
 
 
+@answers(503)
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """A read-only session for queries (:func:`~servicekit.db.read_session_factory`).
 

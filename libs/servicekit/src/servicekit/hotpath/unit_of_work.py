@@ -23,6 +23,7 @@ from servicekit.hotpath.pipeline import PipelinedConnection
 from servicekit.hotpath.statements import Load, Queued
 from servicekit.hotpath.threaded import ThreadedConnection
 from servicekit.kit import Kit
+from servicekit.openapi import answers
 from servicekit.unit_of_work import AbstractUnitOfWork
 
 T = TypeVar("T")
@@ -111,6 +112,7 @@ def hot_unit_of_work(*roles: str) -> Callable[[Request], Coroutine[Any, Any, Hot
     """
     check_roles(roles)
 
+    @answers(401, 403, 409, 422, 503, token="required")
     async def dependency(request: Request) -> HotUnitOfWork:
         principal = authorize(request, await optional_principal(request), roles)
         claim = await idempotency.read_claim(request)

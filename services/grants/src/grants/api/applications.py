@@ -147,7 +147,9 @@ def visible(session: Session, application_id: str, p: Principal, *,
 
 
 @router.post("/applications", status_code=201, response_model=ApplicationRead,
-             summary="Draft an application")
+             summary="Draft an application",
+             responses={404: {"description": "The call named by ``call_id`` does not exist "
+                                             "or is not published."}})
 def create_application(body: ApplicationCreate, user: Researcher, uow: UnitOfWorkDep):
     call_row = get_call_row(uow.session, body.call_id)
     if call_row is None or not call_from_row(call_row).published:
