@@ -66,6 +66,34 @@ def test_creating_a_database_again_starts_it_empty(postgres_server: PostgresServ
         postgres_server.drop_database(name)
 
 
+@pytest.mark.postgres
+def test_a_killed_postgres_refuses_connections_and_restarts_with_its_committed_rows(
+    restartable_postgres: PostgresServer,
+) -> None:
+    server = restartable_postgres
+    server.create_database("ledger")
+    with psycopg.connect(server.dsn("ledger"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE entries (id BIGINT PRIMARY KEY, amount_vnd BIGINT)")
+        conn.execute("INSERT INTO entries VALUES (1, 300000003)")
+    session = psycopg.connect(server.dsn("ledger"), autocommit=True)
+
+    server.kill()
+
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            session.execute("SELECT 1")  # the open session was cut
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(server.dsn("ledger"), connect_timeout=2)
+    finally:
+        session.close()
+    port = server.port
+    server.restart()
+    assert server.port == port
+    with psycopg.connect(server.dsn("ledger")) as conn:
+        assert conn.execute("SELECT id, amount_vnd FROM entries").fetchall() == [
+            (1, 300000003)]
+
+
 @pytest.mark.kafka
 def test_messages_produced_with_acks_all_are_consumed_back_in_order(
     kafka_server: KafkaServer,

@@ -96,6 +96,7 @@ class PostgresServer:
     _data_dir: Path | None = field(default=None, repr=False)
     _root: Path | None = field(default=None, repr=False)  # temp dir removed by stop()
     _bin: Path | None = field(default=None, repr=False)
+    _options: str | None = field(default=None, repr=False)  # how start_postgres ran it
 
     def url(self, dbname: str, driver: str = "postgresql+psycopg") -> str:
         """SQLAlchemy URL for ``dbname``."""
@@ -135,6 +136,45 @@ class PostgresServer:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+    @property
+    def restartable(self) -> bool:
+        """Whether :meth:`kill` and :meth:`restart` work: a server this process started."""
+        return self._data_dir is not None and self._bin is not None and bool(self._options)
+
+    @property
+    def running(self) -> bool:
+        return self._data_dir is not None and (self._data_dir / "postmaster.pid").exists()
+
+    def kill(self) -> None:
+        """Stop the server at once, as a crash would (``pg_ctl -m immediate``: every
+        session is cut without a checkpoint; the next start recovers from the WAL). Its
+        port and data stay for :meth:`restart`. Only a server this process started."""
+        data_dir, bin_dir = self._own()
+        if self.running:
+            _run_as_pg([bin_dir / "pg_ctl", "-D", data_dir, "-m", "immediate", "-w", "stop"],
+                       cwd=data_dir.parent)
+
+    def restart(self) -> None:
+        """Start the server again (after :meth:`kill`) on the same port and data; returns
+        once it accepts connections."""
+        data_dir, bin_dir = self._own()
+        if self.running:
+            raise RuntimeError("PostgreSQL is still running: kill() it first")
+        assert self.log_path is not None and self._options is not None
+        _run_as_pg(
+            [bin_dir / "pg_ctl", "-D", data_dir, "-l", self.log_path, "-o", self._options,
+             "-w", "-t", str(int(PG_START_TIMEOUT_S)), "start"],
+            cwd=data_dir.parent, start_new_session=True,
+        )  # fmt: skip
+        self.pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+        _wait_for_postgres(self)
+
+    def _own(self) -> tuple[Path, Path]:
+        if not self.restartable:
+            raise RuntimeError("not a PostgreSQL this process started (external or stopped)")
+        assert self._data_dir is not None and self._bin is not None
+        return self._data_dir, self._bin
 
     def stop(self) -> None:
         """``pg_ctl -m fast stop`` and remove the data; no-op for an external server."""
@@ -221,10 +261,14 @@ def _check_traversable(path: Path, uid: int) -> None:
             )
 
 
-def start_postgres(base_dir: Path | None = None, *, detached: bool = False) -> PostgresServer:
+def start_postgres(base_dir: Path | None = None, *, detached: bool = False,
+                   crash_safe: bool = False) -> PostgresServer:
     """initdb a fresh cluster in a temp dir and start it on a free 127.0.0.1 port.
 
     ``detached=False`` (tests): fsync and synchronous_commit off, stopped at exit.
+    ``crash_safe=True`` with it keeps synchronous_commit on, so a commit is in the WAL
+    before it is acknowledged and survives :meth:`PostgresServer.kill` (fsync stays off:
+    only the machine's crash would lose it).
     ``detached=True`` (stack, benches): durable settings, outlives this process.
     """
     bin_dir = _pg_bin_dir()
@@ -240,7 +284,8 @@ def start_postgres(base_dir: Path | None = None, *, detached: bool = False) -> P
         atexit.register(server.stop)
     opts = f"-h 127.0.0.1 -p {port} -k {shlex.quote(str(data_dir))} -c max_connections=200"
     if not detached:
-        opts += " -F -c synchronous_commit=off"
+        opts += " -F" if crash_safe else " -F -c synchronous_commit=off"
+    server._options = opts
     try:
         account = _pg_account()
         if account is not None:

@@ -8,6 +8,8 @@ Enable with ``pytest_plugins = ["devkit.pytest_plugin"]`` in the root conftest.
 - ``databases`` (session): fresh databases cloned from migrated templates.
 - ``kafka_topic``: a fresh, uniquely named 3-partition topic per test.
 - ``restartable_kafka``: the session's broker, for a test that kills and restarts it.
+- ``restartable_postgres``: a PostgreSQL of the test's own, for a test that kills and
+  restarts it (the session's server stays up for everyone else).
 - A failing test that used a local server gets the tail of its log in the report.
 """
 
@@ -76,6 +78,20 @@ def restartable_kafka(kafka_server: KafkaServer) -> Iterator[KafkaServer]:
     yield kafka_server
     if not kafka_server.running:
         kafka_server.restart()
+
+
+@pytest.fixture
+def restartable_postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """A PostgreSQL started for this test alone (about 2 s), which it may stop as a crash
+    would (``kill()``) and start again (``restart()``, same port and data; every
+    acknowledged commit kept); removed after the test. Local even when
+    ``TEST_DATABASE_URL`` names a server."""
+    server = start_postgres(crash_safe=True)
+    _remember(request.config, "restartable_postgres", server)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
