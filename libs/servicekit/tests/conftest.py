@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import Engine
 
+from devkit.localservers import PostgresServer
 from devkit.testing import DatabaseFactory, apply_operations
 from servicekit.db import create_db_engine
 from servicekit.migrations import create_kit_tables_v1, create_kit_tables_v2
@@ -34,6 +35,15 @@ def kit_engine(databases: DatabaseFactory) -> Iterator[Engine]:
     engine = create_db_engine(databases.fresh("kit", _kit_schema))
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def restartable_kit_url(restartable_postgres: PostgresServer) -> str:
+    """The kit's schema on a PostgreSQL of the test's own, which it may kill and restart."""
+    restartable_postgres.create_database("kit")
+    url = restartable_postgres.url("kit")
+    _kit_schema(url)
+    return url
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
+from typing import TYPE_CHECKING
 
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
 from servicekit import audit, housekeeping
@@ -29,6 +29,9 @@ from servicekit.db import read_session_factory, session_factory
 from servicekit.inbox import EventConsumer, Handler
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from servicekit.hotpath.pipeline import HotPool
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ class Kit:
     consumers: list[EventConsumer] = field(default_factory=list)
     jobs: list[PeriodicJob] = field(default_factory=list)
     # The hot path's async connections (PostgreSQL), held by the app's lifespan.
-    pipeline_pool: AsyncConnectionPool | None = None
+    pipeline_pool: HotPool | None = None
     _background_stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:

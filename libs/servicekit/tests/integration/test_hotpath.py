@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    create_engine,
     func,
     select,
     text,
@@ -226,6 +227,32 @@ def test_hot_path_connections_are_reused_and_replaced_when_found_dead(engine, ke
         time.sleep(PING_AFTER_IDLE_SECONDS + 0.1)  # idle long enough to be pinged
 
         assert client.post("/things/h-after", headers=finance).status_code == 201
+
+
+def test_a_database_down_refuses_hot_commands_at_once_and_they_are_served_once_it_is_back(
+        restartable_kit_url, restartable_postgres, key_dir, finance):
+    app = thing_app(restartable_kit_url, key_dir)  # a request may wait 10 s for a connection
+    with TestClient(app) as client:
+        assert client.post("/things/before", headers=finance).status_code == 201
+        time.sleep(PING_AFTER_IDLE_SECONDS + 0.1)  # the pooled sessions idle: pinged first
+        restartable_postgres.kill()
+        try:
+            refused = []
+            for i in range(4):
+                started = time.monotonic()
+                answer = client.post(f"/things/down-{i}", headers=finance)
+                refused.append((answer.status_code, time.monotonic() - started))
+        finally:
+            restartable_postgres.restart()
+        # Before the pool's own next attempt to reconnect (a second or more away).
+        served = client.post("/things/after", headers=finance)
+
+    assert [status for status, _ in refused] == [503] * 4
+    assert max(seconds for _, seconds in refused) < 1.0
+    assert served.status_code == 201, served.text
+    with create_engine(restartable_kit_url).connect() as conn:
+        assert conn.execute(select(EFFECTS.c.event_id).order_by(EFFECTS.c.id)
+                            ).scalars().all() == ["before", "after"]
 
 
 def test_one_handler_writes_the_same_rows_on_the_hot_path_and_an_ordinary_unit_of_work(

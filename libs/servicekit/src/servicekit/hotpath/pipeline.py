@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -29,7 +30,7 @@ class PipelinedConnection:
     back by :meth:`close`. Errors surface as the same SQLAlchemy exceptions as on the
     engine's connections, naming the statements of the round trip."""
 
-    def __init__(self, pool: AsyncConnectionPool, dialect: Dialect) -> None:
+    def __init__(self, pool: HotPool, dialect: Dialect) -> None:
         self._pool = pool
         self._dialect = dialect
         self._conn: AsyncConnection | None = None
@@ -103,29 +104,108 @@ async def _fetch(conn: AsyncConnection, dialect: Dialect, reads: Sequence[Read],
         raise DBAPIError.instance("; ".join(sent), None, exc, PsycopgError) from exc
 
 
-async def open_pool(engine: Engine, *, size: int, timeout: float,
-                    name: str) -> AsyncConnectionPool:
-    """An open pool of async autocommit connections to ``engine``'s PostgreSQL database.
+class HotPool:
+    """The hot path's async connections (:func:`open_pool`): a psycopg pool, and what a
+    request does while the database cannot be reached.
+
+    psycopg's pool, once its connections are lost, queues each request until one of its
+    own reconnection attempts succeeds (attempts backed off up to minutes apart) or the
+    request's ``timeout`` passes: during an outage every request would wait that long for
+    its 503, and after it until the pool's next attempt. Here a request that finds no
+    connection waiting while the pool's last attempt to connect failed connects by itself
+    instead: refused at once while the server is down (a 503 at once, as the engine's
+    requests get), served on that connection (closed afterwards) once it is back, until
+    the pool has connected again. A pooled connection idle for ``PING_AFTER_IDLE_SECONDS``
+    is pinged first (a restarted server drops idle sessions); a dead one is given back,
+    for the pool to replace, and the request connects by itself.
+    """
+
+    def __init__(self, conninfo: str, *, size: int, timeout: float, name: str) -> None:
+        self._conninfo = conninfo
+        self._connect_timeout = max(2, int(min(timeout, 10)))  # libpq takes whole seconds
+        self._idle_since: WeakKeyDictionary[AsyncConnection, float] = WeakKeyDictionary()
+        self._direct: set[AsyncConnection] = set()
+        self.unreachable = False  # the pool's last attempt to connect failed
+
+        hot_pool = self
+
+        class Tracked(AsyncConnection):  # tells the pool's attempts to connect apart
+            @classmethod
+            async def connect(cls, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    conn = await super().connect(*args, **kwargs)
+                except PsycopgError:
+                    hot_pool.unreachable = True
+                    raise
+                hot_pool.unreachable = False
+                return conn
+
+        async def returned(conn: AsyncConnection) -> None:
+            self._idle_since[conn] = time.monotonic()
+
+        self.pool = AsyncConnectionPool(
+            conninfo, min_size=min(2, size), max_size=size, open=False, timeout=timeout,
+            name=name, connection_class=Tracked, kwargs={"autocommit": True},
+            reset=returned)
+
+    async def getconn(self) -> AsyncConnection:
+        """A live connection: the pool's, or the request's own (see the class)."""
+        if self.unreachable and not self.pool.get_stats().get("pool_available"):
+            return await self._connect()
+        conn = await self.pool.getconn()
+        since = self._idle_since.pop(conn, None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return conn
+        try:
+            await conn.execute(b"SELECT 1")
+            return conn
+        except PsycopgError as exc:
+            log.info("a pooled connection idle since %.1f s is gone (%s)",
+                     time.monotonic() - since, exc)
+        await self.pool.putconn(conn)  # broken: the pool closes it and connects another
+        return await self._connect()
+
+    async def putconn(self, conn: AsyncConnection) -> None:
+        if conn in self._direct:
+            self._direct.discard(conn)
+            await conn.close()
+        else:
+            await self.pool.putconn(conn)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        conn = await self.getconn()
+        try:
+            yield conn
+        finally:
+            await self.putconn(conn)
+
+    async def _connect(self) -> AsyncConnection:
+        conn = await AsyncConnection.connect(self._conninfo, autocommit=True,
+                                             connect_timeout=self._connect_timeout)
+        self._direct.add(conn)
+        return conn
+
+    async def open(self) -> None:
+        await self.pool.open()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def get_stats(self) -> dict[str, int]:
+        return self.pool.get_stats()
+
+
+async def open_pool(engine: Engine, *, size: int, timeout: float, name: str) -> HotPool:
+    """An open pool of async autocommit connections to ``engine``'s PostgreSQL database
+    (:class:`HotPool`).
 
     Autocommit: the hot path sends ``BEGIN`` and ``COMMIT`` itself, inside its pipelines
-    (psycopg would send its own ``BEGIN`` in a round trip of its own). A connection is
-    pinged at checkout only after sitting idle for ``PING_AFTER_IDLE_SECONDS``, as the
-    engine's pool does (``servicekit.db``). A checkout waits up to ``timeout`` seconds
-    (then ``PoolTimeout``: a 503).
+    (psycopg would send its own ``BEGIN`` in a round trip of its own). A checkout waits
+    up to ``timeout`` seconds for a connection of a busy pool (then ``PoolTimeout``: a
+    503); one while the database cannot be reached is refused at once.
     """
-    idle_since: WeakKeyDictionary[AsyncConnection, float] = WeakKeyDictionary()
-
-    async def returned(conn: AsyncConnection) -> None:
-        idle_since[conn] = time.monotonic()
-
-    async def check(conn: AsyncConnection) -> None:
-        since = idle_since.pop(conn, None)
-        if since is not None and time.monotonic() - since >= PING_AFTER_IDLE_SECONDS:
-            await conn.execute(b"SELECT 1")  # raises on a dead connection: replaced
-
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    pool = AsyncConnectionPool(url, min_size=min(2, size), max_size=size, open=False,
-                               timeout=timeout, name=name, kwargs={"autocommit": True},
-                               reset=returned, check=check)
+    pool = HotPool(url, size=size, timeout=timeout, name=name)
     await pool.open()
     return pool
