@@ -49,6 +49,13 @@ def _time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _decision(name: str, g: dict[str, Any]) -> dict[str, Any]:
+    """A decision's number and year, both or neither."""
+    number, year = g[f"{name}_no"], g[f"{name}_year"]
+    known = bool(number and year)
+    return {f"{name}_no": number if known else None, f"{name}_year": year if known else None}
+
+
 def create_app() -> FastAPI:
     pools: dict[str, AsyncConnectionPool] = {}
 
@@ -115,7 +122,8 @@ def create_app() -> FastAPI:
             "refund_due_vnd": g["refund_due_vnd"], "status": g["status"],
             "outcome": g["outcome"], "liability": g["liability"],
             "justification": g["justification"], "breach": g["breach_stated"],
-            "procedures_followed": g["procedures_followed"], "team": team,
+            "procedures_followed": g["procedures_followed"],
+            **_decision("award_decision", g), **_decision("decision", g), "team": team,
             "milestones": milestones, "breaches": breaches,
             "created_at": _time(g["created_at"]), "updated_at": _time(g["updated_at"]),
             "closed_at": _time(g["closed_at"]),
