@@ -6,7 +6,7 @@
   ``ipshare`` and ``grants`` databases, migrated, and a single-node Kafka with the
   services' topics, stopped and deleted at the end;
 - ipshare and grants as one uvicorn process each, configured as ``make stack`` runs
-  them (gateway/stack.py): its environment, uvicorn's default logging (``info``: an
+  them (devkit/stack.py): its environment, uvicorn's default logging (``info``: an
   access-log line per request), the services' JSON logs at INFO, tracing (the SDK
   tracer provider, a server span per request), Prometheus metrics, the relay and the
   consumers running;
@@ -171,7 +171,7 @@ def start(procs: Processes) -> dict[str, int]:
     ports: dict[str, int] = {}
     for svc in SERVICES:
         prefix = svc.upper()
-        # gateway/stack.py's environment for a service, nothing more.
+        # devkit/stack.py's environment for a service, nothing more.
         env = {**os.environ, f"{prefix}_DATABASE_URL": procs.pg.url(svc),
                f"{prefix}_KAFKA_BOOTSTRAP": procs.kafka.bootstrap,
                f"{prefix}_DEV_KEY_DIR": str(key_dir), f"{prefix}_MIGRATE_ON_START": "false"}
@@ -575,12 +575,19 @@ def report(args: argparse.Namespace, phases: dict[str, Phase],
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; one uvicorn process "
         f"per app as `make stack` runs them; {args.connections} keep-alive connections; "
         f"{args.rounds} interleaved rounds of {args.seconds:g} s per target; the ratio is "
-        "the median of the rounds' ratios (the pooled one in brackets).",
+        "the median of the rounds' ratios (the pooled one in brackets). The CPU ratio is "
+        "the bare server's CPU per request over the service's: the throughput ratio of two "
+        "CPU-bound servers, less sensitive to how the machine's other work shares the "
+        "cores between them.",
         "",
         "| request | bare req/s | service req/s | ratio (pooled) | rounds | goal "
-        "| p50 / p99 ms, bare | p50 / p99 ms, service |",
-        "|---|---:|---:|---:|---|---|---:|---:|",
+        "| CPU ratio | p50 / p99 ms, bare | p50 / p99 ms, service |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|",
     ]
+    def cpu_each(p: Phase) -> float:
+        """The CPU its server used per request answered."""
+        return p.cpu[p.target.name.split(" ", 1)[0]] / p.requests if p.requests else 0.0
+
     for kind in chosen:
         for base, svc in pairs[kind]:
             b, s = phases[base.name], phases[svc.name]
@@ -590,7 +597,7 @@ def report(args: argparse.Namespace, phases: dict[str, Phase],
             lines.append(
                 f"| {svc.name} | {b.rate:.0f} | {s.rate:.0f} | **{ratio:.2f}×** "
                 f"({s.rate / b.rate:.2f}×) | {', '.join(f'{x:.2f}' for x in per_round)} "
-                f"| ≥ {GOALS[kind]}× {met} "
+                f"| ≥ {GOALS[kind]}× {met} | {cpu_each(b) / cpu_each(s):.2f}× "
                 f"| {pct(b.latencies, .5) * 1e3:.2f} / {pct(b.latencies, .99) * 1e3:.2f} "
                 f"| {pct(s.latencies, .5) * 1e3:.2f} / {pct(s.latencies, .99) * 1e3:.2f} |")
     servers = [k for k in next(iter(phases.values())).cpu if k not in ("bench", "machine")]
