@@ -5,11 +5,11 @@
 - a fresh PostgreSQL cluster (``start_postgres(detached=True)``: fsync on) with the
   ``ipshare`` and ``grants`` databases, migrated, and a single-node Kafka with the
   services' topics, stopped and deleted at the end;
-- ipshare and grants as one uvicorn process each, configured as ``make stack`` runs
-  them (devkit/stack.py): its environment, uvicorn's default logging (``info``: an
-  access-log line per request), the services' JSON logs at INFO, tracing (the SDK
-  tracer provider, a server span per request), Prometheus metrics, the relay and the
-  consumers running;
+- ipshare and grants as one uvicorn process each, configured as ``make stack``
+  configures its workers (devkit/stack.py, devkit/serve.py): its environment,
+  uvicorn's logging at ``info`` (an access-log line per request), the services' JSON
+  logs at INFO, tracing (the SDK tracer provider, a server span per request),
+  Prometheus metrics, the relay and the consumers running;
 - the baseline, ``_bare.py``: a bare FastAPI app on an ``AsyncConnectionPool`` under
   the same uvicorn settings, reading the same rows from the same databases.
 
