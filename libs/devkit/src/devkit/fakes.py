@@ -16,6 +16,7 @@ from sqlmodel import Session
 from servicekit import cloudevent
 from servicekit.auth import Principal
 from servicekit.clock import BUSINESS_TIMEZONE, FixedClock
+from servicekit.decisions import DecisionNumber
 from servicekit.kit import Kit
 from servicekit.unit_of_work import AbstractUnitOfWork
 
@@ -33,6 +34,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
                                      business_timezone=BUSINESS_TIMEZONE))
         super().__init__(cast(Kit, kit), principal)
         self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.registers: dict[tuple[str, int], int] = {}
         self.committed = False
 
     @property
@@ -44,6 +46,12 @@ class FakeUnitOfWork(AbstractUnitOfWork):
     def events(self) -> list[CloudEvent]:
         """The CloudEvents staged in the outbox, in order."""
         return [cloudevent.decode(row["value"].encode()) for row in self.rows["outbox"]]
+
+    def take_decision_number(self, register: str) -> DecisionNumber:
+        """The register's next number for the year, counted in memory."""
+        key = (register, self.today.year)
+        self.registers[key] = self.registers.get(key, 0) + 1
+        return DecisionNumber(self.registers[key], register, self.today.year)
 
     def _write(self, table: Table, rows: list[dict[str, Any]]) -> None:
         self.rows[table.name].extend(rows)

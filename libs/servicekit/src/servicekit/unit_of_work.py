@@ -161,6 +161,11 @@ class AbstractUnitOfWork(ABC):
         return OrjsonResponse(payload, status_code=status_code)
 
     @abstractmethod
+    def take_decision_number(self, register: str) -> decisions.DecisionNumber:
+        """The next number of ``register`` for the business year of :attr:`now`, taken
+        in this command's transaction (gap-free, never repeated: servicekit.decisions)."""
+
+    @abstractmethod
     def _write(self, table: Table, rows: list[dict[str, Any]]) -> None:
         """Write (or queue) ``rows`` into ``table``."""
 
@@ -199,8 +204,6 @@ class UnitOfWork(AbstractUnitOfWork):
         return cls(kit, session, system)
 
     def take_decision_number(self, register: str) -> decisions.DecisionNumber:
-        """The next number of ``register`` for the business year of :attr:`now`, taken
-        in this command's transaction (gap-free, never repeated: servicekit.decisions)."""
         return decisions.take_number(self.session, register, self.today.year)
 
     def _write(self, table: Table, rows: list[dict[str, Any]]) -> None:

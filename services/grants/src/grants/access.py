@@ -92,6 +92,28 @@ def can_read_grant_record(p: Principal, grant: Grant, applicant_id: str | None =
     return p.has("finance") or can_read_grant(p, grant, applicant_id)
 
 
+def funds(p: Principal, grant: Grant) -> bool:
+    """A programme manager of the agency that funds the grant: they act on it."""
+    return p.has("program_manager") and p.org == grant.agency_id
+
+
+def has_conflict_of_interest(p: Principal, grant: Grant, applicant_id: str | None) -> bool:
+    """On the grant's team, or the one who drafted its application: no one accepts their
+    own deliverables or closes their own grant."""
+    return p.sub in grant.team_ids() or p.sub == applicant_id
+
+
+def on_team(p: Principal, grant: Grant) -> bool:
+    """On the grant's team: they report its milestones and register its results."""
+    return p.sub in grant.team_ids()
+
+
+def may_list_institution_grants(p: Principal, institution_id: str) -> bool:
+    """An institution's grants: its own officers, and the ministry roles (each sees the
+    grants it may list: ``scope_grants``); another institution's officer gets 404."""
+    return p.roles != {"institution"} or p.org == institution_id
+
+
 def _on_team(sub: str, application_id_col) -> object:
     return application_id_col.in_(
         select(TeamMemberRow.application_id).where(TeamMemberRow.researcher_id == sub))

@@ -1,11 +1,17 @@
-"""Loading and saving grants aggregates: the only place rows and domain objects meet."""
+"""Loading and saving grants aggregates: the only place rows and domain objects meet.
+
+:class:`Repository` is what the grant command handlers need (``handlers.py``);
+:class:`SqlRepository` keeps it in the service's database through the request's session
+(the unit of work's transaction), and the unit tests keep it in memory. Calls and
+applications are loaded and saved by the functions below it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, case, delete, func, select
 from sqlmodel import Session
@@ -32,6 +38,7 @@ from grants.domain.grants import (
     Milestone,
     MilestoneStatus,
     Outcome,
+    Result,
 )
 from grants.domain.portfolio import Commercialisation, Metrics, Totals, metrics
 from grants.models import (
@@ -503,6 +510,61 @@ def save_grant(session: Session, row: GrantRow, grant: Grant, *, now: datetime) 
         r.report = m.report
         r.reject_reason = m.reject_reason
         r.due_date = m.due_date
+
+
+# --- the grant commands' repository -------------------------------------------------------
+
+class Repository(Protocol):
+    def grant(self, grant_id: str, *, for_update: bool = False) -> Grant | None: ...
+    def applicant_of(self, grant: Grant) -> str | None: ...
+    def save_grant(self, grant: Grant, now: datetime) -> None: ...
+    def add_result(self, grant: Grant, result: Result) -> None: ...
+    def add_breach(self, grant: Grant, breach: Breach, now: datetime) -> None: ...
+
+
+class SqlRepository:
+    """The grants on the request's session; keeps the rows it loaded, to save them."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._rows: dict[str, GrantRow] = {}
+
+    def grant(self, grant_id: str, *, for_update: bool = False) -> Grant | None:
+        loaded = load_grant(self.session, grant_id, for_update=for_update)
+        if loaded is None:
+            return None
+        row, grant = loaded
+        self._rows[grant.id] = row
+        return grant
+
+    def row(self, grant: Grant) -> GrantRow:
+        """The row ``grant`` was loaded from (its times, for the API's view)."""
+        return self._rows[grant.id]
+
+    def applicant_of(self, grant: Grant) -> str | None:
+        """Who drafted the grant's application."""
+        return self.session.execute(select(ApplicationRow.applicant_id).where(
+            ApplicationRow.id == grant.application_id)).scalar_one_or_none()
+
+    def save_grant(self, grant: Grant, now: datetime) -> None:
+        save_grant(self.session, self._rows[grant.id], grant, now=now)
+        self.session.flush()
+
+    def add_result(self, grant: Grant, result: Result) -> None:
+        self.session.add(ResultRow(
+            id=result.id, grant_id=grant.id, kind=result.kind.value, title=result.title,
+            authors=[{"researcher_id": a.researcher_id, "name": a.name,
+                      "contribution_bp": a.contribution_bp} for a in result.authors],
+            registered_by=result.registered_by, created_at=result.registered_at))
+        self.session.flush()
+
+    def add_breach(self, grant: Grant, breach: Breach, now: datetime) -> None:
+        self.session.add(BreachRow(id=breach.id, grant_id=grant.id, kind=breach.kind.value,
+                                   description=breach.description,
+                                   recorded_by=breach.recorded_by,
+                                   created_at=breach.recorded_at))
+        self._rows[grant.id].updated_at = now
+        self.session.flush()
 
 
 # --- the portfolio ----------------------------------------------------------------------

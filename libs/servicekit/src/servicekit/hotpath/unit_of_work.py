@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from servicekit import idempotency
 from servicekit.auth import Principal, authorize, check_roles, optional_principal
+from servicekit.decisions import DecisionNumber
 from servicekit.hotpath.pipeline import PipelinedConnection
 from servicekit.hotpath.statements import Load, Queued
 from servicekit.hotpath.threaded import ThreadedConnection
@@ -90,6 +91,10 @@ class HotUnitOfWork(AbstractUnitOfWork):
 
     def _write(self, table: Table, rows: list[dict[str, Any]]) -> None:
         self._queued.append((table, rows))
+
+    def take_decision_number(self, register: str) -> DecisionNumber:
+        raise RuntimeError("a hot unit of work takes no decision number: the register's "
+                           "row lock would be taken after its reads")
 
     def _chain_reader(self, new: bool) -> None:
         if not new:

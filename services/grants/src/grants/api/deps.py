@@ -1,4 +1,4 @@
-"""Dependencies shared by the grants routers."""
+"""Dependencies shared by the grants routers: roles, paging and a command's repository."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
+from grants.repository import SqlRepository
 from servicekit.auth import Principal, require_roles
 from servicekit.paging import DEFAULT_LIMIT, MAX_LIMIT
+from servicekit.unit_of_work import UnitOfWorkDep
 
 ProgramManager = Annotated[Principal, Depends(require_roles("program_manager"))]
 CallHistoryReader = Annotated[
@@ -16,3 +18,11 @@ CallHistoryReader = Annotated[
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 DEFAULT_PAGE = DEFAULT_LIMIT
 
+
+def get_repository(uow: UnitOfWorkDep) -> SqlRepository:
+    """A command's repository, on its unit of work's session (reads take ``SessionDep``
+    and ``SqlRepository(session)``)."""
+    return SqlRepository(uow.session)
+
+
+RepositoryDep = Annotated[SqlRepository, Depends(get_repository)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import date
 from typing import Annotated, Any
@@ -11,18 +10,16 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 from sqlmodel import Session
 
-from grants import access, events
-from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager
-from grants.domain.applications import ConflictOfInterest
+from grants import access, handlers
+from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager, RepositoryDep
 from grants.domain.grants import (
-    GOOD_FAITH_CONDITIONS,
     Author,
     Grant,
     GrantStatus,
     PartialCompletion,
 )
 from grants.models import ApplicationRow, BreachRow, GrantRow, ResultRow
-from grants.repository import grant_view, grant_views, load_grant, save_grant
+from grants.repository import SqlRepository, grant_view, grant_views
 from grants.schemas import (
     AuthorOut,
     BreachCreate,
@@ -42,11 +39,10 @@ from grants.schemas import (
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
-from servicekit.decisions import grants_register
 from servicekit.hotpath.reads import ReadsDep
 from servicekit.paging import keyset_page
-from servicekit.problems import Forbidden, NotFound
-from servicekit.responses import model_response
+from servicekit.problems import NotFound
+from servicekit.responses import OrjsonResponse, model_response
 from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWork, UnitOfWorkDep
 
 router = APIRouter(prefix="/v1", tags=["grants"])
@@ -103,57 +99,9 @@ def grant_read(row: Any, grant: Grant, title: str, breaches: Sequence[Any],
     )
 
 
-def _applicant_of(session: Session, row: GrantRow) -> str | None:
-    return session.execute(select(ApplicationRow.applicant_id).where(
-        ApplicationRow.id == row.application_id)).scalar_one_or_none()
-
-
-def visible(session: Session, grant_id: str, p: Principal, *, for_update: bool = False,
-            may_read=access.can_read_grant) -> tuple[GrantRow, Grant]:
-    loaded = load_grant(session, grant_id, for_update=for_update)
-    applicant = None
-    if loaded is not None and p.has("researcher"):
-        applicant = _applicant_of(session, loaded[0])
-    if loaded is None or not may_read(p, loaded[1], applicant):
-        raise NotFound(f"grant {grant_id} not found")
-    return loaded
-
-
-def managed(session: Session, grant_id: str, p: Principal) -> tuple[GrantRow, Grant]:
-    """A grant the programme manager's agency funds (locked for the change), and not
-    one whose team they are on or whose application they drafted: no one accepts their
-    own deliverables or closes their own grant (409, the reason given)."""
-    row, grant = visible(session, grant_id, p, for_update=True)
-    if grant.agency_id != p.org:
-        raise Forbidden("programme managers act only on their own agency's grants")
-    if p.sub in grant.team_ids() or p.sub == _applicant_of(session, row):
-        raise ConflictOfInterest(
-            "conflict of interest: the programme manager is on the grant's team")
-    return row, grant
-
-
-def on_team(session: Session, grant_id: str, p: Principal) -> tuple[GrantRow, Grant]:
-    row, grant = visible(session, grant_id, p, for_update=True)
-    if p.sub not in grant.team_ids():
-        raise Forbidden("only the grant's team may do this")
-    return row, grant
-
-
-def milestone_of(grant: Grant, milestone_id: str):
-    try:
-        return grant.milestone(milestone_id)
-    except KeyError:
-        raise NotFound(f"milestone {milestone_id} is not on grant {grant.id}") from None
-
-
-def finish(uow: UnitOfWork, row: GrantRow, grant: Grant, action: str, *, before: str,
-           reason: str | None = None, data: dict | None = None):
-    save_grant(uow.session, row, grant, now=uow.now)
-    uow.record(AGGREGATE, grant.id, action, from_status=before, to_status=grant.status.value,
-               reason=reason, data=data)
-    events.publish(uow, grant.events)
-    uow.session.flush()
-    return uow.commit(to_read(uow.session, row, grant, uow.today))
+def answer(uow: UnitOfWork, repo: SqlRepository, grant: Grant) -> OrjsonResponse:
+    """Commit a grant command with the grant as the API shows it."""
+    return uow.commit(to_read(uow.session, repo.row(grant), grant, uow.today))
 
 
 @router.get("/grants/{grant_id}", response_model=GrantRead,
@@ -172,73 +120,47 @@ async def read_grant(grant_id: str, reads: ReadsDep, user: CurrentPrincipal, tod
 @router.post("/grants/{grant_id}/milestones/{milestone_id}/report", response_model=GrantRead,
              summary="Report a deliverable with its evidence (no invoices, no receipts)")
 def report_milestone(grant_id: str, milestone_id: str, body: MilestoneReport,
-                     user: Researcher, uow: UnitOfWorkDep):
-    row, grant = on_team(uow.session, grant_id, user)
-    m = milestone_of(grant, milestone_id)
-    before = m.status.value
-    report = {**body.model_dump(mode="json"), "reported_by": user.sub,
-              "reported_at": uow.now.isoformat()}
-    grant.report_milestone(milestone_id, report)
-    return finish(uow, row, grant, "report_milestone", before=grant.status.value,
-                  data={"milestone_id": m.id, "from": before, "to": m.status.value,
-                        "evidence": report["evidence"]})
+                     user: Researcher, uow: UnitOfWorkDep, repo: RepositoryDep):
+    grant = handlers.report_milestone(uow, repo, user, grant_id, milestone_id,
+                                      body.model_dump(mode="json"))
+    return answer(uow, repo, grant)
 
 
 @router.post("/grants/{grant_id}/milestones/{milestone_id}/accept", response_model=GrantRead,
              summary="Accept a reported deliverable: releases its tranche")
 def accept_milestone(grant_id: str, milestone_id: str, user: ProgramManager,
-                     uow: UnitOfWorkDep):
-    row, grant = managed(uow.session, grant_id, user)
-    m = milestone_of(grant, milestone_id)
-    grant.accept_milestone(milestone_id, uow.now)
-    return finish(uow, row, grant, "accept_milestone", before=grant.status.value,
-                  data={"milestone_id": m.id, "released_vnd": m.released_vnd})
+                     uow: UnitOfWorkDep, repo: RepositoryDep):
+    grant = handlers.accept_milestone(uow, repo, user, grant_id, milestone_id)
+    return answer(uow, repo, grant)
 
 
 @router.post("/grants/{grant_id}/milestones/{milestone_id}/reject", response_model=GrantRead,
              summary="Reject a report with a reason; the team may report again")
 def reject_milestone(grant_id: str, milestone_id: str, body: Reason, user: ProgramManager,
-                     uow: UnitOfWorkDep):
-    row, grant = managed(uow.session, grant_id, user)
-    milestone_of(grant, milestone_id)
-    grant.reject_milestone(milestone_id, body.reason)
-    return finish(uow, row, grant, "reject_milestone", before=grant.status.value,
-                  reason=body.reason, data={"milestone_id": milestone_id})
+                     uow: UnitOfWorkDep, repo: RepositoryDep):
+    grant = handlers.reject_milestone(uow, repo, user, grant_id, milestone_id, body.reason)
+    return answer(uow, repo, grant)
 
 
 @router.post("/grants/{grant_id}/milestones/{milestone_id}/reschedule",
              response_model=GrantRead,
              summary="Move a due date with a reason: research delay is tolerated")
 def reschedule_milestone(grant_id: str, milestone_id: str, body: Reschedule,
-                         user: ProgramManager, uow: UnitOfWorkDep):
-    row, grant = managed(uow.session, grant_id, user)
-    milestone_of(grant, milestone_id)
-    _, previous = grant.reschedule_milestone(milestone_id, body.due_date, body.reason,
-                                             today=uow.today)
-    return finish(uow, row, grant, "reschedule_milestone", before=grant.status.value,
-                  reason=body.reason,
-                  data={"milestone_id": milestone_id, "from_due_date": previous,
-                        "to_due_date": body.due_date})
+                         user: ProgramManager, uow: UnitOfWorkDep, repo: RepositoryDep):
+    grant = handlers.reschedule_milestone(uow, repo, user, grant_id, milestone_id,
+                                          body.due_date, body.reason)
+    return answer(uow, repo, grant)
 
 
 @router.post("/grants/{grant_id}/results", status_code=201, response_model=ResultRead,
              summary="Register a research result (owned by the grant's institution)")
-def register_result(grant_id: str, body: ResultCreate, user: Researcher, uow: UnitOfWorkDep):
-    row, grant = on_team(uow.session, grant_id, user)
-    result = grant.register_result(
-        result_id=str(uuid.uuid4()), kind=body.kind, title=body.title,
-        authors=[Author(a.researcher_id, a.name, a.contribution_bp) for a in body.authors],
-        registered_by=user.sub, now=uow.now)
-    result_row = ResultRow(id=result.id, grant_id=grant.id, kind=result.kind.value,
-                           title=result.title,
-                           authors=[a.model_dump() for a in body.authors],
-                           registered_by=user.sub, created_at=uow.now)
-    uow.session.add(result_row)
-    uow.record(AGGREGATE, grant.id, "register_result", from_status=grant.status.value,
-               to_status=grant.status.value,
-               data={"result_id": result.id, "kind": result.kind.value})
-    events.publish(uow, grant.events)
-    return uow.commit(result_read(result_row, grant.institution_id), status_code=201)
+def register_result(grant_id: str, body: ResultCreate, user: Researcher, uow: UnitOfWorkDep,
+                    repo: RepositoryDep):
+    grant, result = handlers.register_result(
+        uow, repo, user, grant_id, kind=body.kind, title=body.title,
+        authors=[Author(a.researcher_id, a.name, a.contribution_bp) for a in body.authors])
+    return uow.commit(result_read(uow.session.get(ResultRow, result.id), grant.institution_id),
+                      status_code=201)
 
 
 def result_read(r: ResultRow, institution_id: str) -> ResultRead:
@@ -251,7 +173,7 @@ def result_read(r: ResultRow, institution_id: str) -> ResultRead:
             summary="The grant's registered results")
 def read_results(grant_id: str, session: SessionDep, user: CurrentPrincipal,
                  limit: Limit = DEFAULT_PAGE, cursor: str | None = None):
-    _, grant = visible(session, grant_id, user)
+    grant = handlers.visible_grant(SqlRepository(session), user, grant_id)
     rows, next_cursor = keyset_page(
         session, select(ResultRow).where(ResultRow.grant_id == grant.id),
         ResultRow.created_at, ResultRow.id, limit=limit, cursor=cursor, newest_first=False)
@@ -261,52 +183,33 @@ def read_results(grant_id: str, session: SessionDep, user: CurrentPrincipal,
 
 @router.post("/grants/{grant_id}/breaches", status_code=201, response_model=BreachRead,
              summary="Record a breach found on the grant (bars failed_in_good_faith)")
-def record_breach(grant_id: str, body: BreachCreate, user: ProgramManager, uow: UnitOfWorkDep):
-    row, grant = managed(uow.session, grant_id, user)
-    breach = grant.record_breach(breach_id=str(uuid.uuid4()), kind=body.kind,
-                                 description=body.description, recorded_by=user.sub,
-                                 now=uow.now)
-    breach_row = BreachRow(id=breach.id, grant_id=grant.id, kind=breach.kind.value,
-                           description=breach.description, recorded_by=user.sub,
-                           created_at=uow.now)
-    uow.session.add(breach_row)
-    row.updated_at = uow.now
-    uow.record(AGGREGATE, grant.id, "record_breach", from_status=grant.status.value,
-               to_status=grant.status.value, reason=body.description,
-               data={"breach_id": breach.id, "kind": breach.kind.value})
-    events.publish(uow, grant.events)
-    return uow.commit(BreachRead(id=breach.id, grant_id=grant.id, kind=breach.kind.value,
-                                 description=breach.description, recorded_by=user.sub,
-                                 created_at=uow.now), status_code=201)
+def record_breach(grant_id: str, body: BreachCreate, user: ProgramManager, uow: UnitOfWorkDep,
+                  repo: RepositoryDep):
+    breach = handlers.record_breach(uow, repo, user, grant_id, kind=body.kind,
+                                    description=body.description)
+    return uow.commit(BreachRead(id=breach.id, grant_id=grant_id, kind=breach.kind.value,
+                                 description=breach.description, recorded_by=breach.recorded_by,
+                                 created_at=breach.recorded_at), status_code=201)
 
 
 @router.post("/grants/{grant_id}/close", response_model=GrantRead,
              summary="Close with an outcome and its consequences, in one transaction")
-def close_grant(grant_id: str, body: GrantClose, user: ProgramManager, uow: UnitOfWorkDep):
-    row, grant = managed(uow.session, grant_id, user)
-    before = grant.status.value
-    grant.close(outcome=body.outcome, justification=body.justification, now=uow.now,
-                procedures_followed=body.procedures_followed, breach=body.breach,
-                refund_vnd=body.refund_vnd,
-                partial=[PartialCompletion(p.milestone_id, p.completion_bp)
-                         for p in body.partial or []],
-                take_number=lambda: uow.take_decision_number(
-                    grants_register(grant.agency_id)))
-    data = {"outcome": grant.outcome, "refund_due_vnd": grant.refund_due_vnd,
-            "liability": grant.liability, "cancelled_vnd": grant.cancelled_vnd,
-            "disbursed_vnd": grant.disbursed_vnd, "decision_no": grant.decision.decision_no,
-            "decision_year": grant.decision.year}
-    if body.outcome == "failed_in_good_faith":
-        data["attested_conditions"] = list(GOOD_FAITH_CONDITIONS)
-    return finish(uow, row, grant, "close", before=before, reason=body.justification,
-                  data=data)
+def close_grant(grant_id: str, body: GrantClose, user: ProgramManager, uow: UnitOfWorkDep,
+                repo: RepositoryDep):
+    grant = handlers.close_grant(
+        uow, repo, user, grant_id, outcome=body.outcome, justification=body.justification,
+        procedures_followed=body.procedures_followed, breach=body.breach,
+        refund_vnd=body.refund_vnd,
+        partial=[PartialCompletion(p.milestone_id, p.completion_bp)
+                 for p in body.partial or []])
+    return answer(uow, repo, grant)
 
 
 @router.get("/grants/{grant_id}/history", response_model=HistoryPage,
             summary="The grant's audit trail")
 def read_grant_history(grant_id: str, session: SessionDep, user: CurrentPrincipal,
                        limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
-    visible(session, grant_id, user)
+    handlers.visible_grant(SqlRepository(session), user, grant_id)
     return history(session, AGGREGATE, grant_id, limit=limit, cursor=cursor)
 
 
@@ -346,7 +249,7 @@ def read_institution_grants(
                                                      "reviewer", "auditor", "admin"))],
     status: GrantStatus | None = None, limit: Limit = DEFAULT_PAGE, cursor: str | None = None,
 ) -> GrantPage:
-    if user.roles == {"institution"} and user.org != institution_id:
+    if not access.may_list_institution_grants(user, institution_id):
         raise NotFound(f"institution {institution_id} not found")
     return _grants_page(session, user, today, status=status.value if status else None,
                         call_id=None, institution_id=institution_id, agency_id=None,
