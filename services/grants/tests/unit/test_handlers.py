@@ -3,25 +3,36 @@ stores, audits and emits, and that a refused command leaves nothing behind."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import copy
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from devkit.fakes import FakeUnitOfWork
 from grants import handlers
-from grants.domain.applications import ConflictOfInterest
+from grants.domain.applications import (
+    Application,
+    ConflictOfInterest,
+    MilestonePlan,
+    Recommendation,
+    Review,
+    RiskLevel,
+    TeamMember,
+)
+from grants.domain.calls import Call
+from grants.domain.decisions import DecisionNo
 from grants.domain.errors import IllegalTransition, InvalidInput
 from grants.domain.grants import (
+    Breach,
     BreachKind,
+    Grant,
     GrantStatus,
     MilestoneStatus,
     Outcome,
+    Result,
 )
 from servicekit.auth import Principal
 from servicekit.problems import Forbidden, NotFound
-
-from .fakes import FakeRepository
-from .test_grant_rules import awarded_grant
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 PM = Principal(sub="pm-1", name="PM", org="MOST", roles=frozenset({"program_manager"}))
@@ -29,6 +40,59 @@ OTHER_AGENCY_PM = Principal(sub="pm-2", name="PM", org="DOST-HN",
                             roles=frozenset({"program_manager"}))
 LEAD = Principal(sub="r-0", name="Lead", org="HUST", roles=frozenset({"researcher"}))
 OUTSIDER = Principal(sub="r-9", name="Out", org="VNU", roles=frozenset({"researcher"}))
+
+
+
+class FakeRepository:
+    """Keeps copies, so that only what a handler saves is kept (like a rollback)."""
+
+    def __init__(self, *grants: Grant, applicant_id: str | None = None) -> None:
+        self.grants = {g.id: copy.deepcopy(g) for g in grants}
+        for stored in self.grants.values():
+            stored.events.clear()  # what it emitted went out with it
+        self.applicant_id = applicant_id
+        self.results: list[tuple[str, Result]] = []
+        self.breaches: list[tuple[str, Breach]] = []
+
+    def grant(self, grant_id: str, *, for_update: bool = False) -> Grant | None:
+        found = self.grants.get(grant_id)
+        return copy.deepcopy(found) if found else None
+
+    def applicant_of(self, grant: Grant) -> str | None:
+        return self.applicant_id
+
+    def save_grant(self, grant: Grant, now: datetime) -> None:
+        assert grant.id in self.grants
+        self.grants[grant.id] = copy.deepcopy(grant)
+
+    def add_result(self, grant: Grant, result: Result) -> None:
+        self.results.append((grant.id, result))
+
+    def add_breach(self, grant: Grant, breach: Breach, now: datetime) -> None:
+        self.breaches.append((grant.id, breach))
+
+def awarded_grant() -> Grant:
+    """Grant g-1 of agency MOST to HUST: team r-0 (lead, who drafted it) and r-1, three
+    milestones m1..m3, decided with number 1/QĐ-MOST."""
+    call = Call.draft(id="call-1", agency_id="MOST", title="t", description="",
+                      budget_vnd=3_000_000_000, max_award_vnd=1_000_000_001,
+                      opens_at=NOW - timedelta(days=1), closes_at=NOW + timedelta(days=60),
+                      min_reviews=2)
+    call.open(NOW)
+    app = Application.draft(
+        id="app-1", call=call, applicant_id="r-0", institution_id="HUST", title="t",
+        abstract="a", requested_vnd=1_000_000_001, risk_level=RiskLevel.HIGH,
+        team=[TeamMember("r-0", "R0", "lead", 7000), TeamMember("r-1", "R1", "member", 3000)],
+        milestones=[MilestonePlan(f"M{i}", "d", "v", NOW.date() + timedelta(days=30 * i), bp)
+                    for i, bp in enumerate((3333, 3333, 3334), start=1)],
+        today=NOW.date())
+    app.submit(call, NOW)
+    for reviewer in ("rev-1", "rev-2"):
+        app.add_review(Review(reviewer, "VAST", {"novelty": 4}, Recommendation.FUND, "ok",
+                              NOW), declared_conflict=False)
+    app.approve(call, 1_000_000_001, NOW, grant_id="g-1",
+                take_number=lambda: DecisionNo("1/QĐ-MOST", 2026))
+    return Grant.award(app, grant_id="g-1", milestone_ids=["m1", "m2", "m3"], now=NOW)
 
 
 def unit_of_work(user: Principal) -> FakeUnitOfWork:

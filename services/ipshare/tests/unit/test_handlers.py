@@ -3,6 +3,7 @@ stores, audits and emits, and that a refused command leaves nothing behind."""
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, date, datetime
 
 import pytest
@@ -18,13 +19,12 @@ from ipshare.domain.assets import (
     Author,
     Policy,
 )
+from ipshare.domain.distributions import Distribution, Posting
 from ipshare.domain.errors import DuplicateReference, IllegalTransition, InvalidInput
 from ipshare.domain.split import Basis
 from ipshare.repository import IncomeInputs
 from servicekit.auth import Principal
 from servicekit.problems import Forbidden, NotFound
-
-from .fakes import FakeRepository
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 OFFICE = Principal(sub="off-1", name="Office", org="HUST", roles=frozenset({"institution"}))
@@ -36,6 +36,53 @@ ASSET = Asset("as-1", "HUST", AssetKind.PATENT, "Sensor", AUTHORS, "g-1", None, 
 LICENCE = Agreement("ag-1", "as-1", "HUST", AgreementKind.LICENCE, "g-1",
                     counterparty="FPT", signed_on=date(2026, 11, 1), created_at=NOW)
 
+
+
+class FakeRepository:
+    """Keeps copies, so that only what a handler saves is kept (like a rollback)."""
+
+    def __init__(self) -> None:
+        self.assets: dict[str, Asset] = {}
+        self.agreements: dict[str, Agreement] = {}
+        self.policies: dict[str, list[tuple[Policy, datetime]]] = {}
+        self.distributions: dict[str, Distribution] = {}
+
+    def asset(self, asset_id: str) -> Asset | None:
+        return copy.deepcopy(self.assets.get(asset_id))
+
+    def is_author(self, asset_id: str, researcher_id: str) -> bool:
+        return asset_id in self.assets and self.assets[asset_id].is_author(researcher_id)
+
+    def add_asset(self, asset: Asset) -> None:
+        assert asset.id not in self.assets
+        self.assets[asset.id] = copy.deepcopy(asset)
+
+    def agreement(self, agreement_id: str, *, for_update: bool = False) -> Agreement | None:
+        return copy.deepcopy(self.agreements.get(agreement_id))
+
+    def add_agreement(self, agreement: Agreement) -> None:
+        assert agreement.id not in self.agreements
+        self.agreements[agreement.id] = copy.deepcopy(agreement)
+
+    def save_agreement(self, agreement: Agreement, now: datetime) -> None:
+        assert agreement.id in self.agreements
+        self.agreements[agreement.id] = copy.deepcopy(agreement)
+
+    def policy(self, institution_id: str) -> tuple[Policy, datetime | None]:
+        versions = self.policies.get(institution_id)
+        return versions[-1] if versions else (Policy(institution_id), None)
+
+    def add_policy(self, policy: Policy, changed_by: str, now: datetime) -> None:
+        self.policies.setdefault(policy.institution_id, []).append((policy, now))
+
+    def distribution(self, distribution_id: str, *, for_update: bool = False
+                     ) -> Distribution | None:
+        return copy.deepcopy(self.distributions.get(distribution_id))
+
+    def save_reversal(self, distribution: Distribution, reversal: Posting) -> None:
+        assert distribution.id in self.distributions
+        assert distribution.postings[-1] == reversal
+        self.distributions[distribution.id] = copy.deepcopy(distribution)
 
 def unit_of_work(user: Principal | None) -> FakeUnitOfWork:
     return FakeUnitOfWork("ipshare", user, NOW)
