@@ -17,7 +17,7 @@ from datetime import date, datetime
 from sandbox import access, events
 from sandbox.domain.applications import Scope
 from sandbox.domain.errors import ConflictOfInterest
-from sandbox.domain.pilots import Pilot, PilotDecision, PilotStatus
+from sandbox.domain.pilots import DecisionNumberSource, Pilot, PilotDecision, PilotStatus
 from sandbox.domain.sectors import SectorProfiles
 from sandbox.domain.supervision import (
     ExitOutcome,
@@ -79,7 +79,9 @@ def _numbered(uow: Work, repo: Repository, pilot: Pilot, decision: PilotDecision
         decided_at=uow.now, reason=decision.reason))
 
 
-def _number(uow: Work, register: str):
+def _number(uow: Work, register: str) -> DecisionNumberSource:
+    """The next number of ``register``, taken only when the domain asks (every rule
+    held)."""
     def take() -> tuple[str, int]:
         taken = uow.take_decision_number(register)
         return taken.decision_no, taken.year
