@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import Select, false, or_, select
+from sqlalchemy import Select, and_, false, or_, select
 
 from grants.domain.applications import Application, ApplicationStatus
 from grants.domain.assignments import CLEARED, Assignment
-from grants.domain.calls import ReviewMode
+from grants.domain.calls import CallStatus, ReviewMode
 from grants.domain.grants import Grant
 from grants.models import ApplicationRow, AssignmentRow, CallRow, GrantRow, TeamMemberRow
 from servicekit.auth import Principal
@@ -92,9 +92,48 @@ def can_read_grant_record(p: Principal, grant: Grant, applicant_id: str | None =
     return p.has("finance") or can_read_grant(p, grant, applicant_id)
 
 
+def acts_for_agency(p: Principal, agency_id: str) -> bool:
+    """A programme manager of ``agency_id``: they act on its calls, applications and
+    grants (another agency's are refused: 403)."""
+    return p.has("program_manager") and p.org == agency_id
+
+
 def funds(p: Principal, grant: Grant) -> bool:
     """A programme manager of the agency that funds the grant: they act on it."""
-    return p.has("program_manager") and p.org == grant.agency_id
+    return acts_for_agency(p, grant.agency_id)
+
+
+def sees_call_drafts(p: Principal | None, agency_id: str) -> bool:
+    """A call's draft is private to its agency's programme managers, auditors and admins."""
+    return p is not None and (p.has(*NATIONAL) or acts_for_agency(p, agency_id))
+
+
+# Opened at some time (SQL of Call.published): not a draft, nor cancelled as a draft.
+PUBLISHED = and_(CallRow.status != CallStatus.DRAFT.value,
+                 or_(CallRow.cancelled_from.is_(None),
+                     CallRow.cancelled_from != CallStatus.DRAFT.value))
+
+
+def scope_calls(p: Principal | None, stmt: Select) -> Select:
+    """Restrict a calls list to what ``p`` may list: the published calls, and the drafts
+    of their own agency (a programme manager) or of every agency (national roles)."""
+    if p is not None and p.has(*NATIONAL):
+        return stmt
+    if p is not None and p.has("program_manager"):
+        return stmt.where(or_(PUBLISHED, CallRow.agency_id == p.org))
+    return stmt.where(PUBLISHED)
+
+
+def reviews_seen_by(p: Principal, app: Application) -> str:
+    """Which of an application's reviews ``p`` may see: ``all`` (the national roles, the
+    agency's programme managers; any reviewer once the application is decided), ``own``
+    (a reviewer before the decision) or ``none`` (the applicants and their institution)."""
+    if p.has(*NATIONAL) or acts_for_agency(p, app.agency_id):
+        return "all"
+    if not p.has("reviewer"):
+        return "none"
+    decided = app.status in (ApplicationStatus.APPROVED, ApplicationStatus.REJECTED)
+    return "all" if decided else "own"
 
 
 def has_conflict_of_interest(p: Principal, grant: Grant, applicant_id: str | None) -> bool:

@@ -290,7 +290,7 @@ def read_reviews(application_id: str, session: SessionDep, user: CurrentPrincipa
                  limit: Limit = DEFAULT_PAGE, cursor: str | None = None):
     row, app = visible(session, application_id, user)
     stmt = select(ReviewRow).where(ReviewRow.application_id == app.id)
-    sees = _reviews_seen_by(user, app)
+    sees = access.reviews_seen_by(user, app)
     if sees == "none":
         raise Forbidden("reviews are for the ministry")
     if sees == "own":
@@ -305,7 +305,7 @@ def read_reviews(application_id: str, session: SessionDep, user: CurrentPrincipa
 def decide_application(application_id: str, body: Annotated[Decision, Body()],
                        user: ProgramManager, uow: UnitOfWorkDep):
     row, app = visible(uow.session, application_id, user, for_update=True)
-    if app.agency_id != user.org:
+    if not access.acts_for_agency(user, app.agency_id):
         raise Forbidden("programme managers decide only their own agency's applications")
     if app.is_team_member(user.sub):  # no one decides on their own application
         raise ConflictOfInterest(
@@ -373,24 +373,11 @@ def read_application_history(application_id: str, session: SessionDep,
                              cursor: str | None = None) -> HistoryPage:
     _, app = visible(session, application_id, user)
     page = history(session, AGGREGATE, application_id, limit=limit, cursor=cursor)
-    sees = _reviews_seen_by(user, app)
+    sees = access.reviews_seen_by(user, app)
     if sees != "all":  # review is blind: who reviewed, and how, stays with the ministry
         page.items = [_redacted(e) if e.action == "review" and not (
             sees == "own" and e.actor == user.sub) else e for e in page.items]
     return page
-
-
-def _reviews_seen_by(user: Principal, app: Application) -> str:
-    """Which reviews ``user`` may see: ``all`` (the ministry, the agency's programme
-    managers; any reviewer once the application is decided), ``own`` (a reviewer
-    before the decision) or ``none`` (the applicants and their institution)."""
-    if user.has(*access.NATIONAL) or (
-            user.has("program_manager") and user.org == app.agency_id):
-        return "all"
-    if not user.has("reviewer"):
-        return "none"
-    decided = app.status in (ApplicationStatus.APPROVED, ApplicationStatus.REJECTED)
-    return "all" if decided else "own"
 
 
 def _redacted(entry: HistoryEntry) -> HistoryEntry:

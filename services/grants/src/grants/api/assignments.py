@@ -83,7 +83,7 @@ def assigned_to(session: Session, assignment_id: str,
 def assign_reviewer(application_id: str, body: AssignmentCreate, user: ProgramManager,
                     uow: UnitOfWorkDep):
     _, app = visible(uow.session, application_id, user, for_update=True)
-    if app.agency_id != user.org:
+    if not access.acts_for_agency(user, app.agency_id):
         raise Forbidden("programme managers assign reviewers only to their own agency's "
                         "applications")
     earlier = [a for _, a in assignments_of(uow.session, [app.id])]

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 
 from fastapi import APIRouter
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 
-from grants import events
+from grants import access, events
 from grants.api.deps import DEFAULT_PAGE, CallHistoryReader, Limit, ProgramManager
 from grants.api.reviewers import release_open
 from grants.domain.applications import ApplicationStatus
@@ -26,7 +26,6 @@ from servicekit.unit_of_work import NowDep, SessionDep, UnitOfWorkDep
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
 AGGREGATE = "call"
-NATIONAL_ROLES = ("auditor", "admin")
 
 
 def to_read(row: CallRow, now: datetime) -> CallRead:
@@ -46,31 +45,16 @@ def to_read(row: CallRow, now: datetime) -> CallRead:
     )
 
 
-def sees_drafts_of(principal: Principal | None, agency_id: str) -> bool:
-    """Drafts are private to their agency's programme managers, auditors and admins."""
-    if principal is None:
-        return False
-    if principal.has(*NATIONAL_ROLES):
-        return True
-    return principal.has("program_manager") and principal.org == agency_id
-
-
 def visible_call(row: CallRow | None, principal: Principal | None, call_id: str) -> CallRow:
     if row is None or (not call_from_row(row).published
-                       and not sees_drafts_of(principal, row.agency_id)):
+                       and not access.sees_call_drafts(principal, row.agency_id)):
         raise NotFound(f"call {call_id} not found")
     return row
 
 
-# Opened at some time (SQL of Call.published): not a draft, nor cancelled as a draft.
-PUBLISHED = and_(CallRow.status != CallStatus.DRAFT.value,
-                 or_(CallRow.cancelled_from.is_(None),
-                     CallRow.cancelled_from != CallStatus.DRAFT.value))
-
-
 def _own_agency_call(row: CallRow | None, principal: Principal, call_id: str) -> CallRow:
     row = visible_call(row, principal, call_id)
-    if row.agency_id != principal.org:
+    if not access.acts_for_agency(principal, row.agency_id):
         raise Forbidden(f"call {call_id} belongs to agency {row.agency_id}; "
                         "programme managers act only on their own agency's calls")
     return row
@@ -162,13 +146,7 @@ def read_calls(
     limit: Limit = DEFAULT_PAGE,
     cursor: str | None = None,
 ) -> CallPage:
-    stmt = select(CallRow)
-    if principal is not None and principal.has(*NATIONAL_ROLES):
-        pass  # the national roll-up sees every agency's drafts
-    elif principal is not None and principal.has("program_manager"):
-        stmt = stmt.where(or_(PUBLISHED, CallRow.agency_id == principal.org))
-    else:
-        stmt = stmt.where(PUBLISHED)
+    stmt = access.scope_calls(principal, select(CallRow))
     if status is not None:
         stmt = stmt.where(CallRow.status == status.value)
     if agency_id is not None:
