@@ -82,3 +82,15 @@ def test_identity_claims_the_services_cannot_record_as_sent_are_refused(
         verifier.verify(t)
     assert verifier.verify(issuer.issue("r" * 200, name="R", org="H" * 200,
                                         roles=["researcher"])).sub == "r" * 200
+
+
+def test_a_token_longer_than_the_limit_is_refused_whoever_signed_it(issuer, verifier):
+    # Signed by the trusted key: its size alone refuses it, and it is not remembered.
+    long_name = "N" * auth.MAX_TOKEN_BYTES
+    t = issuer.issue("r-1", name=long_name, org="HUST", roles=["researcher"])
+    with pytest.raises(Unauthenticated, match="longer than 8192 bytes"):
+        verifier.verify(t)
+    assert t not in verifier._signed
+    fits = issuer.issue("r-1", name="N" * 5000, org="HUST", roles=["researcher"])
+    assert len(fits) <= auth.MAX_TOKEN_BYTES
+    assert verifier.verify(fits).name == "N" * 5000
