@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import grants.app
 import ipshare.app
 import sandbox.app
+from devkit.jwt_attacks import revocation_file
 from devkit.testing import DatabaseFactory, Tokens
 from gateway import route_table
 from gateway.app import build_gateway
@@ -338,8 +339,11 @@ FACTORIES: dict[str, tuple[Callable[..., FastAPI], type, Callable[[str], None]]]
 @asynccontextmanager
 async def running_world(databases: DatabaseFactory, key_dir: Path,
                         **service_settings: Any) -> AsyncIterator[World]:
-    """The three services on fresh databases and the gateway, their lifespans run."""
+    """The three services on fresh databases and the gateway, their lifespans run; all
+    of them read the revocation list ``devkit.jwt_attacks`` expects."""
     clock = FixedClock(NOW)
+    revoked = revocation_file(key_dir.parent / f"revoked-{uuid.uuid4().hex[:8]}.json")
+    service_settings.setdefault("revocation_file", revoked)
     async with AsyncExitStack() as stack:
         services: dict[str, Service] = {}
         for name, (create, settings_type, migrate) in FACTORIES.items():
@@ -352,7 +356,7 @@ async def running_world(databases: DatabaseFactory, key_dir: Path,
                                        base_url=f"http://{name}")
             stack.push_async_callback(client.aclose)
             services[name] = Service(name, app, url, client, Reached(app))
-        settings = GatewaySettings(dev_key_dir=key_dir, **NO_LIMITS)
+        settings = GatewaySettings(dev_key_dir=key_dir, revocation_file=revoked, **NO_LIMITS)
         upstreams = {name: Upstream.from_settings(
             name, f"http://{name}", settings, httpx.ASGITransport(app=s.reached))
             for name, s in services.items()}

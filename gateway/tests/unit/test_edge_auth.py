@@ -7,32 +7,22 @@ public rows with a bad token.
 
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
-import hmac
 import json
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
+from devkit.jwt_attacks import ATTACKS, forged_token, revocation_file, signed
 from gateway import route_table
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.tests.conftest import Bearer
 from servicekit.auth import ROLES
-from servicekit.devtokens import PRIVATE, PUBLIC
-from servicekit.settings import DEV_ISSUER, PLATFORM_AUDIENCE
 
 NO_LIMITS = {f"rate_limit_{c}_per_{p}": "" for c in ("read", "write")
              for p in ("subject", "address")}
@@ -60,9 +50,7 @@ def upstreams() -> Upstreams:
 
 @pytest.fixture
 def revoked(tmp_path: Path) -> Path:
-    path = tmp_path / "revoked.json"
-    path.write_text(json.dumps({"jti": ["jti-revoked"], "sub": ["left-the-ministry"]}))
-    return path
+    return revocation_file(tmp_path / "revoked.json")
 
 
 @pytest.fixture
@@ -140,65 +128,14 @@ def test_the_token_is_forwarded_to_the_service(
 
 
 # --------------------------------------------------------------------- JWT attacks
+# The attacks are devkit's (devkit.jwt_attacks), tried at each service in tests/security.
 
 
-def _claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {"sub": "pm-1", "name": "PM", "org": "MOST", "roles": ["program_manager"],
-              "iss": DEV_ISSUER, "aud": PLATFORM_AUDIENCE, "iat": now, "nbf": now,
-              "exp": now + 600, "jti": str(uuid.uuid4())}
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def _signed(key_dir: Path, **overrides: Any) -> str:
-    return jwt.encode(_claims(**overrides), (key_dir / PRIVATE).read_bytes(), algorithm="RS256")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-@functools.cache
-def _other_key() -> bytes:
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                               serialization.NoEncryption())
-
-
-def _attacks(key_dir: Path) -> dict[str, str]:
-    public_pem = (key_dir / PUBLIC).read_bytes()
-    other_pem = _other_key()
-    header_none = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
-    body = _b64(json.dumps(_claims()).encode())
-    hs256 = (_b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + body)
-    hs256_sig = _b64(hmac.new(public_pem, hs256.encode(), hashlib.sha256).digest())
-    valid = _signed(key_dir)
-    return {
-        "alg none": f"{header_none}.{body}.",
-        "HS256 signed with the public key": f"{hs256}.{hs256_sig}",
-        "signed with another key": jwt.encode(_claims(), other_pem, algorithm="RS256"),
-        "expired": _signed(key_dir, exp=int(time.time()) - 120),
-        "not yet valid (nbf)": _signed(key_dir, nbf=int(time.time()) + 600),
-        "wrong audience": _signed(key_dir, aud="another-platform"),
-        "wrong issuer": _signed(key_dir, iss="https://evil.example"),
-        "no jti": _signed(key_dir, jti=None),
-        "revoked jti": _signed(key_dir, jti="jti-revoked"),
-        "revoked subject": _signed(key_dir, sub="left-the-ministry"),
-        "payload altered": valid.split(".")[0] + "." + _b64(json.dumps(
-            _claims(roles=["admin"])).encode()) + "." + valid.split(".")[2],
-        "garbage": "a.b.c",
-    }
-
-
-@pytest.mark.parametrize("attack", ["alg none", "HS256 signed with the public key",
-                                    "signed with another key", "expired", "not yet valid (nbf)",
-                                    "wrong audience", "wrong issuer", "no jti", "revoked jti",
-                                    "revoked subject", "payload altered", "garbage"])
+@pytest.mark.parametrize("attack", ATTACKS)
 def test_a_forged_or_unacceptable_token_is_401_at_the_edge(
     client: TestClient, upstreams: Upstreams, key_dir: Path, attack: str
 ) -> None:
-    token = _attacks(key_dir)[attack]
+    token = forged_token(key_dir, attack)
     for path in ("/grants/v1/portfolio", "/grants/v1/calls"):  # a protected and a public one
         response = client.get(path, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, (attack, path, response.text)
@@ -208,7 +145,7 @@ def test_a_forged_or_unacceptable_token_is_401_at_the_edge(
 
 def test_the_same_valid_token_passes(client: TestClient, key_dir: Path,
                                      upstreams: Upstreams) -> None:
-    token = _signed(key_dir)
+    token = signed(key_dir)
     response = client.get("/grants/v1/portfolio", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert upstreams.reached == ["GET /v1/portfolio"]
@@ -219,7 +156,7 @@ def test_a_token_expiring_after_it_was_first_accepted_is_refused(
 ) -> None:
     settings = GatewaySettings(dev_key_dir=key_dir, jwt_leeway_seconds=0, **NO_LIMITS)
     app = create_app(settings, transports={"grants": httpx.MockTransport(upstreams)})
-    auth = {"Authorization": f"Bearer {_signed(key_dir, exp=int(time.time()) + 2)}"}
+    auth = {"Authorization": f"Bearer {signed(key_dir, exp=int(time.time()) + 2)}"}
     with TestClient(app) as client:
         assert client.get("/grants/v1/portfolio", headers=auth).status_code == 200
         time.sleep(3)  # the token is remembered as verified, and its expiry still checked
@@ -229,7 +166,7 @@ def test_a_token_expiring_after_it_was_first_accepted_is_refused(
 def test_a_revocation_written_while_running_is_refused_at_once(
     client: TestClient, key_dir: Path, revoked: Path
 ) -> None:
-    token = _signed(key_dir, sub="pm-leaving")
+    token = signed(key_dir, sub="pm-leaving")
     auth = {"Authorization": f"Bearer {token}"}
     assert client.get("/grants/v1/portfolio", headers=auth).status_code == 200
     revoked.write_text(json.dumps({"jti": [], "sub": ["pm-leaving"]}))
