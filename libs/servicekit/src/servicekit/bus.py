@@ -25,6 +25,10 @@ from servicekit.cloudevent import Envelope
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_SECONDS = 30.0  # a send not acknowledged by then fails (delivery timeout)
+# How long the group waits for a consumer's heartbeat before it hands that consumer's
+# partitions to the others (or to its restarted process): kafka-python's default, 45 s,
+# would stall a crashed consumer's partitions that long.
+SESSION_TIMEOUT_SECONDS = 10.0
 FLUSH_MARGIN_SECONDS = 5.0  # how much longer than that a flush may take before it is stuck
 CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -72,10 +76,12 @@ class KafkaBus:
     """
 
     def __init__(self, bootstrap: str, *, client_id: str = "most",
-                 delivery_timeout_seconds: float = PUBLISH_TIMEOUT_SECONDS) -> None:
+                 delivery_timeout_seconds: float = PUBLISH_TIMEOUT_SECONDS,
+                 session_timeout_seconds: float = SESSION_TIMEOUT_SECONDS) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.delivery_timeout_seconds = delivery_timeout_seconds
+        self.session_timeout_seconds = session_timeout_seconds
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
         self._lock = threading.Lock()
@@ -145,7 +151,8 @@ class KafkaBus:
     def subscribe(self, topics: Sequence[str], group_id: str, *,
                   cancel: threading.Event | None = None) -> KafkaSubscription:
         return KafkaSubscription(self.bootstrap, topics, group_id, self.client_id,
-                                 cancel=cancel)
+                                 cancel=cancel,
+                                 session_timeout_seconds=self.session_timeout_seconds)
 
     def ready(self) -> bool:
         """A real metadata round trip (``bootstrap_connected`` is only true while the
@@ -200,7 +207,9 @@ class KafkaSubscription:
     def __init__(
         self, bootstrap: str, topics: Sequence[str], group_id: str, client_id: str, *,
         cancel: threading.Event | None = None,
+        session_timeout_seconds: float = SESSION_TIMEOUT_SECONDS,
     ) -> None:
+        session_ms = int(session_timeout_seconds * 1000)
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
@@ -208,6 +217,8 @@ class KafkaSubscription:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=200,
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=min(3000, session_ms // 3),
         )
         # Join the group only once the topics' partitions are known: kafka-python can
         # otherwise join with no partition metadata, hold no partitions and never recover.

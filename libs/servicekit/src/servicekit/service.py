@@ -84,9 +84,11 @@ def create_service_app(
                                pool_timeout=settings.db_pool_timeout_seconds)
     clock = clock or SystemClock()
     owns_bus = bus is None
-    if bus is None:
-        bus = KafkaBus(settings.kafka_bootstrap, client_id=name) if settings.kafka_bootstrap \
-            else InProcessBus()
+    if bus is None and settings.kafka_bootstrap:
+        bus = KafkaBus(settings.kafka_bootstrap, client_id=name,
+                       session_timeout_seconds=settings.consumer_session_timeout_seconds)
+    elif bus is None:
+        bus = InProcessBus()
     relay = OutboxRelay(engine, bus, name=name, batch_size=settings.relay_batch_size,
                         poll_seconds=settings.relay_poll_seconds,
                         linger_seconds=settings.relay_linger_seconds, clock=clock,

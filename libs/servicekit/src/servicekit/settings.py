@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     kafka_bootstrap: str | None = None
     consumer_group: str | None = None
+    # A consumer that stops heartbeating (a crashed process) keeps its partitions this
+    # long before the group hands them on; the broker allows 6 s to 30 min.
+    consumer_session_timeout_seconds: float = Field(default=10.0, ge=6, le=1800)
     # Connections kept open per process. Beyond it up to ``db_pool_overflow`` more are
     # opened, and each is closed again when returned: a fresh PostgreSQL backend per
     # request, which costs PostgreSQL more CPU than the request itself. Size the pool
