@@ -1,23 +1,24 @@
 """A plain prefix router: ``/grants/...`` → ``{grants_url}/...``, and so on.
 
 Each upstream is an ASGI app mounted at ``/<name>``, exactly where the embedded runner
-mounts the service itself, so whatever the gateway puts in front of its mounts (request
-ids now; authentication and rate limits later) applies the same way in both modes.
+mounts the service itself, so whatever the gateway puts in front of its mounts (the
+edge: request ids, authentication, rate limits) applies the same way in both modes.
 
 Requests and responses are buffered, not streamed: the API's bodies are small JSON.
-One ``httpx`` transport per upstream keeps a modest connection pool whose keep-alive
-expires before uvicorn's (5 s). The transport is called directly rather than through
-``httpx.AsyncClient.send``, so no client default headers or cookie jar get in between.
+Requests go out on the gateway's own HTTP/1.1 client (``gateway.upstream``): a pool of
+keep-alive connections per upstream, whose keep-alive expires before uvicorn's (5 s).
+It costs a fraction of a general-purpose client's CPU per request (``bench/gateway.py``).
+Tests hand an upstream an ``httpx`` transport instead (a mock, or a service in-process
+through ``httpx.ASGITransport``); the proxy then sends through it, the rest unchanged.
 
 A kept-alive connection can still be closed by the upstream just as the gateway sends
 the next request on it: uvicorn closes the connection after a 500 raised through the app
 (the response carries no ``Connection: close``), and when its keep-alive runs out. The
-send then fails before any response arrives (``RemoteProtocolError`` "Server disconnected
-without sending a response", ``ReadError``, ``WriteError``) and the upstream never
-processed the request. Such a request is sent once more, on a connection the pool checks
-or opens afresh, if it is safe to repeat: an idempotent method (RFC 9110 §9.2.2: GET,
-HEAD, OPTIONS, PUT, DELETE) or a POST with an ``Idempotency-Key`` (the service replays
-its first answer). A POST without a key, a failure on a connection opened for this very
+connection then closes before any answer arrives and the upstream never processed the
+request. Such a request is sent once more, on a connection the pool checks or opens
+afresh, if it is safe to repeat: an idempotent method (RFC 9110 §9.2.2: GET, HEAD,
+OPTIONS, PUT, DELETE) or a POST with an ``Idempotency-Key`` (the service replays its
+first answer). A POST without a key, a failure on a connection opened for this very
 request, and a timeout (the upstream may still be working on it) are never retried.
 
 Failures are problem+json naming the service, never its address or error: 503 with
@@ -30,22 +31,32 @@ so the service's span and the events it emits are part of the caller's trace.
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass
-from urllib.parse import quote
+from typing import Protocol
+from urllib.parse import quote, urlsplit
 
 import httpx
 from opentelemetry.propagate import inject
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import get_route_path
 from starlette.types import Receive, Scope, Send
 
 from gateway.settings import GatewaySettings
+from gateway.upstream import (
+    Answer,
+    BrokenAnswer,
+    ClosedBeforeAnswer,
+    NotSent,
+    Pool,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from servicekit.problems import RETRY_AFTER_SECONDS, problem_response
 
 log = logging.getLogger(__name__)
 
-# RFC 9110 §7.6.1 connection-specific headers, plus what the transport sets itself.
+# RFC 9110 §7.6.1 connection-specific headers, plus what the client sets itself.
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -59,28 +70,44 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+# The trace context the gateway's own span replaces (gateway.edge), and the forwarding
+# headers the proxy sets itself (a client's X-Forwarded-For only reaches here from a
+# trusted proxy: gateway.edge).
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+_FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+                         b"x-forwarded-prefix"})
+_NOT_FORWARDED = (HOP_BY_HOP | _TRACE_HEADERS | _FORWARDING
+                  | {b"host", b"content-length", b"expect"})
 # The gateway's own server sets Date and Server; an upstream's would be duplicates.
 _NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 # RFC 9110 §9.2.2; TRACE too, but nothing behind the gateway serves it.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-# How a send on a connection the upstream has already closed fails (timeouts are not here).
-_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-# Failures before the request left: the service is down (503); after it left, a timeout
-# is a 504 and a broken answer a 502.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-# The trace context the gateway's own span replaces (gateway.edge).
-_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+# Answers without a body, and so without a Content-Length of their own (RFC 9110 §8.6).
+_NO_BODY = frozenset({204, 304})
+
+
+class Sender(Protocol):
+    """Sends one request to an upstream (``gateway.upstream.Pool`` in production)."""
+
+    async def request(self, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                      body: bytes, *, timeout: float) -> Answer: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass
 class Upstream:
-    """A service the gateway forwards to: its prefix name, base URL and transport."""
+    """A service the gateway forwards to: its prefix name, base URL and how to reach it.
+
+    ``sender`` carries the proxied requests; ``probe_transport`` the gateway's own calls
+    (readiness, the services' API documents), through ``httpx``."""
 
     name: str
     base_url: str
-    transport: httpx.AsyncBaseTransport
-    timeout: httpx.Timeout
+    sender: Sender
+    probe_transport: httpx.AsyncBaseTransport
+    base_path: str
+    timeout: float
 
     @classmethod
     def from_settings(
@@ -90,30 +117,35 @@ class Upstream:
         settings: GatewaySettings,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> Upstream:
+        """``transport`` (tests) replaces both the pool and the probes' transport."""
+        base_url = base_url.rstrip("/")
+        url = urlsplit(base_url)
+        sender: Sender
         if transport is None:
-            transport = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=settings.pool_max_connections,
-                    max_keepalive_connections=settings.pool_max_connections,
-                    keepalive_expiry=settings.keepalive_expiry_seconds,
-                ),
-                retries=1,  # connection attempts only; _send repeats a request on a stale one
-            )
-        timeout = httpx.Timeout(
-            settings.upstream_timeout_seconds,
-            connect=settings.connect_timeout_seconds,
-            pool=settings.pool_timeout_seconds,
-        )
-        return cls(name=name, base_url=base_url.rstrip("/"), transport=transport,
-                   timeout=timeout)
+            https = url.scheme == "https"
+            sender = Pool(url.hostname or "127.0.0.1", url.port or (443 if https else 80),
+                          max_connections=settings.pool_max_connections,
+                          keepalive_expiry=settings.keepalive_expiry_seconds,
+                          connect_timeout=settings.connect_timeout_seconds,
+                          pool_timeout=settings.pool_timeout_seconds,
+                          ssl=ssl.create_default_context() if https else None)
+            probe_transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=2, max_keepalive_connections=2,
+                                    keepalive_expiry=settings.keepalive_expiry_seconds))
+        else:
+            sender, probe_transport = HttpxSender(transport, base_url), transport
+        return cls(name=name, base_url=base_url, sender=sender,
+                   probe_transport=probe_transport, base_path=url.path,
+                   timeout=settings.upstream_timeout_seconds)
 
     def client(self, timeout: float) -> httpx.AsyncClient:
-        """A client on the same pool, for the gateway's own calls (readiness)."""
-        return httpx.AsyncClient(transport=_Shared(self.transport), base_url=self.base_url,
-                                 timeout=timeout)
+        """A client for the gateway's own calls (readiness), on the probes' transport."""
+        return httpx.AsyncClient(transport=_Shared(self.probe_transport),
+                                 base_url=self.base_url, timeout=timeout)
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        await self.sender.aclose()
+        await self.probe_transport.aclose()
 
 
 class _Shared(httpx.AsyncBaseTransport):
@@ -124,6 +156,41 @@ class _Shared(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await self._transport.handle_async_request(request)
+
+
+class HttpxSender:
+    """An ``httpx`` transport as a :class:`Sender`, its failures mapped as the pool's."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, base_url: str) -> None:
+        self.transport = transport
+        url = urlsplit(base_url)
+        self.origin = f"{url.scheme}://{url.netloc}"
+
+    async def request(self, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                      body: bytes, *, timeout: float) -> Answer:
+        request = httpx.Request(method, httpx.URL(self.origin + target), headers=headers,
+                                content=body,
+                                extensions={"timeout": httpx.Timeout(timeout).as_dict()})
+        try:
+            response = await self.transport.handle_async_request(request)
+            try:
+                raw = (response.content if response.is_stream_consumed
+                       else b"".join([chunk async for chunk in response.aiter_raw()]))
+            finally:
+                await response.aclose()
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise NotSent(repr(exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(repr(exc)) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise ClosedBeforeAnswer(repr(exc)) from exc
+        except httpx.TransportError as exc:
+            raise BrokenAnswer(repr(exc)) from exc
+        return Answer(response.status_code,
+                      [(k.lower(), v) for k, v in response.headers.raw], raw)
+
+    async def aclose(self) -> None:
+        """The transport is closed with the upstream's probes (the same one)."""
 
 
 class ProxyApp:
@@ -137,106 +204,89 @@ class ProxyApp:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        request = Request(scope, receive)
-        response = await self.forward(request)
-        await response(scope, receive, send)
-
-    async def forward(self, request: Request) -> Response:
         up = self.upstream
-        url = httpx.URL(up.base_url + _upstream_path(request.scope))
-        if query := request.scope.get("query_string"):
-            url = url.copy_with(query=query)
-        outbound = httpx.Request(
-            request.method,
-            url,
-            headers=_forward_headers(request, up.name),
-            content=await request.body(),
-            extensions={"timeout": up.timeout.as_dict()},
-        )
+        method: str = scope["method"]
+        target = up.base_path + _upstream_path(scope)
+        if query := scope.get("query_string"):
+            target += "?" + query.decode("latin-1")
+        body = await _body(receive)
         try:
-            upstream_response = await _send(up, outbound)
-            try:
-                body = await _raw_body(upstream_response)
-            finally:
-                await upstream_response.aclose()
-        except _NOT_SENT as exc:
-            log.warning("upstream %s unavailable: %r", up.name, exc)
-            return problem_response(
-                request, 503, f"the {up.name} service is unavailable; nothing was sent to "
-                "it, retry later", kind="unavailable", title="Service unavailable",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                extensions={"upstream": up.name},
-            )
-        except httpx.TimeoutException as exc:
-            log.warning("upstream %s timed out: %r", up.name, exc)
-            return problem_response(
-                request, 504, f"the {up.name} service did not answer in time",
-                kind="gateway-timeout", title="Gateway timeout",
-                extensions={"upstream": up.name},
-            )
-        except httpx.TransportError as exc:
-            log.warning("upstream %s failed mid-request: %r", up.name, exc)
-            return problem_response(
-                request, 502, f"the {up.name} service broke off its answer",
-                kind="bad-gateway", title="Bad gateway", extensions={"upstream": up.name},
-            )
-        response = Response(content=body, status_code=upstream_response.status_code)
-        length = upstream_response.headers.get("content-length")
-        if request.method == "HEAD" and length is not None:
-            # No body, but the length of the one a GET gets (not the 0 of the empty body).
-            response.raw_headers = [(k, v) for k, v in response.raw_headers
-                                    if k != b"content-length"]
-            response.raw_headers.append((b"content-length", length.encode("latin-1")))
-        response.raw_headers.extend(
-            (k, v) for k, v in upstream_response.headers.raw if k.lower() not in _NOT_RETURNED
-        )
-        return response
+            answer = await _send(up, method, target, _forward_headers(scope, up.name), body)
+        except UpstreamError as exc:
+            await _Problem(up, exc)(scope, receive, send)
+            return
+        length = str(len(answer.body)).encode("latin-1")
+        headers = [] if answer.status in _NO_BODY else [(b"content-length", length)]
+        for name, value in answer.headers:
+            if name not in _NOT_RETURNED:
+                headers.append((name, value))
+            elif name == b"content-length" and method == "HEAD":
+                # No body, but the length of the one a GET gets (not the 0 of the empty body).
+                headers[0] = (b"content-length", value)
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": headers})
+        await send({"type": "http.response.body",
+                    "body": b"" if method == "HEAD" else answer.body})
 
 
-async def _send(up: Upstream, request: httpx.Request) -> httpx.Response:
+async def _send(up: Upstream, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                body: bytes) -> Answer:
     """Send a request, and once more if it met a kept-alive connection the upstream closed."""
-    connection = _ConnectionWatch()
-    request.extensions["trace"] = connection
     try:
-        return await up.transport.handle_async_request(request)
-    except _STALE_CONNECTION as exc:
-        if not (connection.reused and _replayable(request)):
+        return await up.sender.request(method, target, headers, body, timeout=up.timeout)
+    except ClosedBeforeAnswer as exc:
+        if not (exc.reused and _replayable(method, headers)):
             raise
-        log.info("upstream %s closed a kept-alive connection (%r); sending %s %s again",
-                 up.name, exc, request.method, request.url.path)
-    return await up.transport.handle_async_request(request)
+        log.info("upstream %s closed a kept-alive connection (%s); sending %s %s again",
+                 up.name, exc, method, target.split("?", 1)[0])
+    return await up.sender.request(method, target, headers, body, timeout=up.timeout)
 
 
-def _replayable(request: httpx.Request) -> bool:
-    return request.method in _IDEMPOTENT or (
-        request.method == "POST" and "idempotency-key" in request.headers
+def _replayable(method: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    return method in _IDEMPOTENT or (
+        method == "POST" and any(k == b"idempotency-key" for k, _ in headers)
     )
 
 
-class _ConnectionWatch:
-    """httpcore's ``trace`` hook: was the request sent on a connection kept from before?
+class _Problem:
+    """An ASGI app answering one upstream failure as problem+json."""
 
-    A request on a new connection opens it (``connection.connect_tcp``) before sending
-    its headers; one on a pooled connection sends them straight away. A transport that
-    does not trace (a mock, an ASGI app) reports neither, and counts as not reused.
-    """
+    def __init__(self, up: Upstream, exc: UpstreamError) -> None:
+        self.up, self.exc = up, exc
 
-    def __init__(self) -> None:
-        self.connected = False
-        self.reused = False
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        up, exc, request = self.up, self.exc, Request(scope, receive)
+        if isinstance(exc, NotSent):
+            log.warning("upstream %s unavailable: %s", up.name, exc)
+            response = problem_response(
+                request, 503, f"the {up.name} service is unavailable; nothing was sent to "
+                "it, retry later", kind="unavailable", title="Service unavailable",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                extensions={"upstream": up.name})
+        elif isinstance(exc, UpstreamTimeout):
+            log.warning("upstream %s timed out: %s", up.name, exc)
+            response = problem_response(
+                request, 504, f"the {up.name} service did not answer in time",
+                kind="gateway-timeout", title="Gateway timeout",
+                extensions={"upstream": up.name})
+        else:
+            log.warning("upstream %s failed mid-request: %s", up.name, exc)
+            response = problem_response(
+                request, 502, f"the {up.name} service broke off its answer",
+                kind="bad-gateway", title="Bad gateway", extensions={"upstream": up.name})
+        await response(scope, receive, send)
 
-    async def __call__(self, event: str, info: dict[str, object]) -> None:
-        if event == "connection.connect_tcp.started":
-            self.connected = True
-        elif event.endswith(".send_request_headers.started"):
-            self.reused = not self.connected
 
-
-async def _raw_body(response: httpx.Response) -> bytes:
-    """The body as sent (still content-encoded, matching the headers we pass on)."""
-    if response.is_stream_consumed:  # built in memory by the transport, e.g. in tests
-        return response.content
-    return b"".join([chunk async for chunk in response.aiter_raw()])
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
 
 def _upstream_path(scope: Scope) -> str:
@@ -249,29 +299,29 @@ def _upstream_path(scope: Scope) -> str:
     return quote(get_route_path(scope) or "/")
 
 
-def _forward_headers(request: Request, prefix: str) -> list[tuple[bytes, bytes]]:
-    scope = request.scope
+def _forward_headers(scope: Scope, prefix: str) -> list[tuple[bytes, bytes]]:
     incoming: list[tuple[bytes, bytes]] = scope["headers"]
-    connection_listed = {
-        token.strip().lower().encode("latin-1")
-        for k, v in incoming if k == b"connection"
-        for token in v.decode("latin-1").split(",")
-    }  # fmt: skip
-    drop = _NOT_FORWARDED | _TRACE_HEADERS | connection_listed | {
-        b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"
-    }
+    drop = _NOT_FORWARDED
+    prior_for: list[bytes] = []
+    host: bytes | None = None
+    for k, v in incoming:
+        if k == b"connection":
+            drop = drop | {t.strip().lower().encode("latin-1")
+                           for t in v.decode("latin-1").split(",")}
+        elif k == b"x-forwarded-for":
+            prior_for.append(v)
+        elif k == b"host" and host is None:
+            host = v
     headers = [(k, v) for k, v in incoming if k not in drop]
     context: dict[str, str] = {}
     inject(context)  # the gateway's span: the service's span becomes its child
     headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in context.items())
-    prior_for = [v.decode("latin-1") for k, v in incoming if k == b"x-forwarded-for"]
     client = scope.get("client")
-    chain = ", ".join([*prior_for, *([client[0]] if client else [])])
+    chain = b", ".join([*prior_for, *([client[0].encode("latin-1")] if client else [])])
     if chain:
-        headers.append((b"x-forwarded-for", chain.encode("latin-1")))
+        headers.append((b"x-forwarded-for", chain))
     headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
-    host = request.headers.get("host")
     if host:
-        headers.append((b"x-forwarded-host", host.encode("latin-1")))
+        headers.append((b"x-forwarded-host", host))
     headers.append((b"x-forwarded-prefix", f"/{prefix}".encode("latin-1")))
     return headers

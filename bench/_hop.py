@@ -1,0 +1,306 @@
+"""Gateway variants side by side: their CPU per proxied request, load alternated in blocks.
+
+    UV_PYTHON_DOWNLOADS=never uv run python bench/_hop.py as_is as_is@granian ... \\
+        --pairs 6 --seconds 3 --concurrency 16 --kind GET
+
+Starts one upstream (a raw ASGI app on uvicorn answering the GET of a distribution and
+an income POST with fixed bodies of the service's sizes, so that the upstream costs the
+machine little) and every variant, each as one server process on its own port, in
+front of it; then, for ``--pairs`` rounds, drives each variant in turn (the order
+reversed every other round) with the bench's callback client at ``--concurrency``
+keep-alive connections for ``--seconds``, and takes the variant process's user + system
+CPU from ``/proc`` over the requests it answered. A variant is a factory in this module
+(``as_is`` is the gateway as it is), ``@uvicorn`` (default) or ``@granian`` its server.
+Prints, per variant, the median of its blocks' CPU per request, req/s and p50, and the
+median of the rounds' ratios to the first variant. ``make bench`` does not run this file.
+
+``serve VARIANT PORT`` is how each server is started (a subprocess of this file).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/gateway.py would shadow the gateway package: this folder goes last on the path.
+BENCH_DIR = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == BENCH_DIR:
+    sys.path.append(sys.path.pop(0))
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import importlib.util  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from income import free_port, officer_token, out, pct, scratch_root  # noqa: E402
+
+DIST = "/v1/distributions/3ce23554-9992-48fa-9d88-61fabdaa898f"
+AGREEMENT = "/v1/agreements/5b0c5f0e-8f44-4a57-9f55-1c1f7f7b37a1/income"
+# About the service's answers: a distribution with 4 lines is ~1.4 kB of JSON.
+BODY = (b'{"id":"3ce23554-9992-48fa-9d88-61fabdaa898f","lines":['
+        + b",".join(b'{"seq":%d,"party":"r-%d","amount_vnd":123456789,"kind":"author"}' % (i, i)
+                    for i in range(16)) + b"]}")
+
+
+# --------------------------------------------------------------------------- apps
+
+
+async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The stand-in service: 200 with BODY for a GET, 201 with BODY for a POST."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    status = 201 if scope["method"] == "POST" else 200
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(BODY)).encode())]})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+def upstream_app() -> Any:
+    return upstream
+
+
+def as_is() -> Any:
+    from gateway.app import create_app
+
+    return create_app()
+
+
+def base() -> Any:
+    """The gateway of another checkout: ``HOP_BASE_SRC`` is its ``gateway/src``, put first
+    on the path by ``serve``."""
+    return as_is()
+
+
+def _with_sender(make: Any) -> Any:
+    """The gateway as it is, each upstream's requests sent by ``make(upstream)``."""
+    from gateway.proxy import ProxyApp
+
+    app = as_is()
+    for route in app.routes:
+        if isinstance(getattr(route, "app", None), ProxyApp):
+            upstream = route.app.upstream
+            upstream.sender = make(upstream)
+    return app
+
+
+def _httpx(pool: int) -> Any:
+    import httpx
+
+    from gateway.proxy import HttpxSender
+
+    return _with_sender(lambda up: HttpxSender(httpx.AsyncHTTPTransport(limits=httpx.Limits(
+        max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=4.0)),
+        up.base_url))
+
+
+def httpx16() -> Any:
+    """httpx's transport, as the gateway used before, pool 16, keep-alive 4 s."""
+    return _httpx(16)
+
+
+def httpx4() -> Any:
+    return _httpx(4)
+
+
+class AiohttpSender:
+    """aiohttp's client: pool ``limit``, keep-alive 4 s, bodies as sent."""
+
+    def __init__(self, base_url: str, limit: int = 16) -> None:
+        self.base_url, self.limit = base_url, limit
+        self.session: Any = None
+
+    async def request(self, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                      body: bytes, *, timeout: float) -> Any:
+        import aiohttp
+        from multidict import CIMultiDict
+
+        from gateway.upstream import Answer
+
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=4.0),
+                auto_decompress=False, skip_auto_headers=("User-Agent", "Accept",
+                                                          "Accept-Encoding"))
+        sent = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers)
+        async with self.session.request(method, self.base_url + target, headers=sent,
+                                        data=body or None,
+                                        timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            data = await r.read()
+            return Answer(r.status, [(k.lower(), v) for k, v in r.raw_headers], data)
+
+    async def aclose(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+def aiohttp16() -> Any:
+    return _with_sender(lambda up: AiohttpSender(up.base_url))
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def serve(variant: str, port: int) -> None:
+    name, _, server = variant.partition("@")
+    if name == "base":
+        sys.path.insert(0, os.environ["HOP_BASE_SRC"])
+    if server in ("", "uvicorn"):
+        import uvicorn
+
+        uvicorn.run(f"_hop:{name}", factory=True, host="127.0.0.1", port=port,
+                    log_level="info" if name != "upstream_app" else "warning",
+                    lifespan="on")
+    elif server == "granian":
+        from granian import Granian
+
+        Granian(f"_hop:{name}", factory=True, address="127.0.0.1", port=port,
+                interface="asgi", workers=1, loop="uvloop", log_access=False).serve()
+    else:
+        raise SystemExit(f"unknown server {server!r}")
+
+
+# --------------------------------------------------------------------------- harness
+
+
+def _load_client() -> Any:
+    spec = importlib.util.spec_from_file_location("gateway_bench", BENCH_DIR / "gateway.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gateway_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("variants", nargs="+")
+    parser.add_argument("--pairs", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--kind", choices=["GET", "POST"], default="GET")
+    parser.add_argument("--hold", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    bench = _load_client()
+
+    root = scratch_root("most-hop-")
+    key_dir = root / "dev-keys"
+    token = officer_token(key_dir)
+    up_port = free_port()
+    env = {**os.environ, "GATEWAY_DEV_KEY_DIR": str(key_dir),
+           "HOP_BASE_SRC": os.environ.get("HOP_BASE_SRC", "/work/wt/hop-base/gateway/src"),
+           "GATEWAY_IPSHARE_URL": f"http://127.0.0.1:{up_port}",
+           **{f"GATEWAY_RATE_LIMIT_{k}_PER_{p}": "1000000/second"
+              for k in ("READ", "WRITE") for p in ("SUBJECT", "ADDRESS")}}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports: dict[str, int] = {}
+
+    def start(name: str, port: int) -> None:
+        log = open(root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        procs[name] = subprocess.Popen(
+            [sys.executable, __file__, "serve", name, str(port)], env=env, cwd=BENCH_DIR,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    try:
+        start("upstream_app", up_port)
+        for variant in args.variants:
+            ports[variant] = free_port()
+            start(variant, ports[variant])
+        _wait(procs, {"upstream_app": up_port, **ports}, root)
+        path = DIST if args.kind == "GET" else AGREEMENT
+        targets = {}
+        for variant, port in ports.items():
+            if args.kind == "GET":
+                build = bench.get_request(port, "/ipshare" + path, token)
+            else:
+                build = bench.income_request(port, "/ipshare", token, [path.split("/")[3]])
+            targets[variant] = bench.Target(variant, port, build,
+                                            200 if args.kind == "GET" else 201)
+            bench.drive(targets[variant], args.concurrency, 1.0)  # warm-up
+        if args.hold:
+            out(f"holding {args.hold:.0f} s: pids "
+                f"{ {v: procs[v].pid for v in args.variants} }")
+            time.sleep(args.hold)
+        blocks: dict[str, list[tuple[float, float, float]]] = {v: [] for v in args.variants}
+        for r in range(args.pairs):
+            order = args.variants if r % 2 == 0 else list(reversed(args.variants))
+            for variant in order:
+                roots = {variant: [procs[variant].pid]}
+                before = bench.cpu_of(roots)[variant]
+                load = bench.drive(targets[variant], args.concurrency, args.seconds)
+                used = bench.cpu_of(roots)[variant] - before
+                if load.errors:
+                    out(f"  {variant}: errors {load.errors}")
+                n = len(load.latencies)
+                blocks[variant].append((used / n * 1e6 if n else float("nan"), load.rate,
+                                        pct(load.latencies, 0.5) * 1e3))
+            out(f"round {r + 1}: " + ", ".join(
+                f"{v} {blocks[v][-1][0]:.0f} µs {blocks[v][-1][1]:.0f}/s" for v in args.variants))
+        first = args.variants[0]
+        out(f"\n{args.kind} at c={args.concurrency}, {args.pairs} rounds of {args.seconds:g} s; "
+            f"medians (ratios: median of the rounds' ratios to {first})")
+        out("| variant | CPU µs/req | req/s | p50 ms | CPU ratio | req/s ratio |")
+        out("|---|---:|---:|---:|---:|---:|")
+        for v in args.variants:
+            cpu = [b[0] for b in blocks[v]]
+            rate = [b[1] for b in blocks[v]]
+            p50 = [b[2] for b in blocks[v]]
+            cpu_ratio = statistics.median(a[0] / b[0] for a, b in zip(blocks[v], blocks[first],
+                                                                       strict=True))
+            rate_ratio = statistics.median(a[1] / b[1] for a, b in zip(blocks[v], blocks[first],
+                                                                        strict=True))
+            out(f"| {v} | {statistics.median(cpu):.0f} | {statistics.median(rate):.0f} "
+                f"| {statistics.median(p50):.2f} | {cpu_ratio:.2f} | {rate_ratio:.2f} |")
+        return 0
+    finally:
+        for proc in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait(procs: dict[str, subprocess.Popen[bytes]], ports: dict[str, int],
+          root: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 120
+    for name, port in ports.items():
+        while True:
+            if procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{(root / f'{name}.log').read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2.0)
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n"
+                                   f"{(root / f'{name}.log').read_text()}")
+            time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "serve":
+        serve(sys.argv[2], int(sys.argv[3]))
+    else:
+        raise SystemExit(main())

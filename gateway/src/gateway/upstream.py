@@ -1,0 +1,268 @@
+"""The gateway's HTTP/1.1 client for its upstreams: a pool of keep-alive connections.
+
+Each connection is an asyncio protocol whose answers are parsed by httptools (the parser
+uvicorn serves with). A request is one ``write`` of its head and body; its answer is
+buffered whole (the API's bodies are small JSON) and returned as sent: status, header
+pairs, and the body still content-encoded. This costs a fraction of a general-purpose
+client's CPU per request (bench/README.md, "gateway.py"), which on a proxy is most of
+what the hop costs.
+
+The pool keeps at most ``max_connections`` connections; a request waits up to
+``pool_timeout`` for one. An idle connection is reused most-recent first and dropped
+once it has been idle ``keepalive_expiry`` seconds (keep that below the upstream's own
+keep-alive, 5 s for uvicorn, so the pool does not pick a connection the upstream is
+closing) or when the upstream has closed it or answered ``Connection: close``.
+
+Failures are typed by what the caller may do about them:
+
+- :class:`NotSent`: no connection (refused, or none within ``connect_timeout`` or
+  ``pool_timeout``); nothing reached the upstream.
+- :class:`ClosedBeforeAnswer`: the connection closed before any byte of an answer came
+  back. On a kept-alive connection (``reused``) that is the upstream closing it just as
+  the request went out, and the upstream did not process it.
+- :class:`UpstreamTimeout`: no whole answer within the request's timeout; the upstream
+  may still be working on it.
+- :class:`BrokenAnswer`: the answer was cut off or was not HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as _ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httptools
+
+
+class UpstreamError(Exception):
+    """An upstream request that got no usable answer."""
+
+
+class NotSent(UpstreamError):
+    pass
+
+
+class ClosedBeforeAnswer(UpstreamError):
+    def __init__(self, message: str, *, reused: bool = False) -> None:
+        super().__init__(message)
+        self.reused = reused
+
+
+class UpstreamTimeout(UpstreamError):
+    pass
+
+
+class BrokenAnswer(UpstreamError):
+    pass
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    headers: list[tuple[bytes, bytes]]  # names lower-cased, in the order received
+    body: bytes
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: one request at a time, its answer as a future."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._answer: asyncio.Future[Answer] | None = None
+        self._parser: httptools.HttpResponseParser | None = None
+        self._head_only = False
+        self._received = False
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._headers_done = False
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None or self._parser is None:
+            self.close()  # bytes nobody asked for: the connection cannot be trusted
+            return
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(BrokenAnswer("the upstream switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(BrokenAnswer(f"not an HTTP/1.1 answer: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        answer = self._answer
+        if answer is None or answer.done():
+            return
+        if not self._received:
+            answer.set_exception(ClosedBeforeAnswer("the upstream closed the connection "
+                                                    "before answering"))
+        elif (self._headers_done and self._parser is not None
+              and not self._has_length()):
+            self._complete(keep_alive=False)  # a body delimited by the connection's end
+        else:
+            answer.set_exception(BrokenAnswer("the upstream closed the connection "
+                                              "mid-answer"))
+
+    # -- httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        if self._head_only:  # no body follows, whatever the headers say
+            self._complete(keep_alive=self._keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self._head_only:
+            self._complete(keep_alive=self._keep_alive())
+
+    # -- the request
+
+    async def exchange(self, request: bytes, *, head_only: bool, timeout: float) -> Answer:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        self._answer = answer = loop.create_future()
+        self._parser = httptools.HttpResponseParser(self)
+        self._head_only, self._received, self._headers_done = head_only, False, False
+        self._headers, self._body = [], []
+        self.transport.write(request)
+        timer = loop.call_later(timeout, self._time_out)
+        try:
+            return await answer
+        finally:
+            timer.cancel()
+            self._answer = self._parser = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _keep_alive(self) -> bool:
+        assert self._parser is not None
+        return self._parser.should_keep_alive()
+
+    def _has_length(self) -> bool:
+        return any(name in (b"content-length", b"transfer-encoding")
+                   for name, _ in self._headers)
+
+    def _complete(self, *, keep_alive: bool) -> None:
+        answer = self._answer
+        if answer is None or answer.done():
+            return
+        assert self._parser is not None
+        if not keep_alive:
+            self.close()
+        answer.set_result(Answer(self._parser.get_status_code(), self._headers,
+                                 b"".join(self._body)))
+
+    def _fail(self, exc: UpstreamError) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(exc)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _time_out(self) -> None:
+        self._fail(UpstreamTimeout("no answer in time"))
+
+
+class Pool:
+    """Keep-alive connections to one upstream ``host:port``."""
+
+    def __init__(self, host: str, port: int, *, max_connections: int, keepalive_expiry: float,
+                 connect_timeout: float, pool_timeout: float,
+                 ssl: _ssl.SSLContext | None = None) -> None:
+        self.host, self.port, self.ssl = host, port, ssl
+        self.authority = f"{host}:{port}".encode("latin-1")
+        self.keepalive_expiry = keepalive_expiry
+        self.connect_timeout, self.pool_timeout = connect_timeout, pool_timeout
+        self._max = max_connections
+        self._idle: list[_Connection] = []  # the most recently used last
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
+
+    async def request(self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]],
+                      body: bytes, *, timeout: float) -> Answer:
+        """Send one request (``target``: path and query, as sent) and return its answer.
+
+        ``headers`` are sent as given after ``host``; ``content-length`` is added for a
+        body or a method that carries one."""
+        head = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode("latin-1"),
+                                                    target.encode("latin-1"), self.authority)]
+        head.extend(b"%s: %s\r\n" % pair for pair in headers)
+        if body or method in ("POST", "PUT", "PATCH"):
+            head.append(b"content-length: %d\r\n" % len(body))
+        head.append(b"\r\n")
+        request = b"".join(head) + body
+        slots = self._slots
+        if slots is None:
+            slots = self._slots = asyncio.Semaphore(self._max)
+        if slots.locked():
+            try:
+                async with asyncio.timeout(self.pool_timeout):
+                    await slots.acquire()
+            except TimeoutError:
+                raise NotSent(f"no connection free within {self.pool_timeout:g} s") from None
+        else:
+            await slots.acquire()
+        try:
+            connection, reused = await self._connection()
+            try:
+                answer = await connection.exchange(request, head_only=method == "HEAD",
+                                                   timeout=timeout)
+            except ClosedBeforeAnswer as exc:
+                exc.reused = reused
+                raise
+            except BaseException:
+                connection.close()
+                raise
+            if not connection.closed and not self._closed:
+                connection.idle_since = asyncio.get_running_loop().time()
+                self._idle.append(connection)
+            return answer
+        finally:
+            slots.release()
+
+    async def _connection(self) -> tuple[_Connection, bool]:
+        """A kept-alive connection that is still good, else a new one."""
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed and now - connection.idle_since < self.keepalive_expiry:
+                return connection, True
+            connection.close()
+        return await self._connect(), False
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        last: Exception | None = None
+        for _attempt in range(2):  # once more: a worker restarting may refuse for a moment
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    _, protocol = await loop.create_connection(
+                        _Connection, self.host, self.port, ssl=self.ssl,
+                        server_hostname=self.host if self.ssl else None)
+                return protocol
+            except TimeoutError:
+                raise NotSent(f"no connection within {self.connect_timeout:g} s") from None
+            except OSError as exc:
+                last = exc
+        raise NotSent(f"cannot connect: {last!r}")
+
+    async def aclose(self) -> None:
+        self._closed = True
+        while self._idle:
+            self._idle.pop().close()
