@@ -127,8 +127,8 @@ def approval(today: date = TODAY) -> dict[str, Any]:
     return {"decision": "approve", "conditions": ["monthly escrow audit"],
             "limits": {"regions": ["HN"], "max_participants": 1000,
                        "max_transaction_vnd": 10_000_000},
-            "starts_on": (today + timedelta(days=1)).isoformat(),
-            "ends_on": (today + timedelta(days=1 + 365)).isoformat()}
+            "starts_on": today.isoformat(),  # the pilot is active at once
+            "ends_on": (today + timedelta(days=365)).isoformat()}
 
 
 def asset_body(**change: Any) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("POST", "/sandbox/v1/applications/{application_id}/decision"): {
             "decision": "reject", "reasons": ["not innovative"]},
         ("POST", "/sandbox/v1/pilots/{pilot_id}/reports"): {
-            "period": f"{TODAY.year}-{TODAY.month:02d}", "participants": 10,
+            "period": f"{TODAY.year}-Q{(TODAY.month - 1) // 3 + 1}", "participants": 10,
             "transactions_vnd": 1_000_000, "kpis": {"loans": 3}, "complaints": 0},
         ("POST", "/sandbox/v1/pilots/{pilot_id}/incidents"): {
             "severity": "low", "description": "a delayed payout"},
