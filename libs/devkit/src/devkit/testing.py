@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -123,6 +125,59 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
         return out
     finally:
         consumer.close()
+
+
+class Load:
+    """Runs ``step()`` over and over on a thread of its own, ``pause`` seconds apart, from
+    ``with Load(step):`` until the block ends (or ``step`` returns False). What the steps
+    did is theirs to record; an exception in one ends the load and is raised again when
+    the block ends."""
+
+    def __init__(self, step: Callable[[], object], *, pause: float = 0.0,
+                 name: str = "load") -> None:
+        self.step, self.pause = step, pause
+        self.steps = 0
+        self._stop = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        if self._thread.is_alive():
+            raise RuntimeError(f"{self._thread.name}: a step did not end within 60 s")
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self.step() is False:
+                    return
+                self.steps += 1
+                self._stop.wait(self.pause)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the test's thread
+            self._failure = exc
+
+
+def per_aggregate(reads: list[Read], value: Callable[[dict[str, Any]], Any]
+                  ) -> tuple[dict[str, list[Any]], dict[str, set[int]]]:
+    """Each aggregate's (Kafka key's) ``value(event)`` in the order a consumer that drops
+    redeliveries (by CloudEvent id) applies them, and the partitions its events are on."""
+    first_seen: dict[str, list[Any]] = defaultdict(list)
+    partitions: dict[str, set[int]] = defaultdict(set)
+    seen: set[str] = set()
+    for r in sorted(reads, key=lambda r: (r.partition, r.offset)):
+        assert r.key is not None
+        partitions[r.key].add(r.partition)
+        if r.event["id"] not in seen:
+            seen.add(r.event["id"])
+            first_seen[r.key].append(value(r.event))
+    return first_seen, partitions
 
 
 def topic_size(bootstrap: str, topic: str) -> int:

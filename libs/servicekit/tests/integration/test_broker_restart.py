@@ -4,9 +4,7 @@ while events wait, ``/ready`` (still 200) and ``/metrics`` say so."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +17,7 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from devkit.localservers import KafkaServer
-from devkit.testing import Read, read_topic, topic_size
+from devkit.testing import Load, per_aggregate, read_topic, topic_size
 from servicekit import cloudevent, outbox
 from servicekit.bus import KafkaBus
 from servicekit.kit import Kit
@@ -38,40 +36,30 @@ DEGRADED_AFTER_S = 1.0
 DELIVERY_TIMEOUT_S = 3.0
 
 
-class Load:
-    """Commits events to the outbox on its own thread, as handlers do: five per
-    transaction, event n for aggregate ``agg-{n % 7}``, waking the relay after each commit."""
+class Committer:
+    """Commits events to the outbox, as handlers do: five per transaction, event n for
+    aggregate ``agg-{n % 7}``, waking the relay after each commit (a :class:`Load`'s
+    step)."""
 
     def __init__(self, engine: Engine, kit: Kit, topic: str) -> None:
         self.engine, self.kit, self.topic = engine, kit, topic
         self.committed: list[str] = []  # event ids, once their transaction committed
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox-load", daemon=True)
+        self._n = 0
 
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.wait(0.05):
-            ids = []
-            with Session(self.engine) as session:
-                for _ in range(5):
-                    now = datetime.now(UTC)
-                    event = cloudevent.build(service="test", type_=TYPE,
-                                             subject=f"agg-{n % AGGREGATES}", data={"n": n},
-                                             time=now)
-                    outbox.stage(session, event, topic=self.topic, now=now)
-                    ids.append(event.get_id())
-                    n += 1
-                session.commit()
-            self.committed.extend(ids)
-            self.kit.wake_relay()
+    def __call__(self) -> None:
+        ids = []
+        with Session(self.engine) as session:
+            for _ in range(5):
+                now = datetime.now(UTC)
+                event = cloudevent.build(service="test", type_=TYPE,
+                                         subject=f"agg-{self._n % AGGREGATES}",
+                                         data={"n": self._n}, time=now)
+                outbox.stage(session, event, topic=self.topic, now=now)
+                ids.append(event.get_id())
+                self._n += 1
+            session.commit()
+        self.committed.extend(ids)
+        self.kit.wake_relay()
 
 
 @pytest.fixture
@@ -102,7 +90,8 @@ def test_every_committed_event_is_published_in_order_across_three_broker_crashes
     while_waiting: list[tuple[dict[str, Any], float]] = []  # /ready body, metric
     after_restart: list[dict[str, Any]] = []
 
-    with Load(kit_engine, kit, kafka_topic) as load:
+    load = Committer(kit_engine, kit, kafka_topic)
+    with Load(load, pause=0.05, name="outbox-load"):
         for _ in range(OUTAGES):
             time.sleep(1.0)  # published as committed
             restartable_kafka.kill()
@@ -128,7 +117,7 @@ def test_every_committed_event_is_published_in_order_across_three_broker_crashes
                        expected=topic_size(restartable_kafka.bootstrap, kafka_topic))
     assert len(load.committed) > 200
     assert {r.event["id"] for r in reads} == set(load.committed)
-    first_seen, partitions = per_aggregate(reads)
+    first_seen, partitions = per_aggregate(reads, lambda event: event["data"]["n"])
     for key, numbers in first_seen.items():
         assert numbers == sorted(numbers), f"{key} out of order"
         assert len(partitions[key]) == 1
@@ -160,18 +149,3 @@ def unsent(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(outbox.OUTBOX)
                             .where(outbox.OUTBOX.c.sent_at.is_(None))).scalar_one()
-
-
-def per_aggregate(reads: list[Read]) -> tuple[dict[str, list[int]], dict[str, set[int]]]:
-    """Each aggregate's event numbers in the order a consumer that drops redeliveries (by
-    CloudEvent id) applies them, and the partitions its events are on."""
-    first_seen: dict[str, list[int]] = defaultdict(list)
-    partitions: dict[str, set[int]] = defaultdict(set)
-    seen: set[str] = set()
-    for r in sorted(reads, key=lambda r: (r.partition, r.offset)):
-        assert r.key is not None
-        partitions[r.key].add(r.partition)
-        if r.event["id"] not in seen:
-            seen.add(r.event["id"])
-            first_seen[r.key].append(r.event["data"]["n"])
-    return first_seen, partitions
