@@ -2,14 +2,168 @@
 
 Sizes come from ``RELIABILITY_<NAME>`` environment variables (``README.md`` lists them);
 the defaults keep the suite within a few minutes on a 2-core machine.
+
+:class:`Platform` makes the users' calls on any client with ``request`` (a service's
+``TestClient``, or an ``httpx.Client`` on the gateway, where each service's paths sit
+under its name), and sets up what the loads act on: grants with reported milestones,
+a result become an ipshare asset, agreements, pilots.
 """
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import os
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from devkit.testing import Tokens
+
+INSTITUTION = "HUST"
+AUTHORS = [{"researcher_id": "r-lead", "name": "Lead", "contribution_bp": 7000},
+           {"researcher_id": "r-two", "name": "Two", "contribution_bp": 3000}]
+GROSS_VND = 1_000_000_007  # domain.md's example: 210,000,002 / 90,000,001 / 700,000,004
+FINANCE_CONSUMER = (Path(__file__).resolve().parents[2] / "examples" / "finance_consumer"
+                    / "finance_consumer.py")
 
 
 def size(name: str, default: int | float) -> int | float:
     """``RELIABILITY_<NAME>`` from the environment, else ``default`` (of its type)."""
     value = os.environ.get(f"RELIABILITY_{name}", "").strip()
     return type(default)(value) if value else default
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, pause: float = 0.2) -> Any:
+    """``predicate()``'s first truthy value within ``timeout`` seconds, else its last."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(pause)
+    return predicate()
+
+
+class Platform:
+    """The cast's calls (see the module's docstring)."""
+
+    def __init__(self, clients: Mapping[str, Any], tokens: Tokens,
+                 prefixes: Mapping[str, str] | None = None) -> None:
+        self.clients, self.tokens = clients, tokens
+        self.prefixes = prefixes or {}
+        self.pm = tokens.headers("pm-1", "program_manager", org="MOST")
+        self.lead = tokens.headers("r-lead", "researcher", org=INSTITUTION)
+        self.reviewers = [tokens.headers("rev-1", "reviewer", org="VAST"),
+                          tokens.headers("rev-2", "reviewer", org="NAFOSTED")]
+        self.office = tokens.headers("tto-1", "institution", org=INSTITUTION)
+        self.finance = tokens.headers("fin-1", "finance", org="MOF")
+
+    def path(self, service: str, path: str) -> str:
+        return self.prefixes.get(service, "") + path
+
+    def call(self, service: str, method: str, path: str, who: Mapping[str, str],
+             body: Any = None, expect: int = 200, **headers: str) -> Any:
+        response = self.clients[service].request(
+            method, self.path(service, path), json=body, headers={**who, **headers})
+        assert response.status_code == expect, f"{method} {path}: {response.text}"
+        return response.json()
+
+    # --- grants --------------------------------------------------------------------------
+
+    def awarded_grant(self, milestones: int) -> dict[str, Any]:
+        """A grant of 1,000,000,000 VND with ``milestones`` milestones, each reported."""
+        call = self.call("grants", "POST", "/v1/calls", self.pm, {
+            "title": "Mekong salinity", "budget_vnd": 5_000_000_000,
+            "max_award_vnd": 1_000_000_000, "opens_at": "2026-01-01T00:00:00Z",
+            "closes_at": "2030-01-01T00:00:00Z"}, expect=201)
+        self.call("grants", "POST", f"/v1/calls/{call['id']}/open", self.pm)
+        share = 10_000 // milestones
+        plan = [{"title": f"Milestone {n + 1}", "deliverable": "D", "verification": "V",
+                 "due_date": "2029-01-01",
+                 "tranche_bp": share + (10_000 - share * milestones if n == 0 else 0)}
+                for n in range(milestones)]
+        application = self.call("grants", "POST", "/v1/applications", self.lead, {
+            "call_id": call["id"], "title": "Salinity sensors", "abstract": "",
+            "institution_id": INSTITUTION, "requested_vnd": 1_000_000_000,
+            "risk_level": "high",
+            "team": [{"researcher_id": a["researcher_id"], "name": a["name"], "role": "PI",
+                      "contribution_bp": a["contribution_bp"]} for a in AUTHORS],
+            "milestones": plan}, expect=201)
+        self.call("grants", "POST", f"/v1/applications/{application['id']}/submit",
+                  self.lead)
+        for reviewer in self.reviewers:
+            self.call("grants", "POST", f"/v1/applications/{application['id']}/reviews",
+                      reviewer, {"scores": {"merit": 5}, "recommendation": "fund",
+                                 "comment": "", "conflict_of_interest": False}, expect=201)
+        decided = self.call("grants", "POST", f"/v1/applications/{application['id']}/decision",
+                            self.pm, {"decision": "approve", "awarded_vnd": 1_000_000_000})
+        grant = self.call("grants", "GET", f"/v1/grants/{decided['grant_id']}", self.pm)
+        for milestone in grant["milestones"]:
+            self.call("grants", "POST",
+                      f"/v1/grants/{grant['id']}/milestones/{milestone['id']}/report",
+                      self.lead, {"summary": "delivered",
+                                  "evidence": [{"kind": "dataset", "ref": "doi:10.1/x"}]})
+        return grant
+
+    def asset_from_a_result(self, grant: dict[str, Any], timeout: float = 60.0
+                            ) -> dict[str, Any]:
+        """A result registered on ``grant``, once ipshare has made it an asset."""
+        self.call("grants", "POST", f"/v1/grants/{grant['id']}/results", self.lead, {
+            "kind": "patent", "title": "Low-cost salinity sensor", "authors": AUTHORS},
+            expect=201)
+
+        def asset() -> dict[str, Any] | None:
+            items = self.call("ipshare", "GET", f"/v1/assets?source_grant_id={grant['id']}",
+                              self.office)["items"]
+            return items[0] if items else None
+
+        found = wait_for(asset, timeout, pause=0.5)
+        assert found, "grants.result.registered did not become an ipshare asset"
+        return found
+
+    def agreement(self, asset_id: str) -> dict[str, Any]:
+        return self.call("ipshare", "POST", f"/v1/assets/{asset_id}/agreements", self.office,
+                         {"kind": "licence", "counterparty": "Mekong Sensors JSC",
+                          "signed_on": "2026-11-01", "terms": "5 years"}, expect=201)
+
+    def trial_balance(self) -> dict[str, Any]:
+        return self.call("ipshare", "GET", "/v1/ledger/trial-balance", self.finance)
+
+
+def income_body(reference: str) -> dict[str, Any]:
+    return {"period": "2026-Q4", "gross_vnd": GROSS_VND, "costs_vnd": 0,
+            "reference": reference}
+
+
+def finance_consumer() -> ModuleType:
+    """The reference finance consumer, imported by path (an example, not a package)."""
+    name = "finance_consumer"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, FINANCE_CONSUMER)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def pay(bootstrap: str, out: Path) -> Counter[tuple[str, str, str, int]]:
+    """Run the reference finance consumer once, in a group of its own, over the whole
+    ipshare topic; the lines of every batch it wrote: ``(distribution_id, payee_id,
+    event_id, amount_vnd)`` → how many times paid."""
+    status = finance_consumer().main([
+        "--bootstrap", bootstrap, "--out", str(out), "--group",
+        f"finance-{uuid.uuid4().hex[:8]}", "--once", "--idle-seconds", "2"])
+    assert status == 0
+    paid: Counter[tuple[str, str, str, int]] = Counter()
+    for batch in sorted(out.glob("batch-*.csv")):
+        with open(batch, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                paid[(row["distribution_id"], row["payee_id"], row["event_id"],
+                      int(row["amount_vnd"]))] += 1
+    return paid
