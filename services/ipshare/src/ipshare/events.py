@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from ipshare.domain.assets import (
@@ -30,8 +30,12 @@ GRANTS_TOPIC = "grants.events.v1"
 
 
 def publish(uow: AbstractUnitOfWork, events: list[Any]) -> None:
-    """Stage each of ``events`` in the outbox, and clear the list."""
+    """Stage each of ``events`` in the outbox, and clear the list. The payload is the
+    event's fields as they are (plain values, dicts and lists, which the unit of work
+    encodes): ``dataclasses.asdict`` deep-copies them first, which was half of the
+    income handler's CPU."""
     for event in events:
         name, key_attr = NAMES[type(event)]
-        uow.emit(name, getattr(event, key_attr), asdict(event))
+        uow.emit(name, getattr(event, key_attr),
+                 {f.name: getattr(event, f.name) for f in fields(event)})
     events.clear()
