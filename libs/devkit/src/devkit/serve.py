@@ -43,11 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("factory", help="module:callable returning the ASGI app")
     parser.add_argument("--fd", type=int, required=True, help="the listening socket")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
+                        help="no uvicorn access line (an app that writes its own)")
     args = parser.parse_args(argv)
     sock = socket.socket(fileno=args.fd)  # family and type read from the descriptor
     ready_fd = os.environ.pop(READY_FD_ENV, None)
     config = uvicorn.Config(args.factory, factory=True, lifespan="on",
-                            log_level=args.log_level)
+                            log_level=args.log_level, access_log=args.access_log)
     server = NotifyingServer(config, int(ready_fd) if ready_fd else None)
     logging.getLogger("uvicorn.error").info("serving %s on %s:%d", args.factory,
                                             *sock.getsockname()[:2])

@@ -370,12 +370,11 @@ def _workers() -> dict[str, int]:
 def _program(layout: Layout, name: str, port: int, workers: int,
              env: dict[str, str]) -> dict[str, Any]:
     """A supervisor program: ``name``'s app on ``port`` in ``workers`` uvicorn processes."""
-    return {
-        "name": name, "port": port, "workers": workers, "env": env,
-        "log": str(layout.logs.resolve() / f"{name}.log"),
-        "argv": [sys.executable, "-m", "devkit.serve", f"{name}.app:create_app",
-                 "--fd", "{fd}"],
-    }
+    argv = [sys.executable, "-m", "devkit.serve", f"{name}.app:create_app", "--fd", "{fd}"]
+    if name == "gateway":  # it writes its own JSON access line (gateway.access)
+        argv.append("--no-access-log")
+    return {"name": name, "port": port, "workers": workers, "env": env,
+            "log": str(layout.logs.resolve() / f"{name}.log"), "argv": argv}
 
 
 def _supervisor(layout: Layout, state: State, programs: list[dict[str, Any]]) -> None:
