@@ -251,16 +251,45 @@ def checkpoint(session: Session, at: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """What the latest checkpoint covers: every chain's head as of ``at`` (``records``
+    records in ``chains`` chains). A whole chain, or a chain's tail, deleted after it
+    was covered is detected; what was appended since is covered by the next one."""
+
+    id: int
+    at: datetime
+    records: int
+    chains: int
+    hash: str
+
+
+@dataclass(frozen=True)
 class ChainReport:
     ok: bool
     records: int
     chains: int
     first_break: str | None = None
+    checkpoint: Coverage | None = None
+
+
+def latest_checkpoint(session: Session) -> Coverage | None:
+    row = session.execute(
+        select(CHECKPOINTS).order_by(CHECKPOINTS.c.id.desc()).limit(1)).first()
+    if row is None:
+        return None
+    return Coverage(id=row.id, at=as_utc(row.at), records=row.records,
+                    chains=len(row.heads), hash=row.hash)
 
 
 def verify(session: Session) -> ChainReport:
-    """Walk every chain and the checkpoints; name the first broken link."""
+    """Walk every chain and the checkpoints; name the first broken link and what the
+    latest checkpoint covers."""
+    coverage = latest_checkpoint(session)
     records = chains = 0
+
+    def broken(where: str) -> ChainReport:
+        return ChainReport(False, records, chains, where, coverage)
+
     seen: dict[str, dict[int, str]] = {}
     prev_key: str | None = None
     prev_hash: str | None = None
@@ -276,11 +305,11 @@ def verify(session: Session) -> ChainReport:
         records += 1
         where = f"audit record {key}#{r.seq} (id {r.id})"
         if r.seq != expected_seq:
-            return ChainReport(False, records, chains, f"{where}: expected seq {expected_seq}")
+            return broken(f"{where}: expected seq {expected_seq}")
         if r.prev_hash != prev_hash:
-            return ChainReport(False, records, chains, f"{where}: prev_hash does not link")
+            return broken(f"{where}: prev_hash does not link")
         if _record_hash(r) != r.hash:
-            return ChainReport(False, records, chains, f"{where}: content does not match hash")
+            return broken(f"{where}: content does not match hash")
         seen.setdefault(key, {})[r.seq] = r.hash
         prev_hash, expected_seq = r.hash, expected_seq + 1
 
@@ -288,16 +317,14 @@ def verify(session: Session) -> ChainReport:
     for c in session.execute(select(CHECKPOINTS).order_by(CHECKPOINTS.c.id)):
         where = f"audit checkpoint {c.id}"
         if c.prev_hash != previous:
-            return ChainReport(False, records, chains, f"{where}: prev_hash does not link")
+            return broken(f"{where}: prev_hash does not link")
         recomputed = _digest(
             [as_utc(c.at).isoformat(timespec="microseconds"), c.records, c.heads, c.prev_hash]
         )
         if recomputed != c.hash:
-            return ChainReport(False, records, chains, f"{where}: content does not match hash")
+            return broken(f"{where}: content does not match hash")
         for key, (seq, head_hash) in c.heads.items():
             if seen.get(key, {}).get(seq) != head_hash:
-                return ChainReport(
-                    False, records, chains, f"{where}: chain {key} lost or changed record {seq}"
-                )
+                return broken(f"{where}: chain {key} lost or changed record {seq}")
         previous = c.hash
-    return ChainReport(True, records, chains)
+    return ChainReport(True, records, chains, None, coverage)

@@ -4,10 +4,19 @@
     verify-audit --database-url postgresql://...
 
 Walks every hash chain and every checkpoint (:func:`servicekit.audit.verify`), prints
-one JSON line (``ok``, ``records``, ``chains``, ``first_break``, ``checked_at``) and
-exits 0 when the trail is intact, 1 when it is not (an incident: keep the database as
-it is), 2 when the database cannot be read. Made for a scheduled job or a monitoring
-probe as much as for a person; it only reads.
+one JSON line and exits 0 when the trail is intact, 1 when it is not (an incident: keep
+the database as it is), 2 when the database cannot be read. Made for a scheduled job or
+a monitoring probe as much as for a person; it only reads. The line holds:
+
+- ``ok``, ``records``, ``chains`` (as far as the walk got), ``first_break``: the first
+  broken link (``audit record grant/<id>#3 (id 812): content does not match hash``,
+  ``audit checkpoint 40: chain call/<id> lost or changed record 2``) or null;
+- ``checkpoint``: what the latest checkpoint covers (``id``, ``at``, ``records``,
+  ``chains``, ``hash``), null before the first; and ``records_after_checkpoint`` (of an
+  intact trail), the records appended since, whose whole chains' deletion only the next
+  checkpoint would reveal. Keep the checkpoint ``hash`` elsewhere to notice the
+  checkpoints themselves being cut back;
+- ``checked_at``.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -52,10 +62,23 @@ def main(argv: list[str] | None = None) -> int:
         return UNREADABLE
     finally:
         engine.dispose()
-    print(json.dumps({"ok": report.ok, "records": report.records, "chains": report.chains,
-                      "first_break": report.first_break,
-                      "checked_at": datetime.now(UTC).isoformat()}))
+    print(json.dumps(summary(report) | {"checked_at": datetime.now(UTC).isoformat()},
+                     ensure_ascii=False))
     return INTACT if report.ok else BROKEN
+
+
+def summary(report: audit.ChainReport) -> dict[str, Any]:
+    """The report as the command prints it (without ``checked_at``)."""
+    covered = report.checkpoint
+    return {
+        "ok": report.ok, "records": report.records, "chains": report.chains,
+        "first_break": report.first_break,
+        "checkpoint": None if covered is None else {
+            "id": covered.id, "at": covered.at.isoformat(), "records": covered.records,
+            "chains": covered.chains, "hash": covered.hash},
+        "records_after_checkpoint": (report.records - (covered.records if covered else 0)
+                                     if report.ok else None),
+    }
 
 
 if __name__ == "__main__":  # pragma: no cover - the console script calls main()

@@ -45,7 +45,34 @@ def verify(engine) -> audit.ChainReport:
 def test_an_untouched_trail_verifies(kit_engine):
     write_trail(kit_engine)
     report = verify(kit_engine)
-    assert report == audit.ChainReport(ok=True, records=5, chains=2)
+    assert (report.ok, report.records, report.chains, report.first_break) == (True, 5, 2, None)
+    assert report.checkpoint is not None
+    assert (report.checkpoint.records, report.checkpoint.chains) == (5, 2)
+    assert report.checkpoint.at == T0 + timedelta(hours=1)
+
+
+def test_a_broken_trail_still_says_what_the_latest_checkpoint_covers(kit_engine):
+    write_trail(kit_engine)
+    with Session(kit_engine) as session:
+        audit.append(session, aggregate_type="call", aggregate_id="call-3", actor=PM,
+                     action="draft", at=T0 + timedelta(hours=2))
+        audit.checkpoint(session, T0 + timedelta(hours=3))
+        session.commit()
+    tamper(kit_engine, "UPDATE audit_log SET reason = 'x' WHERE aggregate_id = 'call-1'")
+    report = verify(kit_engine)
+    assert not report.ok and report.first_break.startswith("audit record call/call-1#1")
+    assert report.checkpoint is not None
+    assert (report.checkpoint.records, report.checkpoint.chains) == (6, 3)
+    assert report.checkpoint.at == T0 + timedelta(hours=3)
+
+
+def test_a_trail_without_a_checkpoint_says_so(kit_engine):
+    with Session(kit_engine) as session:
+        audit.append(session, aggregate_type="call", aggregate_id="call-1", actor=PM,
+                     action="draft", at=T0)
+        session.commit()
+    report = verify(kit_engine)
+    assert report.ok and report.checkpoint is None
 
 
 @pytest.mark.parametrize(
@@ -137,14 +164,21 @@ def test_the_command_line_check_reports_and_exits_by_the_trail(kit_engine, capsy
 
     status, out, _ = run_cli(capsys, "--service", "kit")
     assert status == 0
-    assert json.loads(out) | {"checked_at": None} == {
-        "ok": True, "records": 5, "chains": 2, "first_break": None, "checked_at": None}
+    line = json.loads(out)
+    assert line | {"checked_at": None, "checkpoint": None} == {
+        "ok": True, "records": 5, "chains": 2, "first_break": None, "checked_at": None,
+        "checkpoint": None, "records_after_checkpoint": 0}
+    assert line["checkpoint"] | {"id": None, "hash": None} == {
+        "id": None, "at": "2026-11-23T10:00:00+00:00", "records": 5, "chains": 2,
+        "hash": None}
 
     tamper(kit_engine, "UPDATE audit_log SET reason = 'rewritten' "
                        "WHERE aggregate_id = 'call-2' AND seq = 1")
     status, out, _ = run_cli(capsys, "--database-url", url)
     assert status == 1
-    assert json.loads(out)["ok"] is False and "call-2" in json.loads(out)["first_break"]
+    line = json.loads(out)
+    assert line["ok"] is False and "call-2" in line["first_break"]
+    assert line["checkpoint"]["records"] == 5 and line["records_after_checkpoint"] is None
 
 
 def test_the_command_line_check_exits_2_when_it_cannot_read(capsys, monkeypatch):
