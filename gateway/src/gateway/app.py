@@ -21,7 +21,9 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
-from starlette.types import ASGIApp
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.access import AccessRecorder, configure_access_log
 from gateway.addresses import ClientAddresses, Networks
@@ -39,6 +41,60 @@ from servicekit.limits import BodyLimit
 from servicekit.telemetry import TELEMETRY, setup_tracing
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+_PROXY = "gateway.proxy"  # the scope key naming the proxy a request goes to
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with a shorter way through for the requests it proxies.
+
+    A request under the prefix of a service the gateway proxies to (``/<name>/...``, a
+    :class:`ProxyApp` mounted at ``/<name>``) gets FastAPI's request span, the same
+    error handling, body limit, edge and exception handlers as every other request,
+    then goes straight to its proxy: it skips the router, which would try every route of
+    the gateway's own before the mounts, and the middleware only those routes need.
+    That is a fifth of the gateway's CPU per proxied request (bench/README.md).
+    """
+
+    def proxy_through(self, proxies: Mapping[str, ProxyApp], edge: Mapping[str, object],
+                      max_body_bytes: int) -> None:
+        self._proxies = {f"/{name}": proxy for name, proxy in proxies.items()}
+        self._proxy_edge, self._proxy_body_limit = edge, max_body_bytes
+        self._proxy_stack: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        proxies = getattr(self, "_proxies", None)
+        if proxies and scope["type"] == "http" and "fastapi.telemetry" not in scope:
+            path: str = scope["path"]
+            end = path.find("/", 1)
+            proxy = proxies.get(path[:end]) if end > 0 else None
+            if proxy is not None:
+                scope["app"], scope[_PROXY] = self, proxy
+                scope["root_path"] = scope.get("root_path", "") + path[:end]
+                stack = self._proxy_stack or self._build_proxy_stack()
+                if self._native_telemetry.enabled():
+                    await self._native_telemetry(app=stack, scope=scope, receive=receive,
+                                                 send=send)
+                else:
+                    await stack(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def _build_proxy_stack(self) -> ASGIApp:
+        """The proxies behind what FastAPI's own stack puts around its routes: errors as
+        problems (500 and the registered handlers), the body limit, the edge."""
+        handlers = dict(self.exception_handlers)
+        error_handler = handlers.pop(Exception, None) or handlers.pop(500, None)
+
+        async def to_proxy(scope: Scope, receive: Receive, send: Send) -> None:
+            await scope[_PROXY](scope, receive, send)
+
+        stack: ASGIApp = ExceptionMiddleware(to_proxy, handlers=handlers)
+        stack = Edge(stack, **self._proxy_edge)  # type: ignore[arg-type]
+        stack = BodyLimit(stack, max_bytes=self._proxy_body_limit)
+        self._proxy_stack = ServerErrorMiddleware(stack, handler=error_handler)
+        return self._proxy_stack
 
 
 def build_gateway(
@@ -86,15 +142,15 @@ def build_gateway(
                 await stack.enter_async_context(lifespan(app))
             yield
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=_lifespan,
+    app = GatewayApp(title=title, description=description, version="1.0.0", lifespan=_lifespan,
                   telemetry=TELEMETRY, redirect_slashes=False, openapi_url=None,
                   docs_url=None, redoc_url=None)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        Edge, table=table, authenticator=authenticator, limits=RateLimits(settings),
-        addresses=ClientAddresses(settings.trusted_proxies),
-        metrics_networks=Networks(settings.metrics_networks), recorder=recorder)
+    edge = {"table": table, "authenticator": authenticator, "limits": RateLimits(settings),
+            "addresses": ClientAddresses(settings.trusted_proxies),
+            "metrics_networks": Networks(settings.metrics_networks), "recorder": recorder}
+    app.add_middleware(Edge, **edge)  # type: ignore[arg-type]
     app.include_router(operations_router(probes))
 
     @app.get("/metrics", include_in_schema=False)
@@ -124,6 +180,8 @@ def build_gateway(
         app.include_router(devtokens.router(issuer))
     for name, mounted in mounts.items():
         app.mount(f"/{name}", mounted, name=name)
+    app.proxy_through({n: m for n, m in mounts.items() if isinstance(m, ProxyApp)}, edge,
+                      settings.max_body_bytes)
     app.state.settings = settings
     return app
 
