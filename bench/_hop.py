@@ -14,6 +14,11 @@ CPU from ``/proc`` over the requests it answered. A variant is a factory in this
 Prints, per variant, the median of its blocks' CPU per request, req/s and p50, and the
 median of the rounds' ratios to the first variant. ``make bench`` does not run this file.
 
+``base`` is the gateway of another checkout (``HOP_BASE_SRC``, its ``gateway/src``; a
+``git worktree add --detach`` of the commit to compare with). The ``aiohttp16`` and
+``@granian`` variants need packages the project does not depend on: ``uv pip install
+aiohttp granian`` first.
+
 ``serve VARIANT PORT`` is how each server is started (a subprocess of this file).
 """
 
@@ -152,6 +157,13 @@ def aiohttp16() -> Any:
 
 # --------------------------------------------------------------------------- serve
 
+# Variants served by granian: its options and target.
+GRANIAN = {
+    "as_is": ["--no-access-log", "gateway.app:create_app"],
+    "as_is_rust": ["--no-access-log", "--task-impl", "rust", "gateway.app:create_app"],
+}
+
+
 
 def serve(variant: str, port: int) -> None:
     name, _, server = variant.partition("@")
@@ -163,11 +175,6 @@ def serve(variant: str, port: int) -> None:
         uvicorn.run(f"_hop:{name}", factory=True, host="127.0.0.1", port=port,
                     log_level="info" if name != "upstream_app" else "warning",
                     lifespan="on")
-    elif server == "granian":
-        from granian import Granian
-
-        Granian(f"_hop:{name}", factory=True, address="127.0.0.1", port=port,
-                interface="asgi", workers=1, loop="uvloop", log_access=False).serve()
     else:
         raise SystemExit(f"unknown server {server!r}")
 
@@ -209,10 +216,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def start(name: str, port: int) -> None:
         log = open(root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        procs[name] = subprocess.Popen(
-            [sys.executable, __file__, "serve", name, str(port)], env=env, cwd=BENCH_DIR,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        factory, _, server = name.partition("@")
+        if server == "granian":  # its CLI, from a folder where no gateway.py shadows it
+            cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
+                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                   "--loop", "uvloop", *GRANIAN[factory]]
+            cwd = root
+        else:
+            cmd, cwd = [sys.executable, __file__, "serve", name, str(port)], BENCH_DIR
+        procs[name] = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                       stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
 
     try:
         start("upstream_app", up_port)
