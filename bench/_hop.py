@@ -10,7 +10,8 @@ front of it; then, for ``--pairs`` rounds, drives each variant in turn (the orde
 reversed every other round) with the bench's callback client at ``--concurrency``
 keep-alive connections for ``--seconds``, and takes the variant process's user + system
 CPU from ``/proc`` over the requests it answered. A variant is a factory in this module
-(``as_is`` is the gateway as it is), ``@uvicorn`` (default) or ``@granian`` its server.
+(``as_is`` is the gateway as it is), ``@uvicorn`` (default) or ``@granian`` its server;
+``direct`` is the stand-in upstream without a gateway (its CPU is the upstream's).
 Prints, per variant, the median of its blocks' CPU per request, req/s and p50, and the
 median of the rounds' ratios to the first variant. ``make bench`` does not run this file.
 
@@ -172,9 +173,10 @@ def serve(variant: str, port: int) -> None:
     if server in ("", "uvicorn"):
         import uvicorn
 
+        # As make stack runs the gateway: uvicorn at info, without its access line.
         uvicorn.run(f"_hop:{name}", factory=True, host="127.0.0.1", port=port,
                     log_level="info" if name != "upstream_app" else "warning",
-                    lifespan="on")
+                    access_log=False, lifespan="on")
     else:
         raise SystemExit(f"unknown server {server!r}")
 
@@ -231,16 +233,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start("upstream_app", up_port)
         for variant in args.variants:
+            if variant == "direct":  # the stand-in upstream itself, no gateway
+                ports[variant] = up_port
+                continue
             ports[variant] = free_port()
             start(variant, ports[variant])
-        _wait(procs, {"upstream_app": up_port, **ports}, root)
+        _wait(procs, {"upstream_app": up_port,
+                      **{v: p for v, p in ports.items() if v != "direct"}}, root)
         path = DIST if args.kind == "GET" else AGREEMENT
         targets = {}
         for variant, port in ports.items():
+            prefix = "" if variant == "direct" else "/ipshare"
             if args.kind == "GET":
-                build = bench.get_request(port, "/ipshare" + path, token)
+                build = bench.get_request(port, prefix + path, token)
             else:
-                build = bench.income_request(port, "/ipshare", token, [path.split("/")[3]])
+                build = bench.income_request(port, prefix, token, [path.split("/")[3]])
             targets[variant] = bench.Target(variant, port, build,
                                             200 if args.kind == "GET" else 201)
             bench.drive(targets[variant], args.concurrency, 1.0)  # warm-up
@@ -252,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.pairs):
             order = args.variants if r % 2 == 0 else list(reversed(args.variants))
             for variant in order:
-                roots = {variant: [procs[variant].pid]}
+                roots = {variant: [procs["upstream_app" if variant == "direct" else variant].pid]}
                 before = bench.cpu_of(roots)[variant]
                 load = bench.drive(targets[variant], args.concurrency, args.seconds)
                 used = bench.cpu_of(roots)[variant] - before

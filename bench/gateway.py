@@ -578,6 +578,14 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f}"
 
 
+SERVERS = ("gateway", "ipshare", "postgres", "kafka")
+
+
+def servers_us(phase: Phase) -> float:
+    """CPU per request of every server on the request's path (not the load generator)."""
+    return sum(phase.per_request_us(k) for k in SERVERS)
+
+
 def report(args: argparse.Namespace, phases: dict[str, Phase], floor_name: str,
            pids: dict[str, list[int]]) -> list[str]:
     c = args.concurrency
@@ -592,8 +600,9 @@ def report(args: argparse.Namespace, phases: dict[str, Phase], floor_name: str,
         "",
         "| request | conns | direct req/s | gateway req/s | ratio (pooled) | rounds "
         "| p50 direct / gateway ms | added p50 ms | p99 direct / gateway ms "
-        "| gateway CPU µs/req | ipshare CPU µs/req direct / via gateway |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| gateway CPU µs/req | ipshare CPU µs/req direct / via gateway "
+        "| servers' CPU µs/req direct / via gateway | ratio by CPU |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     verdicts = []
     for kind in ("GET", "POST"):
@@ -612,7 +621,9 @@ def report(args: argparse.Namespace, phases: dict[str, Phase], floor_name: str,
                 f"| {'**' if conns == 1 else ''}{ms(added)}{'**' if conns == 1 else ''} "
                 f"| {ms(pct(d.latencies, .99))} / {ms(pct(g.latencies, .99))} "
                 f"| {g.per_request_us('gateway'):.0f} "
-                f"| {d.per_request_us('ipshare'):.0f} / {g.per_request_us('ipshare'):.0f} |")
+                f"| {d.per_request_us('ipshare'):.0f} / {g.per_request_us('ipshare'):.0f} "
+                f"| {servers_us(d):.0f} / {servers_us(g):.0f} "
+                f"| {servers_us(d) / servers_us(g):.2f}× |")
             if conns == c:
                 met = ratio >= GOAL_THROUGHPUT
                 verdicts.append(f"{kind} at c={c}: {ratio:.2f}× direct (goal ≥ "
@@ -634,6 +645,12 @@ def report(args: argparse.Namespace, phases: dict[str, Phase], floor_name: str,
         f"c={c}: {_median_ratio(fl, phases[f'direct POST c={c}'])[0]:.2f}× the floor.",
         "",
         "Goals: " + "; ".join(verdicts) + ".",
+        "",
+        "`ratio by CPU` is the throughput ratio a machine given over to these servers "
+        "would show when they are CPU-bound: the servers' CPU per request direct over "
+        "the same through the gateway (gateway, ipshare, PostgreSQL, Kafka; not the load "
+        "generator). On a machine shared with other work the rates follow each process's "
+        "share of the cores as much as its cost.",
         "",
         "CPU per phase in cores (CPU seconds / wall seconds); `bench` is the load generator "
         "(and the floor's writer processes), `other` the rest of the machine's busy time:",
