@@ -10,10 +10,17 @@ incomes/s, service and PostgreSQL CPU per income, and p50 latency.
 
 A variant is an app factory, ``module:function`` (``ipshare.app:create_app`` is the
 service as it is); ``bench/_variants.py`` holds the ones the README's A/B figures used,
-each the service with one change undone. ``make bench`` does not run this file.
+each the service with one change undone. A variant written ``PATHS@module:function``
+puts ``PATHS`` (``:``-separated source folders) first on its servers' ``PYTHONPATH``:
+another checkout's code (a ``git worktree`` of an earlier commit) against this one's,
+on the same virtualenv. ``make bench`` does not run this file.
 
     UV_PYTHON_DOWNLOADS=never uv run python bench/_ab.py \\
         _variants:as_is _variants:gc_tuned --pairs 24 --seconds 2.5 --concurrency 16
+    B=/tmp/before  # git worktree add --detach /tmp/before <commit>
+    UV_PYTHON_DOWNLOADS=never uv run python bench/_ab.py \\
+        "$B/libs/servicekit/src:$B/services/ipshare/src@ipshare.app:create_app" \\
+        ipshare.app:create_app
 """
 
 from __future__ import annotations
@@ -62,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
             migrate(procs.pg.url(db))
             ports = [bench.free_port() for _ in range(args.workers)]
             env = bench.service_env(procs, db, key_dir)
-            env["PYTHONPATH"] = os.pathsep.join([str(BENCH), env.get("PYTHONPATH", "")])
+            paths, _, app = factory.rpartition("@")
+            env["PYTHONPATH"] = os.pathsep.join(
+                [*filter(None, paths.split(":")), str(BENCH), env.get("PYTHONPATH", "")])
             # Each variant's servers are a Processes of their own (stopped the same way);
             # they share the PostgreSQL and Kafka that ``procs`` stops last.
             own = bench.Processes(root=root / f"v{i}")
-            own.service = bench.launch_servers(factory, ports, env,
+            own.service = bench.launch_servers(app, ports, env,
                                                root / f"variant-{i}.log")
             launchers.append(own)
             for port in ports:
