@@ -108,12 +108,26 @@ def test_a_released_tranche_reaches_an_independent_finance_consumer(grants_servi
 
 def distribution_event(kind: str, grant_id: str | None, gross: int, pool: int,
                        distribution_id: str) -> bytes:
+    """ipshare's event as docs/asyncapi.yaml has it (a reversal negates every amount)."""
     sign = -1 if kind == "reversed" else 1
+    now = datetime.now(UTC).isoformat()
+    data = {"distribution_id": distribution_id, "agreement_id": f"a-{distribution_id}",
+            "asset_id": "asset-1", "institution_id": "HUST", "source_grant_id": grant_id,
+            "reference": f"INV-{distribution_id}", "period": "2026-Q4",
+            "gross_vnd": sign * gross, "costs_vnd": 0, "basis_vnd": sign * gross,
+            "researcher_pool_vnd": sign * pool, "institution_vnd": sign * (gross - pool),
+            "policy": {"researcher_share_bp": 3000, "basis": "gross", "version": 1},
+            "lines": [{"payee_id": "r-lead", "payee_kind": "researcher",
+                       "amount_vnd": sign * pool},
+                      {"payee_id": "HUST", "payee_kind": "institution",
+                       "amount_vnd": sign * (gross - pool)}],
+            "in_kind": False, "posted_at": now}
+    if kind == "reversed":
+        data |= {"reversal_id": f"r-{distribution_id}", "reason": "issued twice",
+                 "reversed_at": now}
     return cloudevent.encode(cloudevent.build(
         service="ipshare", type_=f"vn.gov.most.ipshare.distribution.{kind}.v1",
-        subject=distribution_id, time=datetime.now(UTC),
-        data={"distribution_id": distribution_id, "source_grant_id": grant_id,
-              "gross_vnd": sign * gross, "researcher_pool_vnd": sign * pool}))
+        subject=distribution_id, time=datetime.now(UTC), data=data))
 
 
 def test_commercialisation_income_from_ipshare_events_counts_once_net_of_reversals(
@@ -127,7 +141,8 @@ def test_commercialisation_income_from_ipshare_events_counts_once_net_of_reversa
     reversed_ = distribution_event("reversed", grant["id"], 500_000_000, 150_000_000, "d-2")
     unknown = distribution_event("posted", str(uuid.uuid4()), 9_999, 3_000, "d-3")
     for value in (posted, posted, second, reversed_, unknown):  # `posted` delivered twice
-        producer.send("ipshare.events.v1", key=b"k", value=value).get(timeout=30)
+        key = json.loads(value)["subject"].encode()  # ipshare keys by the distribution
+        producer.send("ipshare.events.v1", key=key, value=value).get(timeout=30)
     producer.close()
 
     auditor = tokens.headers("aud-1", "auditor", org="SAV")

@@ -286,6 +286,41 @@ class AsyncApiMessages:
         self.validators[event["type"]].validate(event)
 
 
+def contract_problems(messages: AsyncApiMessages, topic: str, key: bytes | None,
+                      value: bytes, headers: dict[str, bytes]) -> list[str]:
+    """What is wrong with one message of ``<service>.events.v1`` (nothing: ``[]``): it
+    must parse with the CloudEvents SDK as a 1.0 event, match its message schema in
+    ``docs/asyncapi.yaml``, come from the topic's service, be keyed by its subject and
+    carry its ``traceparent`` header as its extension attribute."""
+    from cloudevents.core.formats.json import JSONFormat
+    from jsonschema import ValidationError
+
+    service = topic.split(".")[0]
+    try:
+        attributes = JSONFormat().read(None, value).get_attributes()
+    except Exception as exc:  # noqa: BLE001 - any refusal by the SDK is the finding
+        return [f"the CloudEvents SDK cannot read it: {exc!r}"]
+    found: list[str] = []
+    if attributes.get("specversion") != "1.0":
+        found.append(f"specversion {attributes.get('specversion')!r}")
+    try:
+        messages.validate(json.loads(value))
+    except KeyError:
+        found.append(f"type {attributes.get('type')!r} is not in docs/asyncapi.yaml")
+    except ValidationError as exc:
+        found.append(f"{attributes.get('type')} does not match its message schema: "
+                     f"{exc.message} at {'/'.join(map(str, exc.absolute_path))}")
+    if attributes.get("source") != f"/{service}" or not str(
+            attributes.get("type", "")).startswith(f"vn.gov.most.{service}."):
+        found.append(f"{attributes.get('type')} from {attributes.get('source')} on {topic}")
+    if (key.decode() if key else None) != attributes.get("subject"):
+        found.append(f"key {key!r} is not the subject {attributes.get('subject')!r}")
+    if "traceparent" in headers and \
+            headers["traceparent"].decode() != attributes.get("traceparent"):
+        found.append("traceparent header and attribute differ")
+    return found
+
+
 def kit_tables() -> set[str]:
     """The kit's own tables (on SQLModel's metadata), which every service's migrations make."""
     from sqlmodel import SQLModel
