@@ -1,0 +1,159 @@
+"""The acceptance tester's desk: the system as ``make run`` serves it (the embedded
+gateway, its three services on SQLite, the in-process bus, dev tokens), callers with
+their tokens, and the checks every answer of the contract gets.
+
+Scenarios talk to the public paths only (``/sandbox/...``, ``/grants/...``), with the
+contract's field names. Time is a fixed clock the scenario moves; the sandbox's
+scheduler, whose periodic run ``SANDBOX_SCHEDULER_SECONDS=0`` turns off, runs when the
+scenario says a day has come (:meth:`System.supervise`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from servicekit.clock import FixedClock, business_date
+
+EVENT_TYPE = re.compile(r"^vn\.gov\.most\.(grants|sandbox|ipshare)\.[a-z_]+\.[a-z_]+\.v1$")
+HISTORY_FIELDS = {"actor", "role", "time", "action", "from_status", "to_status", "reason"}
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance"}
+
+
+@dataclass
+class Caller:
+    """One person with a dev token: ``sub``, ``org`` and one role."""
+
+    client: TestClient
+    sub: str
+    role: str
+    org: str
+    token: str = ""
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return headers
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return self.client.get(path, headers=self.headers(), params=params or None)
+
+    def post(self, path: str, body: Any = None, *, key: str | None = None
+             ) -> httpx.Response:
+        return self.client.post(path, json=body, headers=self.headers(key))
+
+    def put(self, path: str, body: Any) -> httpx.Response:
+        return self.client.put(path, json=body, headers=self.headers())
+
+
+@dataclass
+class System:
+    app: FastAPI
+    client: TestClient
+    clock: FixedClock
+    callers: dict[str, Caller] = field(default_factory=dict)
+
+    def caller(self, sub: str, role: str, org: str) -> Caller:
+        """A caller with a token from ``POST /dev/tokens`` (the dev profile's issuer)."""
+        if sub not in self.callers:
+            answer = self.client.post("/dev/tokens", json={
+                "sub": sub, "name": sub.title(), "org": org, "roles": [role]})
+            assert answer.status_code == 201, answer.text
+            self.callers[sub] = Caller(self.client, sub, role, org,
+                                       answer.json()["access_token"])
+        return self.callers[sub]
+
+    @property
+    def today(self):
+        return business_date(self.clock.now())
+
+    def travel_to(self, when: datetime) -> None:
+        assert when >= self.clock.now()
+        self.clock.set(when)
+
+    def supervise(self) -> None:
+        """One run of the sandbox's scheduler on the clock's day, as its periodic job
+        would run it."""
+        from sandbox.scheduler import Scheduler
+
+        Scheduler(self.app.state.services["sandbox"].state.kit).run()
+
+    def events(self, service: str, subject: str | None = None, *,
+               expect: list[str] | None = None, seconds: float = 10.0
+               ) -> list[dict[str, Any]]:
+        """The CloudEvents the service published (about ``subject``), once the relay
+        delivered at least the ``expect``ed short types (``pilot.started``)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            events = [json.loads(d.value) for d in
+                      self.app.state.bus.messages(f"{service}.events.v1")]
+            if subject is not None:
+                events = [e for e in events if e["subject"] == subject]
+            kinds = [short(e) for e in events]
+            if expect is None or all(kinds.count(k) >= expect.count(k) for k in expect):
+                return events
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {expect}, the bus has {kinds}")
+            time.sleep(0.05)
+
+
+def short(event: dict[str, Any]) -> str:
+    """``vn.gov.most.sandbox.pilot.started.v1`` → ``pilot.started``."""
+    return ".".join(event["type"].split(".")[4:6])
+
+
+def key() -> str:
+    return uuid.uuid4().hex
+
+
+def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()
+
+
+def problem(response: httpx.Response, status: int, *words: str) -> dict[str, Any]:
+    """A refusal: problem+json with the RFC 9457 members, whose ``detail`` (or
+    ``errors``) names the rule by ``words``."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body.keys() >= PROBLEM_FIELDS, body
+    assert body["status"] == status
+    said = (body["detail"] + " " + json.dumps(body.get("errors", []))).lower()
+    for word in words:
+        assert word.lower() in said, (word, body)
+    return body
+
+
+def assert_created(body: dict[str, Any], **parents: str) -> None:
+    """A created resource comes back whole: its id (a UUID), created_at, its parents."""
+    uuid.UUID(body["id"])
+    datetime.fromisoformat(body["created_at"])
+    for name, value in parents.items():
+        assert body[name] == value, (name, body)
+
+
+def assert_history(entries: list[dict[str, Any]], actions: list[tuple[str, str | None]]
+                   ) -> None:
+    """Each entry has the contract's fields; the trail's (action, to_status) pairs end
+    with ``actions`` in order (earlier ones may precede)."""
+    for entry in entries:
+        assert entry.keys() >= HISTORY_FIELDS, entry
+        datetime.fromisoformat(entry["time"])
+    seen = [(e["action"], e["to_status"]) for e in entries]
+    assert actions and seen[-len(actions):] == actions, seen
+
+
+def days(n: int) -> timedelta:
+    return timedelta(days=n)
