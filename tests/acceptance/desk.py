@@ -62,6 +62,31 @@ class System:
     client: TestClient
     clock: FixedClock
     callers: dict[str, Caller] = field(default_factory=dict)
+    # Every (method, path, status) the scenarios were answered, for the OpenAPI check.
+    answers: set[tuple[str, str, int]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.client.event_hooks["response"].append(self._note)
+
+    def _note(self, response: httpx.Response) -> None:
+        self.answers.add((response.request.method, response.request.url.path,
+                          response.status_code))
+
+    def undeclared(self, *prefixes: str) -> list[tuple[str, str, int]]:
+        """The answers under ``prefixes`` that the gateway's merged OpenAPI document
+        does not declare for their operation (the contract: it tells the truth)."""
+        document = self.client.get("/openapi.json").json()
+        templates = [(re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path))
+                                 + "$"), path) for path in document["paths"]]
+        seen = [(m, p, s) for m, p, s in sorted(self.answers) if p.startswith(prefixes)]
+        assert seen, "no answer to check"
+        missing = []
+        for method, path, status in seen:
+            template = next((t for rx, t in templates if rx.match(path)), None)
+            operation = document["paths"].get(template, {}).get(method.lower())
+            if operation is None or str(status) not in operation["responses"]:
+                missing.append((method, template or path, status))
+        return sorted(set(missing))
 
     def caller(self, sub: str, role: str, org: str) -> Caller:
         """A caller with a token from ``POST /dev/tokens`` (the dev profile's issuer)."""

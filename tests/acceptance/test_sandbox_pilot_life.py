@@ -185,3 +185,9 @@ def test_a_fintech_pilot_lives_from_application_to_exit_on_the_public_register(
         assert EVENT_TYPE.match(event["type"]), event["type"]
         assert event["source"] == "/sandbox"
         assert event["specversion"] == "1.0"
+
+
+def test_every_answer_above_is_declared_in_the_openapi_document(system: System) -> None:
+    """Runs last in the module: each status the scenarios got is one the merged OpenAPI
+    document (GET /openapi.json at the gateway) declares for that operation."""
+    assert system.undeclared("/sandbox/") == []

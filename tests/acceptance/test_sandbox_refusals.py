@@ -226,3 +226,9 @@ def test_a_firm_never_sees_another_firms_application_or_pilot(system: System,
         "outcome": "discontinue", "final_report": "x", "lessons": "y"}), 404)
     assert ok(other.get("/sandbox/v1/pilots"))["items"] == []
     assert ok(other.get("/sandbox/v1/applications"))["items"] == []
+
+
+def test_every_answer_above_is_declared_in_the_openapi_document(system: System) -> None:
+    """Runs last in the module: each status the scenarios got is one the merged OpenAPI
+    document (GET /openapi.json at the gateway) declares for that operation."""
+    assert system.undeclared("/sandbox/") == []

@@ -212,3 +212,9 @@ def test_applications_list_by_status_and_sector_for_the_ministry(system: System,
     assert ok(cast.rev_1.post(f"/sandbox/v1/applications/{sent['id']}/assessments",
                               assessment()), 201)
     problem(cast.rev_1.get("/sandbox/v1/applications", status="bogus"), 422)
+
+
+def test_every_answer_above_is_declared_in_the_openapi_document(system: System) -> None:
+    """Runs last in the module: each status the scenarios got is one the merged OpenAPI
+    document (GET /openapi.json at the gateway) declares for that operation."""
+    assert system.undeclared("/sandbox/") == []
