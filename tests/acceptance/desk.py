@@ -132,6 +132,27 @@ class System:
             time.sleep(0.05)
 
 
+def undocumented_events(system: System, service: str) -> list[str]:
+    """Every event ``service`` published so far that ``docs/asyncapi.yaml`` does not
+    document or whose body its schema refuses, as ``type: why``."""
+    from jsonschema import ValidationError
+
+    from devkit.testing import AsyncApiMessages, repo_asyncapi
+
+    messages = AsyncApiMessages(repo_asyncapi())
+    events = system.events(service)
+    assert events, f"{service} published nothing"
+    wrong = []
+    for event in events:
+        try:
+            messages.validate(event)
+        except KeyError:
+            wrong.append(f"{event['type']}: not documented")
+        except ValidationError as exc:
+            wrong.append(f"{event['type']}: {str(exc).splitlines()[0]}")
+    return sorted(set(wrong))
+
+
 def short(event: dict[str, Any]) -> str:
     """``vn.gov.most.sandbox.pilot.started.v1`` → ``pilot.started``."""
     return ".".join(event["type"].split(".")[4:6])

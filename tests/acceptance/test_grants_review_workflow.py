@@ -10,7 +10,17 @@ from datetime import timedelta
 
 import pytest
 
-from .desk import EVENT_TYPE, System, assert_created, assert_history, key, ok, problem, short
+from .desk import (
+    EVENT_TYPE,
+    System,
+    assert_created,
+    assert_history,
+    key,
+    ok,
+    problem,
+    short,
+    undocumented_events,
+)
 from .grants_world import (
     REVIEW,
     Cast,
@@ -288,3 +298,9 @@ def test_every_answer_above_is_declared_in_the_openapi_document(system: System) 
     """Runs last in the module: each status the scenarios got is one the merged OpenAPI
     document (GET /openapi.json at the gateway) declares for that operation."""
     assert system.undeclared("/grants/") == []
+
+
+def test_every_event_above_is_documented_in_asyncapi(system: System) -> None:
+    """Runs last in the module: each event the scenarios caused validates against its
+    message's schema in docs/asyncapi.yaml."""
+    assert undocumented_events(system, "grants") == []

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .desk import Caller, System, days, ok, problem
+from .desk import Caller, System, days, ok, problem, undocumented_events
 from .sandbox_world import Cast, active_pilot, approval, assessed, assessment, proposal, submitted
 
 
@@ -232,3 +232,9 @@ def test_every_answer_above_is_declared_in_the_openapi_document(system: System) 
     """Runs last in the module: each status the scenarios got is one the merged OpenAPI
     document (GET /openapi.json at the gateway) declares for that operation."""
     assert system.undeclared("/sandbox/") == []
+
+
+def test_every_event_above_is_documented_in_asyncapi(system: System) -> None:
+    """Runs last in the module: each event the scenarios caused validates against its
+    message's schema in docs/asyncapi.yaml."""
+    assert undocumented_events(system, "sandbox") == []
