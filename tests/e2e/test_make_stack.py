@@ -15,22 +15,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from devkit import stack
-from devkit.localservers import free_port
+from devkit.testing import StackRun
 
 # Starting PostgreSQL, Kafka and five workers, using them, stopping: ~60 s on an idle
 # 2-core machine; the bound leaves room for a loaded one.
@@ -40,65 +35,17 @@ UP_TIMEOUT_S = 420
 KAFKA_HOP_TIMEOUT_S = 60
 
 
-class Stack:
-    def __init__(self, var: Path, env: dict[str, str]) -> None:
-        self.var, self.env = var, env
-        self.layout = stack.Layout(var)
-
-    def run(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "devkit.stack", command, "--var-dir", str(self.var)],
-            env=self.env, capture_output=True, text=True, timeout=timeout)
-
-    def settings(self) -> dict[str, str]:
-        lines = self.layout.env.read_text().splitlines()
-        return dict(line.split("=", 1) for line in lines if "=" in line)
-
-    def workers(self, name: str) -> list[dict[str, Any]]:
-        return json.loads(self.layout.supervisor_state.read_text())["programs"][name]["workers"]
-
-    def processes_left(self) -> list[int]:
-        """Processes whose environment carries this stack's marker (the supervisor and
-        every worker it started)."""
-        marker = f"{stack.STACK_MARKER_ENV}={self.var.resolve()}".encode()
-        left = []
-        for environ in Path("/proc").glob("[0-9]*/environ"):
-            try:
-                if marker in environ.read_bytes().split(b"\0") and stack._alive(
-                        int(environ.parent.name)):
-                    left.append(int(environ.parent.name))
-            except (FileNotFoundError, ProcessLookupError, PermissionError):
-                continue
-        return left
-
-
 @pytest.fixture
-def running_stack() -> Iterator[Stack]:
-    ports = {"PORT": free_port(), **{f"STACK_{s.upper()}_PORT": free_port()
-                                     for s in ("grants", "sandbox", "ipshare")}}
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("STACK_", "GATEWAY_", "GRANTS_", "SANDBOX_", "IPSHARE_"))}
-    env.update({k: str(v) for k, v in ports.items()})
+def running_stack() -> Iterator[StackRun]:
     # As the benchmarks do, the test sets the gateway's limits itself: its scripted
     # users write faster than the defaults allow a person to.
-    env.update({"GATEWAY_RATE_LIMIT_WRITE_PER_SUBJECT": "100/second",
-                "GATEWAY_RATE_LIMIT_WRITE_PER_ADDRESS": "200/second",
-                "STACK_WORKERS_IPSHARE": "2", "STACK_WORKERS_GRANTS": "1",
-                "STACK_WORKERS_SANDBOX": "1", "STACK_WORKERS_GATEWAY": "1"})
-    # Not pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user that must
-    # traverse every parent of its data directory (mode 0700 under /tmp/pytest-of-root).
-    root = Path(tempfile.mkdtemp(prefix="most-stack-test-"))
-    root.chmod(0o755)
-    running = Stack(root / "var", env)
-    try:
-        up = running.run("up", UP_TIMEOUT_S)
-        assert up.returncode == 0, up.stdout + up.stderr
-        assert f"GATEWAY_URL=http://127.0.0.1:{ports['PORT']}" in up.stdout
+    with StackRun.started({
+            "GATEWAY_RATE_LIMIT_WRITE_PER_SUBJECT": "100/second",
+            "GATEWAY_RATE_LIMIT_WRITE_PER_ADDRESS": "200/second",
+            "STACK_WORKERS_IPSHARE": "2", "STACK_WORKERS_GRANTS": "1",
+            "STACK_WORKERS_SANDBOX": "1", "STACK_WORKERS_GATEWAY": "1"},
+            up_timeout=UP_TIMEOUT_S) as running:
         yield running
-    finally:
-        if running.layout.pids.exists():
-            running.run("down", 120)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float) -> Any:
@@ -131,7 +78,7 @@ class User:
 
 
 def test_make_stack_serves_a_grant_to_an_income_distribution_through_its_gateway(
-    running_stack: Stack,
+    running_stack: StackRun,
 ) -> None:
     settings = running_stack.settings()
     run = uuid.uuid4().hex[:8]

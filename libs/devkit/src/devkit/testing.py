@@ -7,12 +7,18 @@ cloned from a template database migrated once per session (a fraction of a secon
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -192,6 +198,78 @@ def topic_size(bootstrap: str, topic: str) -> int:
         return sum(consumer.end_offsets(partitions).values())
     finally:
         consumer.close()
+
+
+class StackRun:
+    """``make stack`` as a test runs it (``python -m devkit.stack up|status|down``) in a
+    var directory of its own: :meth:`started` brings it up on free ports and stops it
+    afterwards; :meth:`settings` is its ``stack.env``, :meth:`workers` what its
+    supervisor last wrote about a program's workers."""
+
+    PREFIXES = ("STACK_", "GATEWAY_", "GRANTS_", "SANDBOX_", "IPSHARE_")
+
+    def __init__(self, var: Path, env: dict[str, str]) -> None:
+        from devkit.stack import Layout
+
+        self.var, self.env = var, env
+        self.layout = Layout(var)
+
+    @classmethod
+    @contextmanager
+    def started(cls, env: dict[str, str], up_timeout: float = 420.0) -> Iterator[StackRun]:
+        """Up on free ports with ``env`` (over the caller's environment, less its own
+        ``STACK_``/``GATEWAY_``/service settings), then down, leaving nothing behind."""
+        from devkit.localservers import free_port
+
+        ports = {"PORT": free_port(), **{f"STACK_{s.upper()}_PORT": free_port()
+                                         for s in ("grants", "sandbox", "ipshare")}}
+        full = {k: v for k, v in os.environ.items() if not k.startswith(cls.PREFIXES)}
+        full.update({k: str(v) for k, v in ports.items()})
+        full.update(env)
+        # Not pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user that
+        # must traverse every parent of its data directory (mode 0700 under
+        # /tmp/pytest-of-root).
+        root = Path(tempfile.mkdtemp(prefix="most-stack-test-"))
+        root.chmod(0o755)
+        running = cls(root / "var", full)
+        try:
+            up = running.run("up", up_timeout)
+            assert up.returncode == 0, up.stdout + up.stderr
+            assert f"GATEWAY_URL=http://127.0.0.1:{ports['PORT']}" in up.stdout
+            yield running
+        finally:
+            if running.layout.pids.exists():
+                running.run("down", 120)
+            shutil.rmtree(root, ignore_errors=True)
+
+    def run(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "devkit.stack", command, "--var-dir", str(self.var)],
+            env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def settings(self) -> dict[str, str]:
+        lines = self.layout.env.read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    def workers(self, name: str) -> list[dict[str, Any]]:
+        state = json.loads(self.layout.supervisor_state.read_text())
+        return state["programs"][name]["workers"]
+
+    def processes_left(self) -> list[int]:
+        """Processes whose environment carries this stack's marker (the supervisor and
+        every worker it started)."""
+        from devkit.stack import STACK_MARKER_ENV, _alive
+
+        marker = f"{STACK_MARKER_ENV}={self.var.resolve()}".encode()
+        left = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                if marker in environ.read_bytes().split(b"\0") and _alive(
+                        int(environ.parent.name)):
+                    left.append(int(environ.parent.name))
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        return left
 
 
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
