@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
+from datetime import date
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -167,3 +168,64 @@ def pay(bootstrap: str, out: Path) -> Counter[tuple[str, str, str, int]]:
                 paid[(row["distribution_id"], row["payee_id"], row["event_id"],
                       int(row["amount_vnd"]))] += 1
     return paid
+
+
+# --- sandbox -------------------------------------------------------------------------------
+
+CRITERIA = ("in_scope", "genuine_innovation", "consumer_benefit", "need_for_sandbox",
+            "readiness", "risk_controls")
+
+
+def approved_pilot(client: Any, tokens: Tokens, starts_on: date, ends_on: date,
+                   firm: str) -> str:
+    """A telecom pilot (quarterly reports) approved to run from ``starts_on``, on a
+    sandbox app whose clock reads ``starts_on`` (its decision cannot start in the past);
+    the pilot's id."""
+    owner = tokens.headers(f"owner-{firm}", "sandbox_applicant", org=firm)
+    reviewers = [tokens.headers(f"rev-{n}", "reviewer", org=org)
+                 for n, org in ((1, "MOST"), (2, "MIC"), (3, "MOST"))]
+
+    def call(method: str, path: str, who: dict[str, str], body: Any = None,
+             expect: int = 200) -> Any:
+        response = client.request(method, path, json=body, headers=who)
+        assert response.status_code == expect, f"{method} {path}: {response.text}"
+        return response.json()
+
+    application = call("POST", "/v1/applications", owner, {
+        "firm_name": f"Firm {firm}", "enterprise_code": "0101234567", "sector": "telecom",
+        "technology": "Low-orbit satellite broadband", "description": "",
+        "exemptions": [{"provision": "spectrum_licensing",
+                        "justification": "no licence category exists yet"}],
+        "scope": {"regions": ["HN", "HCM"], "max_participants": 5000,
+                  "max_transaction_vnd": 50_000_000},
+        "requested_months": 60, "safeguards": "capped subscriptions",
+        "risk_assessment": "interference", "exit_plan": "refund subscribers"}, expect=201)
+    call("POST", f"/v1/applications/{application['id']}/submit", owner)
+    for reviewer in reviewers[:2]:
+        call("POST", f"/v1/applications/{application['id']}/assessments", reviewer, {
+            "criteria": {c: {"pass": True, "note": "ok"} for c in CRITERIA},
+            "summary": "fit for a pilot"}, expect=201)
+    decided = call("POST", f"/v1/applications/{application['id']}/decision", reviewers[2], {
+        "decision": "approve", "conditions": ["monthly interference report"],
+        "limits": {"regions": ["HN"], "max_participants": 1000,
+                   "max_transaction_vnd": 10_000_000},
+        "starts_on": starts_on.isoformat(), "ends_on": ends_on.isoformat()})
+    return decided["pilot_id"]
+
+
+def quarters_over(starts_on: date, today: date) -> list[str]:
+    """Every quarter from the one ``starts_on`` falls in to the last one over by
+    ``today`` (``2023-Q1``, ...)."""
+    year, quarter = starts_on.year, (starts_on.month - 1) // 3 + 1
+    over = []
+    while date(year + (quarter == 4), quarter * 3 % 12 + 1, 1) <= today:
+        over.append(f"{year}-Q{quarter}")
+        year, quarter = (year + 1, 1) if quarter == 4 else (year, quarter + 1)
+    return over
+
+
+def report_body(period: str) -> dict[str, Any]:
+    """A pilot report within the approved limits (no breach)."""
+    return {"period": period, "participants": 120, "transactions_vnd": 5_000_000,
+            "largest_transaction_vnd": 250_000, "regions": ["HN"],
+            "kpis": {"uptime_pct": 99.5}, "complaints": 1}
