@@ -138,7 +138,7 @@ def test_an_assigned_call_runs_from_draft_to_a_numbered_award(system: System,
     lacking = ok(pm.get("/grants/v1/applications", needs_reviewers="true"))["items"]
     assert draft["id"] in [a["id"] for a in lacking]
     made[5] = ok(pm.post(assignments, assignment_body("rev-5", "IOIT", due)), 201)
-    trail = ok(pm.get(f"/grants/v1/assignments/{made[4]['id']}/history"))["items"]
+    trail = ok(cast.auditor.get(f"/grants/v1/assignments/{made[4]['id']}/history"))["items"]
     assert_history(trail, [("assign", "assigned"), ("declare", "conflict")])
     assert trail[-1]["actor"] == "rev-4" and trail[-1]["reason"] == "co-author of the lead"
 
@@ -179,6 +179,9 @@ def test_an_assigned_call_runs_from_draft_to_a_numbered_award(system: System,
     assert_history(trail, [("review", "under_review")] * 3 + [("decide", "approved")])
     actions = [e["action"] for e in trail]
     assert actions[:6] == ["draft", "edit", "endorse", "edit", "endorse", "submit"]
+    first_edit = trail[1]
+    assert first_edit["actor"] == "r-lead" and first_edit["data"]["version"] == 2
+    assert "Salinity forecasts" in str(first_edit["data"]["changes"])
     assert trail[-1]["actor"] == "pm-1" and trail[-1]["role"] == "program_manager"
 
     events = system.events("grants", draft["id"], expect=[

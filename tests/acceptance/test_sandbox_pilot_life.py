@@ -168,6 +168,9 @@ def test_a_fintech_pilot_lives_from_application_to_exit_on_the_public_register(
     assert (by_action["resume"]["from_status"], by_action["resume"]["to_status"]) == (
         "suspended", "active")
     assert by_action["resume"]["reason"] == "escrow restored"
+    assert (by_action["start"]["actor"], by_action["start"]["role"]) == (
+        "system:scheduler", "system")
+    assert by_action["incident"]["actor"] == firm.sub
     statuses = [e["to_status"] for e in trail if e["from_status"] != e["to_status"]]
     assert statuses == ["approved", "active", "suspended", "active", "exited"], trail
     app_trail = ok(firm.get(f"{app_path}/history"))["items"]

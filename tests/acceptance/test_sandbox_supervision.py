@@ -48,6 +48,10 @@ def test_an_application_past_its_decision_day_shows_overdue(system: System,
     late = ok(cast.rev_1.get(path))
     assert late["overdue"] is True
     assert late["decision_due_on"] < system.today.isoformat()
+    system.supervise()
+    system.supervise()  # flagged once
+    flagged = system.events("sandbox", app["id"], expect=["application.decision_overdue"])
+    assert [short(e) for e in flagged].count("application.decision_overdue") == 1
     withdrawn = ok(cast.firm.post(f"{path}/withdraw", {"reason": "market changed"}))
     assert withdrawn["status"] == "withdrawn"
     assert withdrawn["overdue"] is False
