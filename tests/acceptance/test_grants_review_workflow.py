@@ -237,6 +237,36 @@ def test_a_decided_application_cannot_be_withdrawn_and_a_rejection_is_numbered(
     problem(cast.lead.post(f"{path}/withdraw", {"reason": "late"}), 409)
 
 
+def test_a_cancelled_calls_applications_are_no_longer_assigned_or_reviewed(
+        system: System, cast: Cast) -> None:
+    due = (system.today + timedelta(days=7)).isoformat()
+    assigned_call = open_call(cast, review_mode="assigned")
+    waiting = submitted(cast, assigned_call)
+    path = f"/grants/v1/applications/{waiting['id']}"
+    ok(cast.pm.post(f"{path}/assignments", assignment_body("rev-1", "VAST", due)), 201)
+    open_one = open_call(cast)
+    reviewed = submitted(cast, open_one)
+    ok(cast.rev[1].post(f"/grants/v1/applications/{reviewed['id']}/reviews", REVIEW), 201)
+    for call in (assigned_call, open_one):
+        cancelled = ok(cast.pm.post(f"/grants/v1/calls/{call['id']}/cancel",
+                                    {"reason": "the programme was merged"}, key=key()))
+        assert cancelled["status"] == "cancelled"
+    problem(cast.pm.post(f"{path}/assignments", assignment_body("rev-2", "NAFOSTED", due)),
+            409, "cancelled")
+    assert ok(cast.pm.get(path))["needs_reviewers"] is False
+    lacking = ok(cast.pm.get("/grants/v1/applications", needs_reviewers="true"))["items"]
+    assert waiting["id"] not in [a["id"] for a in lacking]
+    before = ok(cast.pm.get(f"/grants/v1/applications/{reviewed['id']}"))
+    problem(cast.rev[2].post(f"/grants/v1/applications/{reviewed['id']}/reviews", REVIEW),
+            409, "cancelled")
+    problem(cast.pm.post(f"/grants/v1/applications/{reviewed['id']}/decision",
+                         {"decision": "reject", "reason": "x"}), 409, "cancelled")
+    assert ok(cast.pm.get(f"/grants/v1/applications/{reviewed['id']}")) == before
+    withdrawn = ok(cast.lead.post(f"/grants/v1/applications/{reviewed['id']}/withdraw",
+                                  {"reason": "the call was cancelled"}))
+    assert withdrawn["status"] == "withdrawn"
+
+
 @pytest.mark.parametrize("tiers", [
     [{"up_to_vnd": 3_000_000_000, "min_reviews": 3},
      {"up_to_vnd": 1_000_000_000, "min_reviews": 2}],              # out of order

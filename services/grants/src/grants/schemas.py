@@ -149,8 +149,8 @@ class ApplicationRead(BaseModel):
         "Reviewers assigned to it who have not declined or declared a conflict "
         "(assigned, accepted or reviewed); 0 in calls reviewed openly"))
     needs_reviewers: bool = Field(description=(
-        "In a call reviewed by assignment, a submitted application with fewer reviewers "
-        "assigned than the reviews it needs"))
+        "In a call reviewed by assignment (and not cancelled), a submitted application "
+        "with fewer reviewers assigned than the reviews it needs"))
     endorsed_by: str | None = None
     endorsed_at: datetime | None = None
     withdrawal_reason: str | None = None

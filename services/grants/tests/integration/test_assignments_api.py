@@ -252,6 +252,14 @@ def test_a_decision_and_a_cancelled_call_release_open_assignments(desk):
     desk.ok("POST", f"/v1/calls/{call['id']}/cancel", desk.pm, json={"reason": "merged"})
     seen = desk.ok("GET", f"/v1/assignments/{pending['id']}", desk.pm)
     assert (seen["status"], seen["release_reason"]) == ("released", "the call was cancelled")
+    # No reviewer is assigned again, and the application lacks none.
+    problem = desk.refused("POST", f"/v1/applications/{other['id']}/assignments", desk.pm,
+                           409, json={"reviewer_id": "rev-2", "reviewer_org": "NAFOSTED",
+                                      "name": "Dr R", "due_on": "2099-01-01"})
+    assert "cancelled" in problem["detail"]
+    lacking = desk.ok("GET", "/v1/applications?needs_reviewers=true", desk.pm)["items"]
+    assert other["id"] not in [a["id"] for a in lacking]
+    assert desk.ok("GET", f"/v1/applications/{other['id']}", desk.pm)["needs_reviewers"] is False
 
 
 # --- the queue -----------------------------------------------------------------------------

@@ -81,6 +81,8 @@ def test_tiers_out_of_order_or_overlapping_are_422_naming_the_rule(desk, tiers, 
 def test_a_call_without_a_decision_is_cancelled_with_a_reason(desk):
     call = desk.call()
     app = desk.submitted(call["id"])
+    desk.review(app["id"], desk.reviewer("rev-1"))
+    desk.review(app["id"], desk.reviewer("rev-2"))
     desk.refused("POST", f"/v1/calls/{call['id']}/cancel", desk.pm, 422, json={"reason": ""})
     desk.refused("POST", f"/v1/calls/{call['id']}/cancel", desk.pm_other, 403,
                  json={"reason": "not yours"})
@@ -98,8 +100,7 @@ def test_a_call_without_a_decision_is_cancelled_with_a_reason(desk):
     # Nothing more happens in a cancelled call.
     desk.refused("POST", f"/v1/calls/{call['id']}/cancel", desk.pm, 409,
                  json={"reason": "again"})
-    desk.review(app["id"], desk.reviewer("rev-1"))
-    desk.review(app["id"], desk.reviewer("rev-2"))
+    assert "cancelled" in desk.review(app["id"], desk.reviewer("rev-3"), 409)["detail"]
     problem = desk.refused("POST", f"/v1/applications/{app['id']}/decision", desk.pm, 409,
                            json={"decision": "reject", "reason": "x"})
     assert "cancelled" in problem["detail"]

@@ -198,6 +198,23 @@ def test_a_decision_needs_the_reviews_of_the_tier_for_the_amount_requested():
     large.approve(call, 4_500_000_000, NOW, grant_id="g-2", take_number=take)
 
 
+def test_a_cancelled_calls_applications_are_no_longer_assigned_reviewed_or_decided():
+    call = open_call(review_mode=ReviewMode.ASSIGNED, min_reviews=1)
+    app = draft(call)
+    app.submit(call, NOW)
+    app.add_review(review("rev-1"), declared_conflict=False)
+    assert call.reviewing
+    call.cancel("the programme was merged", decided=0, now=NOW)
+    assert not call.reviewing
+    with pytest.raises(IllegalTransition, match="cancelled: its applications are no longer"):
+        call.check_reviewing()
+    with pytest.raises(IllegalTransition, match="cancelled"):
+        assigned(call, app, "rev-2", "NAFOSTED")
+    with pytest.raises(IllegalTransition, match="cancelled"):
+        app.reject(call, "too late", NOW, take_number=take)
+    assert app.status == ApplicationStatus.UNDER_REVIEW and app.decision is None
+
+
 # --- assignments and declarations --------------------------------------------------------
 
 def submitted_in_assigned_call() -> tuple[Call, Application]:

@@ -23,7 +23,7 @@ from grants.domain.applications import (
     TeamMember,
 )
 from grants.domain.assignments import ACTIVE
-from grants.domain.calls import Call, ReviewMode
+from grants.domain.calls import Call, CallStatus, ReviewMode
 from grants.domain.grants import Grant
 from grants.models import ApplicationRow, AssignmentRow, CallRow, ReviewRow
 from grants.repository import (
@@ -96,8 +96,8 @@ def to_read(row: ApplicationRow, app: Application, call: Call,
                                      tranche_bp=m.tranche_bp) for m in app.milestones],
         status=app.status.value, version=app.version, reviews_count=len(app.reviews),
         reviews_needed=app.reviews_needed(call), reviewers_assigned=reviewers,
-        needs_reviewers=(call.assigned_review and app.status in REVIEWABLE
-                         and reviewers < app.reviews_needed(call)),
+        needs_reviewers=(call.assigned_review and call.reviewing
+                         and app.status in REVIEWABLE and reviewers < app.reviews_needed(call)),
         endorsed_by=app.endorsement.endorsed_by if app.endorsement else None,
         endorsed_at=app.endorsement.endorsed_at if app.endorsement else None,
         withdrawal_reason=app.withdrawal_reason,
@@ -253,13 +253,16 @@ def create_review(application_id: str, body: ReviewCreate, user: Reviewer,
         raise NotFound(f"application {application_id} not found")
     row, app = loaded
     before = app.status.value
+    call = call_of(uow.session, app)
     assigned = None
-    if call_of(uow.session, app).assigned_review:
+    if call.assigned_review:
         # Only an assignee reviews; to any other reviewer the application does not exist.
         assigned = reviewer_assignment(uow.session, app.id, user.sub, user.org,
                                        for_update=True)
         if assigned is None:
             raise NotFound(f"application {application_id} not found")
+    call.check_reviewing()
+    if assigned is not None:
         assigned[1].start_review()
     review = Review(user.sub, user.org, dict(body.scores), body.recommendation, body.comment,
                     uow.now)
@@ -410,15 +413,16 @@ def _page(session: Session, user: Principal, *, call_id: str | None, status: str
 
 
 def lacking_reviewers():
-    """SQL of ``needs_reviewers``: submitted, in a call reviewed by assignment, with
-    fewer reviewers counted than the reviews it needs."""
+    """SQL of ``needs_reviewers``: submitted, in a call reviewed by assignment and not
+    cancelled, with fewer reviewers counted than the reviews it needs."""
     counted = (select(func.count()).select_from(AssignmentRow)
                .where(AssignmentRow.application_id == ApplicationRow.id,
                       AssignmentRow.status.in_([s.value for s in ACTIVE]))
                .scalar_subquery())
     return (ApplicationRow.status.in_([s.value for s in REVIEWABLE])
             & ApplicationRow.call_id.in_(select(CallRow.id).where(
-                CallRow.review_mode == ReviewMode.ASSIGNED.value))
+                CallRow.review_mode == ReviewMode.ASSIGNED.value,
+                CallRow.status != CallStatus.CANCELLED.value))
             & (ApplicationRow.reviews_needed > counted))
 
 
@@ -430,8 +434,8 @@ def read_applications(
     session: SessionDep, user: ApplicationReader, call_id: str | None = None,
     status: ApplicationStatus | None = None, institution_id: str | None = None,
     needs_reviewers: Annotated[bool | None, Query(description=(
-        "true: submitted applications of calls reviewed by assignment with fewer reviewers "
-        "assigned than the reviews they need; false: the others"))] = None,
+        "true: submitted applications of calls reviewed by assignment (not cancelled) with "
+        "fewer reviewers assigned than the reviews they need; false: the others"))] = None,
     limit: Limit = DEFAULT_PAGE, cursor: str | None = None,
 ) -> ApplicationPage:
     return _page(session, user, call_id=call_id, status=status.value if status else None,

@@ -334,8 +334,7 @@ class Application:
     def _ready_for_decision(self, call: Call) -> None:
         if self.status not in (ApplicationStatus.SUBMITTED, ApplicationStatus.UNDER_REVIEW):
             raise IllegalTransition(f"application is {self.status}; it cannot be decided")
-        if call.status == CallStatus.CANCELLED:
-            raise IllegalTransition(f"call {call.id} is cancelled")
+        call.check_reviewing()
         needed = self.reviews_needed(call)
         if len(self.reviews) < needed:
             raise IllegalTransition(f"a decision needs at least {needed} reviews for "

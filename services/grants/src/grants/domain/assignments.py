@@ -102,6 +102,7 @@ class Assignment:
         earlier: list[Assignment], today: date, now: datetime,
     ) -> Assignment:
         """``earlier``: the application's assignments so far."""
+        call.check_reviewing()
         if not call.assigned_review:
             raise IllegalTransition(f"call {call.id} is reviewed openly (review_mode open): "
                                     "reviewers are not assigned")

@@ -158,6 +158,17 @@ class Call:
     def assigned_review(self) -> bool:
         return self.review_mode == ReviewMode.ASSIGNED
 
+    @property
+    def reviewing(self) -> bool:
+        """Its applications are assigned, reviewed and decided: until it is cancelled."""
+        return self.status != CallStatus.CANCELLED
+
+    def check_reviewing(self) -> None:
+        """Refuse work on the applications of a cancelled call: none will be decided."""
+        if not self.reviewing:
+            raise IllegalTransition(f"call {self.id} is cancelled: its applications are no "
+                                    "longer reviewed or decided")
+
     def reviews_needed(self, requested_vnd: int) -> int:
         """The reviews a decision on ``requested_vnd`` needs: the first tier covering it,
         the last tier's above them all, the call's ``min_reviews`` without tiers."""
