@@ -1,15 +1,16 @@
 """``GET /openapi.json``: one document for the whole platform, merged from the services'.
 
 Each service's operations appear under its prefix (``/grants/v1/calls``), with their
-``operationId`` and tags prefixed by the service's name; a component the services
-define alike (the problem schema, say) is shared, one they define differently is
-renamed ``<service>.<Name>`` with every reference to it. Only operations the route table
-admits appear, with what the edge adds to them: the bearer security the table implies
-where the service states none (``x-roles`` naming the table's roles), and the answers
-the gateway itself gives, each ``application/problem+json``: 401 (a token that does not
-verify, on public routes too), 403 (no role of the row), 413 (a body over the limit),
-429 (rate limit, with ``Retry-After``), 502, 503 and 504 (the service broke off, is
-down, too slow). What a service already declares is kept as it is.
+``operationId`` (and the links naming them) and tags prefixed by the service's name;
+a component the services define alike (the problem schema, say) is shared, one they
+define differently is renamed ``<service>.<Name>`` with every reference to it. Only
+operations the route table admits appear (and links to them), with what the edge adds
+to them: the bearer security the table implies where the service states none
+(``x-roles`` naming the table's roles), and the answers the gateway itself gives, each
+``application/problem+json``: 401 (a token that does not verify, on public routes too),
+403 (no role of the row), 413 (a body over the limit), 429 (rate limit, with
+``Retry-After``), 502, 503 and 504 (the service broke off, is down, too slow). What a
+service already declares is kept as it is.
 
 The services are asked for their documents (``GET /openapi.json`` on each) when the
 merged one is first wanted, and again after ``GATEWAY_OPENAPI_CACHE_SECONDS``.
@@ -142,14 +143,37 @@ def merge(gateway: dict[str, Any], services: Mapping[str, dict[str, Any]],
                     continue  # the edge refuses it: not part of the public API
                 if name:
                     operation["operationId"] = f"{name}_{operation.get('operationId', method)}"
+                    _prefix_links(operation, name)
                 operation["tags"] = [_tag(name, t) for t in operation.get("tags", [])]
                 _edge_answers(operation, route, service=bool(name))
                 merged["paths"].setdefault(public_path, {})[method] = operation
+    _drop_dangling_links(merged)
     schemas = merged["components"].setdefault("schemas", {})
     schemas.setdefault(PROBLEM, PROBLEM_SCHEMA)
     merged["components"].setdefault("securitySchemes", {}).setdefault(
         BEARER, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     return merged
+
+
+def _prefix_links(operation: dict[str, Any], service: str) -> None:
+    """A service's links name its operations as the merged document does."""
+    for response in operation.get("responses", {}).values():
+        for link in response.get("links", {}).values():
+            if "operationId" in link:
+                link["operationId"] = f"{service}_{link['operationId']}"
+
+
+def _drop_dangling_links(merged: dict[str, Any]) -> None:
+    """Links to an operation the route table keeps out of the public API go."""
+    present = {operation.get("operationId") for item in merged["paths"].values()
+               for operation in item.values() if isinstance(operation, dict)}
+    for item in merged["paths"].values():
+        for operation in item.values():
+            for response in operation.get("responses", {}).values():
+                links = response.get("links")
+                if links:
+                    response["links"] = {k: v for k, v in links.items()
+                                         if v.get("operationId") in present}
 
 
 def _component_renames(documents: Mapping[str, dict[str, Any]]

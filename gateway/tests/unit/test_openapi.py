@@ -120,3 +120,14 @@ def test_swagger_ui_shows_the_merged_document(tmp_path: Path) -> None:
     assert missing.status_code == 503
     assert missing.headers["content-type"] == "application/problem+json"
     assert "grants, sandbox, ipshare" in missing.json()["detail"]
+
+
+def test_links_name_operations_of_the_merged_document(document: dict[str, Any]) -> None:
+    ids = {op["operationId"] for item in document["paths"].values() for op in item.values()}
+    created = document["paths"]["/grants/v1/calls"]["post"]["responses"]["201"]["links"]
+    assert created["open_call_v1_calls__call_id__open_post"]["operationId"] == \
+        "grants_open_call_v1_calls__call_id__open_post"
+    named = [link["operationId"] for item in document["paths"].values()
+             for op in item.values() for response in op.get("responses", {}).values()
+             for link in response.get("links", {}).values()]
+    assert named and set(named) <= ids

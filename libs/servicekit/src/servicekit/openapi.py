@@ -17,6 +17,10 @@ The errors are derived from each route, so a new route declares nothing of its o
   any parameter or body 422 (refused by validation or by the database), a body 413;
 - from the route's own ``responses=`` for what only its handler knows: there a 4xx or
   5xx status is a problem too (``responses={403: {"description": "..."}}``).
+
+Each success answer also declares OpenAPI links (:func:`add_links`) to the operations
+that take the ids it carries, so a client (and a stateful fuzzer) can go from a created
+resource to what can be done with it.
 """
 
 from __future__ import annotations
@@ -152,6 +156,7 @@ def declare(document: dict[str, Any], routes: Iterable[BaseRoute]) -> None:
             if operation is not None:
                 _declare_operation(operation, route, method)
     _drop_unused(schemas, document, ("HTTPValidationError", "ValidationError"))
+    add_links(document)
 
 
 def route_answers(route: APIRoute | RouteContext) -> Answers:
@@ -227,3 +232,133 @@ def _drop_unused(schemas: dict[str, Any], document: dict[str, Any],
             text = json.dumps([document.get("paths", {}), others])
             if f'"{SCHEMAS}{name}"' not in text:
                 del schemas[name]
+
+
+# --- links -----------------------------------------------------------------------------
+
+def add_links(document: dict[str, Any]) -> None:
+    """Declare, on each success answer, a link to every operation whose ids it carries.
+
+    An answer carries the id of the resource its schema is (the schema of ``GET
+    .../{x_id}``: its ``id`` names ``x_id``), of each resource a page's first item is, of
+    each ``<x>_id`` property, and of each item of an array property ``<x>s`` of objects
+    with an ``id`` (``milestones`` → ``milestone_id``). A link targets an operation when
+    every path parameter it takes comes from the answer or from the answering request's
+    own path, at least one from the answer; a target's body fields named like an id the
+    answer carries are set from it (``call_id`` of a new application, say). Links are
+    named by the target's ``operationId``.
+    """
+    operations = [(path, method, operation)
+                  for path, item in document.get("paths", {}).items()
+                  for method, operation in item.items()
+                  if isinstance(operation, dict) and "operationId" in operation]
+    schemas = document.get("components", {}).get("schemas", {})
+    resources = _resources(operations, schemas)
+    for path, _method, operation in operations:
+        for status, response in operation.get("responses", {}).items():
+            if not status.startswith("2"):
+                continue
+            schema = _json_schema(response)
+            carried = _carried(schema, schemas, resources)
+            if not carried:
+                continue
+            own = {p: f"$request.path.{p}" for p in _path_params(path)}
+            links = {}
+            for target_path, _target_method, target in operations:
+                if target is operation:
+                    continue
+                link = _link(target_path, target, carried, own, schemas)
+                if link is not None:
+                    links[target["operationId"]] = link
+            if links:
+                response["links"] = links
+
+
+def _link(path: str, target: dict[str, Any], carried: dict[str, str], own: dict[str, str],
+          schemas: dict[str, Any]) -> dict[str, Any] | None:
+    params = _path_params(path)
+    if any(p not in carried and p not in own for p in params):
+        return None
+    body = {field: carried[field] for field in _body_ids(target, schemas) if field in carried}
+    if not body and not any(p in carried for p in params):
+        return None
+    link: dict[str, Any] = {"operationId": target["operationId"]}
+    if params:
+        link["parameters"] = {f"path.{p}": carried.get(p, own.get(p)) for p in params}
+    if body:
+        link["requestBody"] = body
+    return link
+
+
+def _resources(operations: list[tuple[str, str, dict[str, Any]]],
+               schemas: dict[str, Any]) -> dict[str, str]:
+    """Schema name → the path parameter naming one of it (``GrantRead`` → ``grant_id``)."""
+    found: dict[str, str] = {}
+    for path, method, operation in operations:
+        params = _path_params(path)
+        if method != "get" or not params or not path.endswith("}"):
+            continue
+        for name in _schema_names(_json_schema(operation.get("responses", {}).get("200", {}))):
+            if "id" in schemas.get(name, {}).get("properties", {}):
+                found.setdefault(name, params[-1])
+    return found
+
+
+def _carried(schema: dict[str, Any] | None, schemas: dict[str, Any],
+             resources: dict[str, str]) -> dict[str, str]:
+    """Path parameter name → where an answer of ``schema`` (one of its shapes, when it
+    has several) carries its value."""
+    carried: dict[str, str] = {}
+    for name in _schema_names(schema):
+        if name in resources:
+            carried.setdefault(resources[name], "$response.body#/id")
+        _carried_properties(schemas.get(name, {}).get("properties", {}), schemas, resources,
+                            carried)
+    return carried
+
+
+def _carried_properties(properties: dict[str, Any], schemas: dict[str, Any],
+                        resources: dict[str, str], carried: dict[str, str]) -> None:
+    for key, value in properties.items():
+        if key.endswith("_id") and _is_string(value, schemas):
+            carried.setdefault(key, f"$response.body#/{key}")
+        items = value.get("items", {}) if value.get("type") == "array" else {}
+        item = _schema_name(items)
+        if item is None or "id" not in schemas.get(item, {}).get("properties", {}):
+            continue
+        if key == "items" and item in resources:  # a page: its first item
+            carried.setdefault(resources[item], "$response.body#/items/0/id")
+        elif key.endswith("s"):
+            carried.setdefault(f"{key[:-1]}_id", f"$response.body#/{key}/0/id")
+
+
+def _body_ids(operation: dict[str, Any], schemas: dict[str, Any]) -> list[str]:
+    content = operation.get("requestBody", {}).get("content", {})
+    name = _schema_name(content.get("application/json", {}).get("schema"))
+    properties = schemas.get(name, {}).get("properties", {}) if name else {}
+    return [key for key, value in properties.items()
+            if key.endswith("_id") and _is_string(value, schemas)]
+
+
+def _json_schema(response: dict[str, Any]) -> dict[str, Any] | None:
+    return response.get("content", {}).get("application/json", {}).get("schema")
+
+
+def _schema_name(schema: dict[str, Any] | None) -> str | None:
+    ref = (schema or {}).get("$ref", "")
+    return ref.removeprefix(SCHEMAS) if ref.startswith(SCHEMAS) else None
+
+
+def _schema_names(schema: dict[str, Any] | None) -> list[str]:
+    """The component schemas an answer may be: its ``$ref``, or those of its ``anyOf``."""
+    options = (schema or {}).get("anyOf") or (schema or {}).get("oneOf") or [schema]
+    return [name for option in options if (name := _schema_name(option))]
+
+
+def _is_string(schema: dict[str, Any], schemas: dict[str, Any]) -> bool:
+    options = schema.get("anyOf", [schema])
+    return any(option.get("type") == "string" for option in options)
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
