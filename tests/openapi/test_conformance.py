@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -32,7 +30,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from devkit.testing import DatabaseFactory
 from servicekit.devtokens import DevIssuer
 
 pytestmark = pytest.mark.postgres
@@ -135,17 +132,6 @@ def seed_sandbox(api: Api) -> dict[str, list[str]]:
 
 SEEDS: dict[str, Callable[[Api], dict[str, list[str]]]] = {
     "grants": seed_grants, "ipshare": seed_ipshare, "sandbox": seed_sandbox}
-
-
-@pytest.fixture
-def running(service, databases: DatabaseFactory, tmp_path: Path) -> Iterator[Any]:
-    """The service on a fresh database, its lifespan run by schemathesis' ASGI client."""
-    app = service.app(databases.fresh(service.name, service.migrate), tmp_path / "keys")
-    try:
-        with asgi.get_client(app) as client:
-            yield app, client
-    finally:
-        asgi.shutdown_lifespans()  # closes the app's pools before the database is dropped
 
 
 def test_every_answer_is_declared_and_none_is_a_server_error(service, running, tmp_path):
