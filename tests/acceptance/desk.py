@@ -165,7 +165,24 @@ def key() -> str:
 def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["content-type"].startswith("application/json")
-    return response.json()
+    body = response.json()
+    assert_times_are_utc(body)
+    return body
+
+
+INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+]00:00)$")
+
+
+def assert_times_are_utc(value: Any, where: str = "") -> None:
+    """Every instant (a ``*_at`` or ``time`` field) is RFC 3339 in UTC."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if (name.endswith("_at") or name == "time") and item is not None:
+                assert isinstance(item, str) and INSTANT.match(item), (f"{where}.{name}", item)
+            assert_times_are_utc(item, f"{where}.{name}")
+    elif isinstance(value, list):
+        for item in value:
+            assert_times_are_utc(item, where)
 
 
 def problem(response: httpx.Response, status: int, *words: str) -> dict[str, Any]:
