@@ -167,6 +167,8 @@ def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
     assert_times_are_utc(body)
+    if isinstance(body, dict) and "items" in body:  # a list: {items, next_cursor}
+        assert "next_cursor" in body, (response.request.url.path, list(body))
     return body
 
 

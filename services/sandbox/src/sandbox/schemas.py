@@ -52,7 +52,10 @@ class SectorRead(BaseModel):
 
 
 class SectorList(BaseModel):
+    """A list as every list is shaped: the profiles in force fit on one page."""
+
     items: list[SectorRead]
+    next_cursor: None = Field(default=None, description="Always null: one page")
 
 
 # --- applications --------------------------------------------------------------------------

@@ -26,6 +26,7 @@ def client(tmp_path: Path):
 def test_the_sector_profiles_are_public(client: TestClient) -> None:
     response = client.get("/v1/sectors")
     assert response.status_code == 200
+    assert response.json()["next_cursor"] is None  # a list, shaped as every list
     sectors = {s["sector"]: s for s in response.json()["items"]}
     assert list(sectors) == ["fintech", "telecom", "ai", "health", "energy", "transport",
                              "other"]
