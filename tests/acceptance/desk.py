@@ -50,7 +50,14 @@ class Caller:
 
     def post(self, path: str, body: Any = None, *, key: str | None = None
              ) -> httpx.Response:
-        return self.client.post(path, json=body, headers=self.headers(key))
+        """POST ``body`` with an Idempotency-Key (``key``, else a new one): a successful
+        answer is replayed at once (the same key and body) and must come back the same."""
+        key = key or uuid.uuid4().hex
+        answer = self.client.post(path, json=body, headers=self.headers(key))
+        if answer.is_success:
+            replay = self.client.post(path, json=body, headers=self.headers(key))
+            assert (replay.status_code, replay.json()) == (answer.status_code, answer.json())
+        return answer
 
     def put(self, path: str, body: Any) -> httpx.Response:
         return self.client.put(path, json=body, headers=self.headers())
@@ -69,8 +76,18 @@ class System:
         self.client.event_hooks["response"].append(self._note)
 
     def _note(self, response: httpx.Response) -> None:
-        self.answers.add((response.request.method, response.request.url.path,
-                          response.status_code))
+        """Every answer is noted, and checked against the contract's conventions: an
+        error is problem+json, a created resource comes back whole."""
+        path = response.request.url.path
+        self.answers.add((response.request.method, path, response.status_code))
+        if not path.startswith(("/grants/", "/sandbox/", "/ipshare/")):
+            return
+        response.read()
+        if response.status_code >= 400:
+            assert response.headers["content-type"] == "application/problem+json", path
+            assert response.json().keys() >= PROBLEM_FIELDS, (path, response.text)
+        elif response.status_code == 201:
+            assert_created(response.json())
 
     def undeclared(self, *prefixes: str) -> list[tuple[str, str, int]]:
         """The answers under ``prefixes`` that the gateway's merged OpenAPI document
