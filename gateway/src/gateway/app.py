@@ -36,6 +36,7 @@ from gateway.revocations import SharedRevocations, redis_url
 from gateway.routes import RouteTable
 from gateway.settings import GatewaySettings
 from servicekit import devtokens, problems
+from servicekit import openapi as kit_openapi
 from servicekit.auth import RevocationList
 from servicekit.limits import BodyLimit
 from servicekit.telemetry import TELEMETRY, setup_tracing
@@ -146,6 +147,7 @@ def build_gateway(
                   telemetry=TELEMETRY, redirect_slashes=False, openapi_url=None,
                   docs_url=None, redoc_url=None)
     problems.install(app)
+    kit_openapi.install(app)  # its own operations declare the problems they answer
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     edge = {"table": table, "authenticator": authenticator, "limits": RateLimits(settings),
             "addresses": ClientAddresses(settings.trusted_proxies),

@@ -22,6 +22,7 @@ import asyncio
 import copy
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -179,20 +180,44 @@ def _drop_dangling_links(merged: dict[str, Any]) -> None:
 def _component_renames(documents: Mapping[str, dict[str, Any]]
                        ) -> dict[str, dict[tuple[str, str], str]]:
     """Per document: components whose name another document uses for something else get
-    ``<service>.<Name>``; alike ones keep their name."""
+    ``<service>.<Name>``; alike ones keep their name, unless what they refer to was
+    renamed (two ``ApplicationPage`` of the same text, each a page of its own service's
+    ``ApplicationRead``, are two components)."""
     contents: dict[tuple[str, str], set[str]] = {}
+    defined: Counter[tuple[str, str]] = Counter()
     for document in documents.values():
         for section, entries in document.get("components", {}).items():
             for key, value in entries.items():
                 contents.setdefault((section, key), set()).add(
                     json.dumps(value, sort_keys=True))
+                defined[(section, key)] += 1
+    renamed = {key for key, texts in contents.items() if len(texts) > 1}
+    while True:  # a shared name referring to a renamed component is renamed too
+        more = {(section, key) for document in documents.values()
+                for section, entries in document.get("components", {}).items()
+                for key, value in entries.items()
+                if (section, key) not in renamed and defined[(section, key)] > 1
+                and any(ref.removeprefix("#/components/").split("/", 1) == [s, k]
+                        for ref in _refs_in(value) for s, k in renamed)}
+        if not more:
+            break
+        renamed |= more
     renames: dict[str, dict[tuple[str, str], str]] = {}
     for name, document in documents.items():
         for section, entries in document.get("components", {}).items():
             for key in entries:
-                if len(contents[(section, key)]) > 1:
+                if (section, key) in renamed:
                     renames.setdefault(name, {})[(section, key)] = f"{name or 'gateway'}.{key}"
     return renames
+
+
+def _refs_in(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "$ref" and isinstance(v, str)] + [
+            ref for k, v in node.items() if k != "$ref" for ref in _refs_in(v)]
+    if isinstance(node, list):
+        return [ref for v in node for ref in _refs_in(v)]
+    return []
 
 
 def _renamed_refs(document: dict[str, Any], renames: dict[tuple[str, str], str]) -> Any:

@@ -131,3 +131,28 @@ def test_links_name_operations_of_the_merged_document(document: dict[str, Any]) 
              for op in item.values() for response in op.get("responses", {}).values()
              for link in response.get("links", {}).values()]
     assert named and set(named) <= ids
+
+
+def test_alike_components_referring_to_renamed_ones_are_kept_apart() -> None:
+    """Two pages of the same text, each of its own service's ApplicationRead."""
+    def service(required: str) -> dict[str, Any]:
+        return {"openapi": "3.1.0", "info": {"title": "s", "version": "1"},
+                "paths": {"/v1/applications": {"get": {
+                    "operationId": "list", "responses": {"200": {"description": "ok",
+                        "content": {"application/json": {"schema": {
+                            "$ref": "#/components/schemas/ApplicationPage"}}}}}}}},
+                "components": {"schemas": {
+                    "ApplicationRead": {"type": "object", "required": [required]},
+                    "ApplicationPage": {"type": "object", "properties": {"items": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/ApplicationRead"}}}}}}}
+
+    merged = merge(GATEWAY_DOC, {"grants": service("call_id"), "sandbox": service("owner_id")},
+                   RouteTable.default())
+    schemas = merged["components"]["schemas"]
+    page = merged["paths"]["/grants/v1/applications"]["get"]["responses"]["200"]
+    grants_page = page["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+    assert grants_page == "grants.ApplicationPage"
+    assert schemas[grants_page]["properties"]["items"]["items"]["$ref"].endswith(
+        "/grants.ApplicationRead")
+    assert schemas["grants.ApplicationRead"]["required"] == ["call_id"]
