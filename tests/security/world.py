@@ -370,6 +370,35 @@ async def running_world(databases: DatabaseFactory, key_dir: Path,
         yield World(services, edge, Tokens(key_dir))
 
 
+def gateway_app(databases: DatabaseFactory, key_dir: Path) -> FastAPI:
+    """The gateway and, behind its proxy, the three services on fresh databases, as one
+    ASGI app whose lifespan runs theirs (for a client that runs one app, such as
+    schemathesis')."""
+    services = {}
+    for name, (create, settings_type, migrate) in FACTORIES.items():
+        services[name] = create(settings_type(
+            database_url=databases.fresh(name, migrate), dev_key_dir=key_dir,
+            migrate_on_start=False), clock=FixedClock(NOW), background=False)
+    settings = GatewaySettings(dev_key_dir=key_dir, **NO_LIMITS)
+    upstreams = {name: Upstream.from_settings(name, f"http://{name}", settings,
+                                              httpx.ASGITransport(app=app))
+                 for name, app in services.items()}
+
+    @asynccontextmanager
+    async def run_services(_app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for app in services.values():
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            yield
+
+    gateway = build_gateway(
+        settings, mounts={n: ProxyApp(u) for n, u in upstreams.items()},
+        probes={n: u.client(settings.ready_timeout_seconds) for n, u in upstreams.items()},
+        lifespan=run_services)
+    gateway.state.services = services
+    return gateway
+
+
 async def seed(world: World) -> dict[str, str]:
     """Objects owned by the cast, through the services' own APIs; their ids by the name
     of the path parameter that takes them."""
