@@ -29,6 +29,11 @@ HISTORY_FIELDS = {"actor", "role", "time", "action", "from_status", "to_status",
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance"}
 
 
+# A command on a resource with a lifecycle: /<service>/v1/<collection>/<id>/<action>...
+COMMAND = re.compile(r"^(/(?:grants|sandbox)/v1/(?:calls|applications|pilots|assignments|"
+                     r"grants)/[^/]+)/(?!assignments$)[a-z-]+(?:/[a-z-]+)*$")
+
+
 @dataclass
 class Caller:
     """One person with a dev token: ``sub``, ``org`` and one role."""
@@ -38,6 +43,8 @@ class Caller:
     role: str
     org: str
     token: str = ""
+    # Reads a resource's whole trail (the auditor's view): set by System.caller.
+    trail: Any = None
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -53,11 +60,31 @@ class Caller:
         """POST ``body`` with an Idempotency-Key (``key``, else a new one): a successful
         answer is replayed at once (the same key and body) and must come back the same."""
         key = key or uuid.uuid4().hex
+        command = COMMAND.match(path)
+        before = len(self.trail(command[1])) if command and self.trail else None
         answer = self.client.post(path, json=body, headers=self.headers(key))
         if answer.is_success:
             replay = self.client.post(path, json=body, headers=self.headers(key))
             assert (replay.status_code, replay.json()) == (answer.status_code, answer.json())
+            assert replay.headers.get("idempotent-replayed") == "true", path
+        replayed = answer.headers.get("idempotent-replayed") == "true"
+        if before is not None and answer.is_success:
+            self._audited(command[1], before, body, replayed=replayed)
         return answer
+
+    def _audited(self, resource: str, before: int, body: Any, *, replayed: bool) -> None:
+        """The command added to ``resource``'s trail (once, the replay adding nothing) a
+        step by this caller, in their role, with the body's reason; a replay, nothing."""
+        added = self.trail(resource)[before:]
+        if replayed:
+            assert added == [], (resource, added)
+            return
+        mine = [e for e in added if (e["actor"], e["role"]) == (self.sub, self.role)]
+        assert mine, (resource, self.sub, added)
+        for entry in added:
+            assert entry.keys() >= HISTORY_FIELDS, entry
+        if isinstance(body, dict) and isinstance(body.get("reason"), str):
+            assert body["reason"] in [e["reason"] for e in mine], (resource, added)
 
     def put(self, path: str, body: Any) -> httpx.Response:
         return self.client.put(path, json=body, headers=self.headers())
@@ -112,8 +139,24 @@ class System:
                 "sub": sub, "name": sub.title(), "org": org, "roles": [role]})
             assert answer.status_code == 201, answer.text
             self.callers[sub] = Caller(self.client, sub, role, org,
-                                       answer.json()["access_token"])
+                                       answer.json()["access_token"], self.trail)
         return self.callers[sub]
+
+    def trail(self, resource: str) -> list[dict[str, Any]]:
+        """``resource``'s whole history (``/<service>/v1/<collection>/<id>``) as an
+        auditor reads it, every page."""
+        auditor = self.caller("acceptance-auditor", "auditor", "SAV")
+        entries: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+            page = auditor.client.get(f"{resource}/history", headers=auditor.headers(),
+                                      params=params)
+            assert page.status_code == 200, (resource, page.text)
+            entries += page.json()["items"]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                return entries
 
     @property
     def today(self):
