@@ -1,35 +1,18 @@
-"""Fixtures for the grants service tests: the app on a fresh PostgreSQL database."""
+"""Fixtures for the grants service tests: the app on a fresh PostgreSQL database, with the
+devkit plugin's ``key_dir``, ``tokens`` and ``clock``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from devkit.testing import DatabaseFactory, Tokens
+from devkit.testing import DatabaseFactory
 from grants.app import create_app, migrate
 from grants.settings import GrantsSettings
 from servicekit.clock import FixedClock
-
-NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dev-keys")
-
-
-@pytest.fixture(scope="session")
-def tokens(key_dir: Path) -> Tokens:
-    return Tokens(key_dir)
-
-
-@pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock(NOW)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Fixtures for the sandbox service tests: the app on a fresh PostgreSQL database."""
+"""Fixtures for the sandbox service tests: the app on a fresh PostgreSQL database, with the
+devkit plugin's ``key_dir`` and ``tokens``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from devkit.testing import DatabaseFactory, Tokens
+from devkit.testing import DatabaseFactory
 from sandbox.app import create_app, migrate
 from sandbox.settings import SandboxSettings
 from servicekit.clock import FixedClock
@@ -18,18 +19,9 @@ from servicekit.clock import FixedClock
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="session")
-def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dev-keys")
-
-
-@pytest.fixture(scope="session")
-def tokens(key_dir: Path) -> Tokens:
-    return Tokens(key_dir)
-
-
 @pytest.fixture
 def clock() -> FixedClock:
+    """A clock at 09:00 in Hanoi (the plugin's stands at 16:00)."""
     return FixedClock(NOW)
 
 

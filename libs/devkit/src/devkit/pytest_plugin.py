@@ -10,7 +10,12 @@ Enable with ``pytest_plugins = ["devkit.pytest_plugin"]`` in the root conftest.
 - ``restartable_kafka``: the session's broker, for a test that kills and restarts it.
 - ``restartable_postgres``: a PostgreSQL of the test's own, for a test that kills and
   restarts it (the session's server stays up for everyone else).
+- ``key_dir`` (session) / ``tokens`` (session): the dev key pair's folder the apps under
+  test trust, and a signer of tokens with it.
+- ``clock``: a ``FixedClock`` at ``TEST_NOW`` per test.
 - A failing test that used a local server gets the tail of its log in the report.
+
+A conftest that needs another scope or instant overrides the fixture by its name.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -33,9 +40,12 @@ from devkit.localservers import (
     start_postgres,
     start_redis,
 )
-from devkit.testing import DatabaseFactory
+from devkit.testing import DatabaseFactory, Tokens
+from servicekit.clock import FixedClock
 
 LOG_TAIL_LINES = 80
+# 09:00 UTC (16:00 in Hanoi) on 23 November 2026.
+TEST_NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 Server = PostgresServer | KafkaServer | RedisServer
 _servers = pytest.StashKey[dict[str, Server]]()
 
@@ -123,6 +133,24 @@ def kafka_topic(kafka_server: KafkaServer) -> Iterator[str]:
     kafka_server.create_topic(name, partitions=3)
     yield name
     kafka_server.delete_topic(name)
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the dev key pair the apps under test trust (made on first use)."""
+    return tmp_path_factory.mktemp("dev-keys")
+
+
+@pytest.fixture(scope="session")
+def tokens(key_dir: Path) -> Tokens:
+    """Signs tokens with the dev key pair of ``key_dir``."""
+    return Tokens(key_dir)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """A clock standing at ``TEST_NOW`` until the test moves it."""
+    return FixedClock(TEST_NOW)
 
 
 @pytest.hookimpl(wrapper=True)
