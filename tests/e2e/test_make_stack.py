@@ -8,7 +8,9 @@ starts its own PostgreSQL and Kafka; every request goes through the gateway (edg
 authentication, route table, rate limits), from a call to an income distribution:
 call → open → application → submit → reviews → decision → grant → milestone report →
 accept → result → (grants.result.registered over Kafka) ipshare asset → agreement →
-income → distribution.
+income → distribution. Then an independent consumer reads every topic the services
+wrote from its beginning: each event is on the contract, and there are exactly the
+events the scenario causes, none missing, none doubled (the kill included).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +28,7 @@ import httpx
 import pytest
 
 from devkit import stack
-from devkit.testing import StackRun
+from devkit.testing import EventContract, StackRun
 
 # Starting PostgreSQL, Kafka and five workers, using them, stopping: ~60 s on an idle
 # 2-core machine; the bound leaves room for a loaded one.
@@ -33,6 +36,15 @@ pytestmark = pytest.mark.timeout(600)
 
 UP_TIMEOUT_S = 420
 KAFKA_HOP_TIMEOUT_S = 60
+# One of each: the call opens; the application is submitted, decided and becomes a
+# grant; its one milestone's acceptance releases its one tranche (100 %); the result is
+# registered, ipshare registers it as an asset, signs an agreement and posts the
+# income's distribution.
+SCENARIO_EVENTS = Counter({f"vn.gov.most.{name}.v1": 1 for name in (
+    "grants.call.opened", "grants.application.submitted", "grants.application.decided",
+    "grants.grant.awarded", "grants.tranche.released", "grants.result.registered",
+    "ipshare.asset.registered", "ipshare.agreement.signed",
+    "ipshare.distribution.posted")})
 
 
 @pytest.fixture
@@ -78,7 +90,7 @@ class User:
 
 
 def test_make_stack_serves_a_grant_to_an_income_distribution_through_its_gateway(
-    running_stack: StackRun,
+    running_stack: StackRun, event_contract: EventContract,
 ) -> None:
     settings = running_stack.settings()
     run = uuid.uuid4().hex[:8]
@@ -155,6 +167,15 @@ def test_make_stack_serves_a_grant_to_an_income_distribution_through_its_gateway
         lines = [(ln["payee_id"], ln["amount_vnd"]) for ln in distribution.json()["lines"]]
         assert lines == [("r-lead", 210_000_002), ("r-two", 90_000_001), ("HUST", 700_000_004)]
         assert distribution.json()["source_grant_id"] == grant["id"]
+
+    events = event_contract.written(settings["KAFKA_BOOTSTRAP"],
+                                    at_least=SCENARIO_EVENTS.total())
+    assert Counter(e["type"] for e in events) == SCENARIO_EVENTS
+    by_type = {e["type"].split(".", 3)[3]: e for e in events}
+    assert by_type["ipshare.distribution.posted.v1"]["subject"] == posted["id"]
+    assert [(ln["payee_id"], ln["amount_vnd"]) for ln in
+            by_type["ipshare.distribution.posted.v1"]["data"]["lines"]] == lines
+    assert by_type["grants.tranche.released.v1"]["subject"] == grant["id"]
 
     status = running_stack.run("status", 60)
     assert status.returncode == 0, status.stdout

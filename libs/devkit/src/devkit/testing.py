@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -397,6 +397,122 @@ def contract_problems(messages: AsyncApiMessages, topic: str, key: bytes | None,
             headers["traceparent"].decode() != attributes.get("traceparent"):
         found.append("traceparent header and attribute differ")
     return found
+
+
+EVENTS_TOPIC = re.compile(r"(grants|sandbox|ipshare)\.events\.v1")
+DEAD_LETTER_TOPIC = re.compile(r"(grants|sandbox|ipshare)\.deadletter\.v1")
+
+
+def topic_ends(bootstrap: str, topics: re.Pattern[str] = EVENTS_TOPIC) -> dict[Any, int]:
+    """The end offset of every partition of every topic whose whole name ``topics``
+    matches, by ``TopicPartition``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for topic in sorted(consumer.topics())
+                      if topics.fullmatch(topic)
+                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return dict(consumer.end_offsets(partitions)) if partitions else {}
+    finally:
+        consumer.close()
+
+
+def read_between(bootstrap: str, before: dict[Any, int], after: dict[Any, int],
+                 timeout: float = 30.0) -> list[Any]:
+    """Every record of the partitions of ``after`` from their offset in ``before`` (the
+    beginning of the partition when absent) up to their offset in ``after``, read by a
+    consumer of no group."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        starts = consumer.beginning_offsets(list(after)) if after else {}
+        wanted = {tp: (before.get(tp, starts[tp]), end) for tp, end in after.items()
+                  if end > before.get(tp, starts[tp])}
+        if not wanted:
+            return []
+        consumer.assign(list(wanted))
+        for tp, (start, _) in wanted.items():
+            consumer.seek(tp, start)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        left = set(wanted)
+        while left and time.monotonic() < deadline:
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records += [r for r in batch if r.offset < wanted[tp][1]]
+            left = {tp for tp in left if consumer.position(tp) < wanted[tp][1]}
+        assert not left, f"could not read the records written to {sorted(map(str, left))}"
+        return records
+    finally:
+        consumer.close()
+
+
+class EventContract:
+    """Reads what the services wrote to their events topics and checks every message
+    with :func:`contract_problems`; counts the checked events by type in ``seen``."""
+
+    def __init__(self, asyncapi: Path | None = None, *,
+                 events: re.Pattern[str] = EVENTS_TOPIC,
+                 dead_letters: re.Pattern[str] = DEAD_LETTER_TOPIC) -> None:
+        self.asyncapi = asyncapi or repo_asyncapi()
+        self.events, self.dead_letters = events, dead_letters
+        self.seen: Counter[str] = Counter()
+        self._messages: AsyncApiMessages | None = None
+
+    @property
+    def messages(self) -> AsyncApiMessages:
+        if self._messages is None:
+            self._messages = AsyncApiMessages(self.asyncapi)
+        return self._messages
+
+    def ends(self, bootstrap: str) -> dict[Any, int]:
+        """Where each partition of the events topics ends now."""
+        return topic_ends(bootstrap, self.events)
+
+    def problems(self, records: list[Any]) -> list[str]:
+        """What is wrong with each of ``records`` (Kafka records of events topics), each
+        named by its topic, partition and offset; nothing: ``[]``."""
+        found = []
+        for record in records:
+            wrong = contract_problems(self.messages, record.topic, record.key, record.value,
+                                      dict(record.headers or []))
+            where = f"{record.topic}/{record.partition}@{record.offset}"
+            found += [f"{where}: {problem}" for problem in wrong]
+        return found
+
+    def check(self, bootstrap: str, before: dict[Any, int],
+              after: dict[Any, int]) -> list[dict[str, Any]]:
+        """The events written between the offsets ``before`` and ``after`` (see
+        :func:`read_between`), in partition order; fails naming every one off the
+        contract."""
+        records = read_between(bootstrap, before, after)
+        found = self.problems(records)
+        assert not found, "events off the contract:\n" + "\n".join(found)
+        events = [json.loads(record.value) for record in records]
+        self.seen.update(event["type"] for event in events)
+        return events
+
+    def written(self, bootstrap: str, *, at_least: int, timeout: float = 90.0,
+                quiet: float = 3.0) -> list[dict[str, Any]]:
+        """Every event on the services' events topics, read from the beginning of each
+        once at least ``at_least`` are there and no more arrived for ``quiet`` seconds,
+        each checked as :meth:`check` does; fails if any message was dead-lettered."""
+        deadline = time.monotonic() + timeout
+        ends, since = self.ends(bootstrap), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.ends(bootstrap)
+            if now != ends:
+                ends, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet and len(
+                    read_between(bootstrap, {}, ends)) >= at_least:
+                break
+        dead = read_between(bootstrap, {}, topic_ends(bootstrap, self.dead_letters))
+        assert not dead, "dead letters: " + "; ".join(
+            f"{r.topic}@{r.offset}: {dict(r.headers or []).get('x-dead-letter-reason')!r}"
+            for r in dead)
+        return self.check(bootstrap, {}, self.ends(bootstrap))
 
 
 def kit_tables() -> set[str]:
