@@ -32,9 +32,10 @@ the output also gives the CPU each component used per phase and **the gateway's 
 request** (its worker processes' user + system time from ``/proc`` over the requests of
 the phase), which stays comparable when other work on the machine skews the rates.
 
-The load generator is a callback-based HTTP/1.1 client on uvloop in this process (tens
-of microseconds a request; no httpx: its 1–3 ms a request would come off the cores the
-servers run on). The exit status is 1 when a request failed or the books do not check.
+The load generator is ``_load.py``'s callback-based HTTP/1.1 client on uvloop in this
+process (tens of microseconds a request; no httpx: its 1–3 ms a request would come off
+the cores the servers run on). The exit status is 1 when a request failed or the books
+do not check.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ if sys.path and Path(sys.path[0] or ".").resolve() == BENCH_DIR:
     sys.path.append(sys.path.pop(0))
 
 import argparse  # noqa: E402
-import asyncio  # noqa: E402
 import atexit  # noqa: E402
 import json  # noqa: E402
 import multiprocessing as mp  # noqa: E402
@@ -57,7 +57,6 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -67,6 +66,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
+from _load import Load, Target, drive, get_request  # noqa: E402
 from income import (  # noqa: E402
     FloorWriter,
     _proc_table,
@@ -170,22 +170,6 @@ def cpu_of(groups: dict[str, list[int]]) -> dict[str, float]:
 # --------------------------------------------------------------------------- load
 
 
-@dataclass(frozen=True)
-class Target:
-    """One measured request: where it goes, how to build it, the status it must get."""
-
-    name: str
-    port: int
-    build: Callable[[int], bytes]  # connection index -> the next request's bytes
-    status: int
-
-
-def get_request(port: int, path: str, token: str) -> Callable[[int], bytes]:
-    raw = (f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-           f"authorization: Bearer {token}\r\n\r\n").encode()
-    return lambda _conn: raw
-
-
 def income_request(port: int, prefix: str, token: str,
                    agreements: list[str]) -> Callable[[int], bytes]:
     """A POST of a fresh income, on the connection's own agreement."""
@@ -203,112 +187,6 @@ def income_request(port: int, prefix: str, token: str,
                 + b"\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
 
     return build
-
-
-@dataclass
-class Load:
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)  # answers with the right status
-    errors: dict[str, int] = field(default_factory=dict)
-    helpers_cpu: float = 0.0  # CPU seconds of processes the load ran in besides this one
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies) / self.seconds if self.seconds else 0.0
-
-
-class _Connection(asyncio.Protocol):
-    """Sends its target's requests back to back on one keep-alive connection."""
-
-    def __init__(self, target: Target, index: int, load: Load, stop_at: float,
-                 done: asyncio.Future[None]) -> None:
-        self.target, self.index = target, index
-        self.load, self.stop_at, self.done = load, stop_at, done
-        self.buffer = b""
-        self.need = 0  # the response's whole length, once its head is in
-        self.status = 0
-        self.t0 = 0.0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP,
-                                                      socket.TCP_NODELAY, 1)
-        self._send()
-
-    def _send(self) -> None:
-        request = self.target.build(self.index)
-        self.t0 = time.perf_counter()
-        assert self.transport is not None
-        self.transport.write(request)
-
-    def _error(self, key: str) -> None:
-        self.load.errors[key] = self.load.errors.get(key, 0) + 1
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if not self.need:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].lower()
-            self.status = int(head[9:12])
-            at = head.find(b"\r\ncontent-length:")
-            if at < 0:
-                self._error("no content-length")
-                self._finish()
-                return
-            stop = head.find(b"\r\n", at + 2)
-            self.need = end + 4 + int(head[at + 17:stop if stop > 0 else len(head)])
-        if len(self.buffer) < self.need:
-            return
-        now = time.perf_counter()
-        if self.status == self.target.status:
-            self.load.latencies.append(now - self.t0)
-        else:
-            key = f"HTTP {self.status}"
-            if key not in self.load.errors:
-                out(f"  {self.target.name}: unexpected {self.buffer[:self.need][-300:]!r}")
-            self._error(key)
-        self.buffer, self.need = self.buffer[self.need:], 0
-        if now < self.stop_at:
-            self._send()
-        else:
-            self._finish()
-
-    def _finish(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self._error("connection lost")
-            self.done.set_result(None)
-
-
-async def _drive(target: Target, connections: int, seconds: float) -> Load:
-    loop = asyncio.get_running_loop()
-    load = Load()
-    t0 = time.perf_counter()
-    stop_at = t0 + seconds
-    dones = []
-    for i in range(connections):
-        done: asyncio.Future[None] = loop.create_future()
-        await loop.create_connection(
-            lambda i=i, d=done: _Connection(target, i, load, stop_at, d),
-            "127.0.0.1", target.port)
-        dones.append(done)
-    await asyncio.gather(*dones)
-    load.seconds = time.perf_counter() - t0
-    return load
-
-
-def drive(target: Target, connections: int, seconds: float) -> Load:
-    import uvloop
-
-    return uvloop.run(_drive(target, connections, seconds))
 
 
 # --------------------------------------------------------------------------- phases

@@ -25,9 +25,9 @@ number of keep-alive connections (16 by default), requests per second of
 Each pair runs in interleaved rounds (the baseline first in odd rounds, second in even
 ones) of a few seconds; a pair's ratio is the median of its rounds' ratios (on this
 shared VM the machine's speed drifts by tens of percent within minutes, so only
-figures taken seconds apart are compared). The load generator is a callback-based
-HTTP/1.1 client on uvloop in this process (no per-request coroutine: it needs a few
-tens of microseconds a request); its CPU is printed per phase, with the servers',
+figures taken seconds apart are compared). The load generator is ``_load.py``'s
+callback-based HTTP/1.1 client on uvloop in this process (no per-request coroutine: it
+needs a few tens of microseconds a request); its CPU is printed per phase, with the servers',
 PostgreSQL's and the rest of the machine's.
 
 Every process started here is stopped on exit, on Ctrl-C and on SIGTERM.
@@ -36,7 +36,6 @@ Every process started here is stopped on exit, on Ctrl-C and on SIGTERM.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
 import contextlib
 import json
@@ -44,7 +43,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +52,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from _load import Load, Target, drive, get_request
 from income import _proc_table, free_port, out, pct, scratch_root, self_cpu, system_cpu, tree_cpu
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -273,123 +272,18 @@ def seed_grant(c: Any, t: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
-class Target:
-    """One measured request: where it goes and the answer it must get."""
+class Read:
+    """One GET to measure: where it goes and the token it carries."""
 
     name: str
     port: int
     path: str
     token: str | None
-    length: int = 0  # the 200 answer's body length, checked on every response
 
-    def request(self) -> bytes:
-        head = [f"GET {self.path} HTTP/1.1", f"host: 127.0.0.1:{self.port}"]
-        if self.token:
-            head.append(f"authorization: Bearer {self.token}")
-        return ("\r\n".join(head) + "\r\n\r\n").encode()
-
-
-@dataclass
-class Load:
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    errors: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies) / self.seconds if self.seconds else 0.0
-
-
-class _Connection(asyncio.Protocol):
-    """Sends the same GET back to back on one keep-alive connection until ``stop_at``."""
-
-    def __init__(self, target: Target, load: Load, stop_at: float,
-                 done: asyncio.Future[None]) -> None:
-        self.request, self.length = target.request(), target.length
-        self.load, self.stop_at, self.done = load, stop_at, done
-        self.buffer = b""
-        self.need = 0  # bytes of the response in flight, once its head is in
-        self.status = self.body_length = 0
-        self.t0 = 0.0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP,
-                                                      socket.TCP_NODELAY, 1)
-        self._send()
-
-    def _send(self) -> None:
-        self.t0 = time.perf_counter()
-        assert self.transport is not None
-        self.transport.write(self.request)
-
-    def _error(self, key: str) -> None:
-        self.load.errors[key] = self.load.errors.get(key, 0) + 1
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if not self.need:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].lower()
-            self.status = int(head[9:12])
-            at = head.find(b"\r\ncontent-length:")
-            if at < 0:
-                self._error("no content-length")
-                self._finish()
-                return
-            stop = head.find(b"\r\n", at + 2)
-            self.body_length = int(head[at + 17:stop if stop > 0 else len(head)])
-            self.need = end + 4 + self.body_length
-        if len(self.buffer) < self.need:
-            return
-        now = time.perf_counter()
-        if self.status != 200:
-            self._error(f"HTTP {self.status}")
-        elif self.length and self.body_length != self.length:
-            self._error("another body")
-        else:
-            self.load.latencies.append(now - self.t0)
-        self.buffer, self.need = self.buffer[self.need:], 0
-        if now < self.stop_at:
-            self._send()
-        else:
-            self._finish()
-
-    def _finish(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self._error("connection lost")
-            self.done.set_result(None)
-
-
-async def _drive(target: Target, connections: int, seconds: float) -> Load:
-    loop = asyncio.get_running_loop()
-    load = Load()
-    t0 = time.perf_counter()
-    stop_at = t0 + seconds
-    dones = []
-    for _ in range(connections):
-        done: asyncio.Future[None] = loop.create_future()
-        await loop.create_connection(
-            lambda d=done: _Connection(target, load, stop_at, d), "127.0.0.1", target.port)
-        dones.append(done)
-    await asyncio.gather(*dones)
-    load.seconds = time.perf_counter() - t0
-    return load
-
-
-def drive(target: Target, connections: int, seconds: float) -> Load:
-    import uvloop
-
-    return uvloop.run(_drive(target, connections, seconds))
+    def target(self, length: int) -> Target:
+        """The load's target: this GET, answered 200 with a body of ``length`` bytes."""
+        return Target(self.name, self.port, get_request(self.port, self.path, self.token),
+                      200, length)
 
 
 # --------------------------------------------------------------------------- phases
@@ -445,14 +339,14 @@ def same_json(a: Any, b: Any) -> bool:
     return json.loads(a) == json.loads(b)
 
 
-def fetch(target: Target) -> bytes:
+def fetch(read: Read) -> bytes:
     import httpx
 
-    headers = {"authorization": f"Bearer {target.token}"} if target.token else {}
-    r = httpx.get(f"http://127.0.0.1:{target.port}{target.path}", headers=headers,
+    headers = {"authorization": f"Bearer {read.token}"} if read.token else {}
+    r = httpx.get(f"http://127.0.0.1:{read.port}{read.path}", headers=headers,
                   timeout=10.0)
     if r.status_code != 200:
-        raise RuntimeError(f"{target.name}: {r.status_code} {r.text}")
+        raise RuntimeError(f"{read.name}: {r.status_code} {r.text}")
     return r.content
 
 
@@ -507,16 +401,16 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
         f"{time.perf_counter() - started:.0f} s")
 
     pairs = {
-        "health": [(Target("bare /health", ports["bare"], "/health", None),
-                    Target("ipshare /health", ports["ipshare"], "/health", None)),
-                   (Target("bare /health", ports["bare"], "/health", None),
-                    Target("grants /health", ports["grants"], "/health", None))],
-        "distribution": [(Target("bare distribution", ports["bare"],
+        "health": [(Read("bare /health", ports["bare"], "/health", None),
+                    Read("ipshare /health", ports["ipshare"], "/health", None)),
+                   (Read("bare /health", ports["bare"], "/health", None),
+                    Read("grants /health", ports["grants"], "/health", None))],
+        "distribution": [(Read("bare distribution", ports["bare"],
                                  f"/v1/distributions/{dist_id}", None),
-                          Target("ipshare distribution", ports["ipshare"],
+                          Read("ipshare distribution", ports["ipshare"],
                                  f"/v1/distributions/{dist_id}", t["officer"]))],
-        "grant": [(Target("bare grant", ports["bare"], f"/v1/grants/{grant_id}", None),
-                   Target("grants grant", ports["grants"], f"/v1/grants/{grant_id}",
+        "grant": [(Read("bare grant", ports["bare"], f"/v1/grants/{grant_id}", None),
+                   Read("grants grant", ports["grants"], f"/v1/grants/{grant_id}",
                           t["pm"]))],
     }
     chosen = args.only or list(GOALS)
@@ -529,9 +423,8 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
             if kind != "health" and not same_json(base_body, svc_body):
                 raise RuntimeError(f"the bare app's answer differs from {svc.name}'s:\n"
                                    f"{base_body!r}\n{svc_body!r}")
-            for target, body in ((base, base_body), (svc, svc_body)):
-                phases.setdefault(target.name, Phase(Target(
-                    target.name, target.port, target.path, target.token, len(body))))
+            for read, body in ((base, base_body), (svc, svc_body)):
+                phases.setdefault(read.name, Phase(read.target(len(body))))
     pids = {name: server_pid(proc.pid) for name, proc in procs.launchers.items()}
     roots: dict[str, int | None] = {**pids, "postgres": procs.pg.pid,
                                     "kafka": procs.kafka.pid}
@@ -568,7 +461,7 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
 
 
 def report(args: argparse.Namespace, phases: dict[str, Phase],
-           pairs: dict[str, list[tuple[Target, Target]]], chosen: list[str]) -> list[str]:
+           pairs: dict[str, list[tuple[Read, Read]]], chosen: list[str]) -> list[str]:
     lines = [
         f"## Reads bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
