@@ -11,7 +11,9 @@ reversed every other round) with the bench's callback client at ``--concurrency`
 keep-alive connections for ``--seconds``, and takes the variant process's user + system
 CPU from ``/proc`` over the requests it answered. A variant is a factory in this module
 (``as_is`` is the gateway as it is), ``@uvicorn`` (default) or ``@granian`` its server;
-``direct`` is the stand-in upstream without a gateway (its CPU is the upstream's).
+``direct`` is the stand-in upstream without a gateway (its CPU is the upstream's);
+``raw`` is the least a Python hop costs (an httptools server protocol handing requests
+to the gateway's upstream pool: no edge, no ASGI), the floor the others are judged by.
 Prints, per variant, the median of its blocks' CPU per request, req/s and p50, and the
 median of the rounds' ratios to the first variant. ``make bench`` does not run this file.
 
@@ -156,6 +158,82 @@ def aiohttp16() -> Any:
     return _with_sender(lambda up: AiohttpSender(up.base_url))
 
 
+class _RawProxy:
+    """The least a Python hop can cost: an httptools server protocol handing each request,
+    unchanged but for ``host``, to the gateway's upstream pool (no edge, no ASGI)."""
+
+    def __init__(self, pool: Any) -> None:
+        import httptools
+
+        self.pool, self.transport = pool, None
+        self.parser = httptools.HttpRequestParser(self)
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.url = b""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def connection_lost(self, exc: Any) -> None:
+        self.transport = None
+
+    def eof_received(self) -> None:
+        pass
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name not in (b"host", b"content-length"):
+            self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        import asyncio
+
+        method = self.parser.get_method().decode()
+        url, headers, body = self.url, self.headers, b"".join(self.body)
+        self.url, self.headers, self.body = b"", [], []
+        asyncio.get_running_loop().create_task(self._forward(method, url, headers, body))
+
+    async def _forward(self, method: str, url: bytes, headers: Any, body: bytes) -> None:
+        target = url.decode("latin-1").removeprefix("/ipshare")
+        answer = await self.pool.request(method, target, headers, body, timeout=10.0)
+        head = [b"HTTP/1.1 %d OK\r\ncontent-length: %d\r\n" % (answer.status,
+                                                                  len(answer.body))]
+        head += [b"%s: %s\r\n" % (k, v) for k, v in answer.headers
+                 if k not in (b"content-length", b"connection", b"date", b"server")]
+        if self.transport is not None:
+            self.transport.write(b"".join(head) + b"\r\n" + answer.body)
+
+
+def _serve_raw(port: int) -> None:
+    import asyncio
+
+    import uvloop
+
+    from gateway.settings import GatewaySettings
+    from gateway.upstream import Pool
+
+    url = GatewaySettings().upstream_urls()["ipshare"].rsplit(":", 1)
+    host, upstream_port = url[0].split("//")[1], int(url[1].split("/")[0])
+
+    async def main() -> None:
+        pool = Pool(host, upstream_port, max_connections=32, keepalive_expiry=4.0,
+                    connect_timeout=2.0, pool_timeout=5.0)
+        server = await asyncio.get_running_loop().create_server(
+            lambda: _RawProxy(pool), "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(main())
+
+
 # --------------------------------------------------------------------------- serve
 
 # Variants served by granian: its options and target.
@@ -168,6 +246,9 @@ GRANIAN = {
 
 def serve(variant: str, port: int) -> None:
     name, _, server = variant.partition("@")
+    if name == "raw":
+        _serve_raw(port)
+        return
     if name == "base":
         sys.path.insert(0, os.environ["HOP_BASE_SRC"])
     if server in ("", "uvicorn"):
