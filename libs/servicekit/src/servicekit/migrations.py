@@ -3,19 +3,20 @@ the kit's own tables (outbox, inbox, idempotency keys, audit, decision registers
 frozen, versioned schema each service's migrations create.
 
 The kit's tables are on SQLModel's metadata and nobody else's are (each service's tables
-derive from its own ``models.Base``); importing this module defines all of them, so a
-service's ``env.py`` targets ``[Base.metadata, SQLModel.metadata]``.
+derive from its own ``models.Base``); importing this module defines all of them, and a
+service's ``env.py`` is ``run_env(Base.metadata, "<SERVICE>_DATABASE_URL")``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, pool
+from sqlmodel import SQLModel
 
 from servicekit import audit, decisions, idempotency, inbox, outbox  # noqa: F401 - kit tables
 from servicekit.db import create_db_engine, normalise_url
@@ -38,14 +39,17 @@ def downgrade(service_dir: Path, url: str, revision: str) -> None:
     command.downgrade(alembic_config(service_dir, url), revision)
 
 
-def run_env(target_metadata: MetaData | Sequence[MetaData]) -> None:
-    """The body of every service's ``migrations/env.py``: its own metadata and the kit's."""
-    cfg = context.config
-    url = context.get_x_argument(as_dictionary=True).get("url") or cfg.get_main_option(
-        "sqlalchemy.url"
-    )
+def run_env(service_metadata: MetaData, url_variable: str) -> None:
+    """The body of every service's ``migrations/env.py``: its own metadata and the kit's,
+    on the database of ``-x url=...``, else ``sqlalchemy.url``, else the environment
+    variable ``url_variable`` (how the deployment's migrate job names it)."""
+    target_metadata = [service_metadata, SQLModel.metadata]
+    url = (context.get_x_argument(as_dictionary=True).get("url")
+           or context.config.get_main_option("sqlalchemy.url")
+           or os.environ.get(url_variable))
     if not url:
-        raise RuntimeError("no database URL: pass -x url=... or set sqlalchemy.url")
+        raise RuntimeError("no database URL: pass -x url=..., set sqlalchemy.url or "
+                           f"{url_variable}")
     url = normalise_url(url)
     sqlite = url.startswith("sqlite")
     if context.is_offline_mode():
