@@ -111,3 +111,17 @@ def test_errors_follow_from_each_operations_shape(document):
         if method in ("post", "put", "patch", "delete"):
             assert {"409", "503"} <= declared, where  # writes: the database
     assert set(document["paths"]["/health"]["get"]["responses"]) == {"200"}
+
+
+def test_ready_documents_what_it_answers_with_the_broker_or_the_database_down(document):
+    ready = document["paths"]["/ready"]["get"]
+    answers = ready["responses"]
+    assert answers["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Readiness"}
+    assert document["components"]["schemas"]["Readiness"]["properties"]["status"][
+        "enum"] == ["ready", "degraded"]
+    assert answers["503"]["content"][PROBLEM_JSON]["schema"] == PROBLEM_REF
+    # The divergence from the contract's "database and broker reachable" is stated.
+    for said in ('`503`', '"broker": "unreachable', "degraded", "outbox",
+                 "docs/decisions/0011"):
+        assert said in ready["description"], said

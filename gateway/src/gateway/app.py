@@ -193,7 +193,13 @@ def operations_router(probes: Mapping[str, httpx.AsyncClient]) -> APIRouter:
     async def health() -> dict[str, str]:
         return {"status": "ok", "service": "gateway"}
 
-    @api.get("/ready", summary="Readiness: every service answers its own /ready")
+    @api.get("/ready", summary="Readiness: every service answers its own /ready",
+             description=GATEWAY_READY_DESCRIPTION,
+             responses={200: {"model": kit_openapi.Readiness, "description": "Every service's "
+                              "`/ready` answered 200: `ready`, or `degraded` naming each "
+                              "degraded service's reasons."},
+                        503: {"description": "A service's `/ready` did not answer 200; "
+                              "`checks` names each service's state."}})
     async def ready(request: Request) -> JSONResponse:
         results = await asyncio.gather(*(_probe(client) for client in probes.values()))
         checks = dict(zip(probes, results, strict=True))
@@ -209,6 +215,19 @@ def operations_router(probes: Mapping[str, httpx.AsyncClient]) -> APIRouter:
         )  # fmt: skip
 
     return api
+
+
+GATEWAY_READY_DESCRIPTION = (
+    "Every service's `/ready`, asked at once; `checks` has one entry per service:\n\n"
+    "- every service answers `200 ready`: `200`, `\"status\": \"ready\"`;\n"
+    "- every service answers `200` and some say `degraded` (their broker unreachable or "
+    "their relay behind; their writes still commit to the outbox): `200`, "
+    "`\"status\": \"degraded\"`, naming each one's reasons "
+    "(`\"ipshare\": \"degraded: broker unreachable: KafkaTimeoutError\"`);\n"
+    "- a service does not answer (`unreachable: ConnectError`) or answers anything but "
+    "`200`, e.g. `503` when its database is down (`not ready (503)`): `503` "
+    "problem+json.\n\n"
+    "See docs/decisions/0011 for why a broker outage leaves the services ready.")
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -221,6 +221,15 @@ def test_ready_names_a_degraded_service_and_stays_200(tmp_path: Path) -> None:
     }
 
 
+def test_the_document_says_what_ready_answers_in_each_case(tmp_path: Path) -> None:
+    ready = create_app(settings(tmp_path)).openapi()["paths"]["/ready"]["get"]
+    assert ready["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Readiness"}
+    assert "application/problem+json" in ready["responses"]["503"]["content"]
+    for said in ("`200`", "degraded", "`503`", "not ready (503)", "outbox"):
+        assert said in ready["description"], said
+
+
 def test_dev_token_from_the_gateway_is_accepted_by_grants_behind_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'grants.db'}"
     migrate_grants(url)

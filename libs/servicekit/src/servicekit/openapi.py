@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeVar
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
 from servicekit import idempotency
@@ -86,6 +87,16 @@ PROBLEM = {
                    "description": "On ``/ready`` (503): the state of each dependency."},
     },
 }
+
+class Readiness(BaseModel):
+    """What ``GET /ready`` (a service's or the gateway's) answers with ``200``:
+    ``ready`` when every check is ``ok``, else ``degraded``; ``checks`` names each
+    dependency's state."""
+
+    status: Literal["ready", "degraded"]
+    service: str
+    checks: dict[str, str]
+
 
 BEARER_SCHEME = {
     "type": "http",

@@ -148,6 +148,27 @@ def create_service_app(
     return app
 
 
+READY_DESCRIPTION = (
+    "Whether this replica takes requests. Its database decides; the broker is reported, "
+    "not required (docs/decisions/0011):\n\n"
+    "- database does not answer `SELECT 1`: `503` problem+json, `checks` naming it "
+    "(`\"database\": \"unreachable: OperationalError\"`);\n"
+    "- database and broker answer, no outbox row waiting past "
+    "`<SVC>_RELAY_DEGRADED_AFTER_SECONDS`: `200`, `\"status\": \"ready\"`, every check "
+    "`ok`;\n"
+    "- broker does not answer (1.5 s): `200`, `\"status\": \"degraded\"`, "
+    "`\"broker\": \"unreachable: KafkaTimeoutError\"`;\n"
+    "- the oldest unsent outbox row waited past that limit: `200`, `degraded`, "
+    "`\"relay\": \"degraded: the oldest unsent event has waited 95 s (limit 60 s)\"` "
+    "(`\"relay\": \"unknown: ...\"` when its age cannot be read).\n\n"
+    "A broker outage keeps the replica in service because writes still commit: each "
+    "command's events are stored in the transactional outbox in the same transaction and "
+    "published by the relay once the broker answers again.")
+READY_200 = ("The database answers: `ready`, or `degraded` naming the broker or the relay "
+             "(writes still commit to the outbox).")
+READY_503 = "The database does not answer: not ready; `checks` names each dependency."
+
+
 def health_router(kit: Kit) -> APIRouter:
     api = APIRouter(tags=["operations"])
 
@@ -156,7 +177,9 @@ def health_router(kit: Kit) -> APIRouter:
         return {"status": "ok", "service": kit.name}
 
     @api.get("/ready", summary="Readiness: database reachable; broker and relay reported",
-             responses={503: {"description": "Not ready: ``checks`` names what is not."}})
+             description=READY_DESCRIPTION,
+             responses={200: {"model": openapi.Readiness, "description": READY_200},
+                        503: {"description": READY_503}})
     def ready(request: Request) -> JSONResponse:
         checks: dict[str, str] = {}
         try:
