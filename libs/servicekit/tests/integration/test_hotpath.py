@@ -5,6 +5,7 @@ handler writing the same rows on either kind of unit of work."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
+from psycopg_pool import PoolTimeout
 from sqlalchemy import (
     Column,
     Engine,
@@ -32,6 +34,7 @@ from sqlalchemy import (
 from devkit.testing import Tokens
 from servicekit import audit, cloudevent, outbox
 from servicekit.db import PING_AFTER_IDLE_SECONDS
+from servicekit.hotpath.pipeline import HotPool
 from servicekit.hotpath.statements import Load
 from servicekit.hotpath.unit_of_work import HotUnitOfWork, hot_unit_of_work
 from servicekit.idempotency import REPLAY_HEADER
@@ -277,3 +280,34 @@ def test_one_handler_writes_the_same_rows_on_the_hot_path_and_an_ordinary_unit_o
     assert count(engine, EFFECTS, event_id="i") == count(engine, EFFECTS, event_id="j") == 1
     replayed = client.post("/ordinary/things/j", headers={**finance, "Idempotency-Key": "k-j"})
     assert replayed.json() == ordinary.json() and replayed.headers[REPLAY_HEADER] == "true"
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_requests_connect_by_themselves_at_most_the_pool_size_at_a_time(engine):
+    """After an outage, until the pool has reconnected, a burst of requests does not
+    open a session each: past ``size`` of their own, a request waits, then gets a 503."""
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def burst() -> None:
+        pool = HotPool(url, size=2, timeout=0.3, name="capped")
+        await pool.open()
+        held = [await pool.pool.getconn() for _ in range(2)]  # the pool has none free
+        pool.unreachable = True  # as when its last attempt to connect failed
+        try:
+            own = [await pool.getconn() for _ in range(2)]
+            assert not set(own) & set(held)
+            started = time.monotonic()
+            with pytest.raises(PoolTimeout):
+                await pool.getconn()
+            assert 0.25 < time.monotonic() - started < 2.0
+            await pool.putconn(own.pop())  # one gives its own connection back...
+            own.append(await pool.getconn())  # ...and the next request takes its place
+            assert (await (await own[-1].execute("SELECT 1")).fetchone()) == (1,)
+            for conn in own:
+                await pool.putconn(conn)
+        finally:
+            for conn in held:
+                await pool.pool.putconn(conn)
+            await pool.close()
+
+    asyncio.run(burst())

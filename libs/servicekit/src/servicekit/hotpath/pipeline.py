@@ -3,6 +3,7 @@ over an async connection from the pool the app's lifespan opens (:func:`open_poo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -14,7 +15,7 @@ from psycopg import AsyncConnection
 from psycopg import Error as PsycopgError
 from psycopg.pq import TransactionStatus
 from psycopg.rows import namedtuple_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -117,7 +118,10 @@ class HotPool:
     requests get), served on that connection (closed afterwards) once it is back, until
     the pool has connected again. A pooled connection idle for ``PING_AFTER_IDLE_SECONDS``
     is pinged first (a restarted server drops idle sessions); a dead one is given back,
-    for the pool to replace, and the request connects by itself.
+    for the pool to replace, and the request connects by itself. Such connections of
+    the requests' own are at most ``size`` at a time, as the pool's would be: a request
+    finding them all taken waits up to ``timeout`` for one (then ``PoolTimeout``, a 503),
+    so a burst after an outage does not open a session per request.
     """
 
     def __init__(self, conninfo: str, *, size: int, timeout: float, name: str) -> None:
@@ -125,6 +129,8 @@ class HotPool:
         self._connect_timeout = max(2, int(min(timeout, 10)))  # libpq takes whole seconds
         self._idle_since: WeakKeyDictionary[AsyncConnection, float] = WeakKeyDictionary()
         self._direct: set[AsyncConnection] = set()
+        self._direct_slots = asyncio.Semaphore(size)
+        self._timeout = timeout
         self.unreachable = False  # the pool's last attempt to connect failed
 
         hot_pool = self
@@ -168,6 +174,7 @@ class HotPool:
     async def putconn(self, conn: AsyncConnection) -> None:
         if conn in self._direct:
             self._direct.discard(conn)
+            self._direct_slots.release()
             await conn.close()
         else:
             await self.pool.putconn(conn)
@@ -181,8 +188,18 @@ class HotPool:
             await self.putconn(conn)
 
     async def _connect(self) -> AsyncConnection:
-        conn = await AsyncConnection.connect(self._conninfo, autocommit=True,
-                                             connect_timeout=self._connect_timeout)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._direct_slots.acquire()
+        except TimeoutError:
+            raise PoolTimeout(f"no connection of its own within {self._timeout:g} s "
+                              "while the pool reconnects") from None
+        try:
+            conn = await AsyncConnection.connect(self._conninfo, autocommit=True,
+                                                 connect_timeout=self._connect_timeout)
+        except BaseException:
+            self._direct_slots.release()
+            raise
         self._direct.add(conn)
         return conn
 
