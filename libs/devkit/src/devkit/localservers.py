@@ -426,16 +426,23 @@ class KafkaServer:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; no-op for an external broker."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
-            self._root = None
+        root, self._root = self._root, None
+        _stop_process(proc, root, timeout)
+
+
+def _stop_process(proc: subprocess.Popen[bytes] | None, root: Path | None,
+                  timeout: float) -> None:
+    """SIGTERM a server this process started, SIGKILL after ``timeout``; remove its
+    scratch folder ``root``."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _repo_root() -> Path | None:
@@ -616,16 +623,8 @@ class RedisServer:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (no persistence: it exits at once), SIGKILL after ``timeout``."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
-            self._root = None
+        root, self._root = self._root, None
+        _stop_process(proc, root, timeout)
 
 
 def redis_server_binary() -> Path:

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -47,6 +48,7 @@ LOG_TAIL_LINES = 80
 # 09:00 UTC (16:00 in Hanoi) on 23 November 2026.
 TEST_NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 Server = PostgresServer | KafkaServer | RedisServer
+ServerT = TypeVar("ServerT", PostgresServer, KafkaServer, RedisServer)
 _servers = pytest.StashKey[dict[str, Server]]()
 
 
@@ -54,28 +56,31 @@ def _remember(config: pytest.Config, fixture: str, server: Server) -> None:
     config.stash.setdefault(_servers, {})[fixture] = server
 
 
-@pytest.fixture(scope="session")
-def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
-    """PostgreSQL for the session; create a database per test module with it."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    server = external_postgres(url) if url else start_postgres()
-    _remember(request.config, "postgres_server", server)
+def _session_server(request: pytest.FixtureRequest, variable: str,
+                    external: Callable[[str], ServerT], start: Callable[[], ServerT],
+                    ) -> Iterator[ServerT]:
+    """The server ``variable`` names when set, else a local one started here; stopped
+    after the session."""
+    address = os.environ.get(variable)
+    server = external(address) if address else start()
+    _remember(request.config, request.fixturename, server)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """PostgreSQL for the session; create a database per test module with it."""
+    yield from _session_server(request, "TEST_DATABASE_URL", external_postgres,
+                               start_postgres)
 
 
 @pytest.fixture(scope="session")
 def kafka_server(request: pytest.FixtureRequest) -> Iterator[KafkaServer]:
     """Kafka for the session; use ``kafka_topic`` for a fresh topic."""
-    bootstrap = os.environ.get("TEST_KAFKA_BOOTSTRAP")
-    server = external_kafka(bootstrap) if bootstrap else start_kafka()
-    _remember(request.config, "kafka_server", server)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _session_server(request, "TEST_KAFKA_BOOTSTRAP", external_kafka, start_kafka)
 
 
 @pytest.fixture
@@ -107,13 +112,7 @@ def restartable_postgres(request: pytest.FixtureRequest) -> Iterator[PostgresSer
 @pytest.fixture(scope="session")
 def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     """Redis for the session (the gateway's shared store); tests use their own keys."""
-    url = os.environ.get("TEST_REDIS_URL")
-    server = external_redis(url) if url else start_redis()
-    _remember(request.config, "redis_server", server)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _session_server(request, "TEST_REDIS_URL", external_redis, start_redis)
 
 
 @pytest.fixture(scope="session")

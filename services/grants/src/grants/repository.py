@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import bindparam, case, delete, func, select
 from sqlmodel import Session
@@ -73,11 +73,20 @@ def call_from_row(row: CallRow) -> Call:
     )
 
 
-def get_call_row(session: Session, call_id: str, *, for_update: bool = False) -> CallRow | None:
-    stmt = select(CallRow).where(CallRow.id == call_id)
+RowT = TypeVar("RowT", CallRow, ApplicationRow, AssignmentRow, GrantRow)
+
+
+def _row_by_id(session: Session, model: type[RowT], row_id: str,
+               for_update: bool) -> RowT | None:
+    """The ``model`` row of that id, locked for the command when ``for_update``."""
+    stmt = select(model).where(model.id == row_id)
     if for_update:
         stmt = stmt.with_for_update()
     return session.execute(stmt).scalar_one_or_none()
+
+
+def get_call_row(session: Session, call_id: str, *, for_update: bool = False) -> CallRow | None:
+    return _row_by_id(session, CallRow, call_id, for_update)
 
 
 def add_call(session: Session, call: Call, *, created_by: str, now: datetime) -> CallRow:
@@ -117,13 +126,8 @@ def _write_terms(row: CallRow, call: Call) -> None:
 
 def load_application(session: Session, application_id: str, *,
                      for_update: bool = False) -> tuple[ApplicationRow, Application] | None:
-    stmt = select(ApplicationRow).where(ApplicationRow.id == application_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = session.execute(stmt).scalar_one_or_none()
-    if row is None:
-        return None
-    return row, application_from_row(session, row)
+    row = _row_by_id(session, ApplicationRow, application_id, for_update)
+    return None if row is None else (row, application_from_row(session, row))
 
 
 def application_from_row(session: Session, row: ApplicationRow) -> Application:
@@ -287,10 +291,7 @@ def save_assignment(row: AssignmentRow, a: Assignment, *, now: datetime) -> None
 
 def load_assignment(session: Session, assignment_id: str, *,
                     for_update: bool = False) -> tuple[AssignmentRow, Assignment] | None:
-    stmt = select(AssignmentRow).where(AssignmentRow.id == assignment_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = session.execute(stmt).scalar_one_or_none()
+    row = _row_by_id(session, AssignmentRow, assignment_id, for_update)
     return None if row is None else (row, assignment_from_row(row))
 
 
@@ -347,13 +348,8 @@ def active_assignment_counts(session: Session, application_ids: list[str]) -> di
 
 def load_grant(session: Session, grant_id: str, *,
                for_update: bool = False) -> tuple[GrantRow, Grant] | None:
-    stmt = select(GrantRow).where(GrantRow.id == grant_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = session.execute(stmt).scalar_one_or_none()
-    if row is None:
-        return None
-    return row, grant_from_row(session, row)
+    row = _row_by_id(session, GrantRow, grant_id, for_update)
+    return None if row is None else (row, grant_from_row(session, row))
 
 
 def grant_from_row(session: Session, row: GrantRow) -> Grant:
