@@ -378,9 +378,7 @@ class Application:
         if self.status not in AWAITING_DECISION:
             raise IllegalTransition(f"application is {self.status}; only a submitted "
                                     "application is assessed")
-        reason = self.conflict_of(assessment.reviewer_org)
-        if reason:
-            raise ConflictOfInterest(f"conflict of interest: {reason}")
+        self._refuse_conflict(assessment.reviewer_org)
         if set(assessment.criteria) != set(CRITERIA):
             missing = [c for c in CRITERIA if c not in assessment.criteria]
             raise InvalidInput(f"an assessment judges exactly the six criteria "
@@ -399,9 +397,7 @@ class Application:
         if self.status not in AWAITING_DECISION:
             raise IllegalTransition(f"application is {self.status}; changes are requested "
                                     "only of a submitted application")
-        reason = self.conflict_of(reviewer_org)
-        if reason:
-            raise ConflictOfInterest(f"conflict of interest: {reason}")
+        self._refuse_conflict(reviewer_org)
         if not reasons or not all(r.strip() for r in reasons):
             raise InvalidInput("a request for changes states its reasons", field="reasons")
         assert self.clock is not None  # submitted: the clock was started
@@ -414,8 +410,9 @@ class Application:
             decision_days_left=self.clock.deadline_days - self.clock.days_used,
             requested_at=now))
 
-    def _check_decider(self, decider_id: str, decider_org: str) -> None:
-        reason = self.conflict_of(decider_org)
+    def _refuse_conflict(self, org: str) -> None:
+        """Refuse (409) a reviewer or decider of the applicant's own organisation."""
+        reason = self.conflict_of(org)
         if reason:
             raise ConflictOfInterest(f"conflict of interest: {reason}")
 
@@ -425,7 +422,7 @@ class Application:
         if self.status not in AWAITING_DECISION:
             raise IllegalTransition(f"application is {self.status}; only a submitted "
                                     "application is decided")
-        self._check_decider(decider_id, decider_org)
+        self._refuse_conflict(decider_org)
         current = self.current_assessments()
         if any(a.reviewer_id == decider_id for a in current):
             raise ConflictOfInterest("four eyes: the decider assessed this application; "
@@ -463,7 +460,7 @@ class Application:
         if self.status not in (*AWAITING_DECISION, ApplicationStatus.CHANGES_REQUESTED):
             raise IllegalTransition(f"application is {self.status}; only a submitted "
                                     "application is decided")
-        self._check_decider(decider_id, decider_org)
+        self._refuse_conflict(decider_org)
         if not reasons or not all(r.strip() for r in reasons):
             raise InvalidInput("a rejection states its reasons", field="reasons")
         self._decide(Decision.REJECT, decider_id, today, now, number, reasons=tuple(reasons))

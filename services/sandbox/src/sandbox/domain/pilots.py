@@ -238,11 +238,6 @@ class PilotExpired:
     reports_outstanding: bool
 
 
-def first_report_due(starts_on: date, frequency: ReportFrequency, grace_days: int) -> date:
-    """When the first periodic report falls due: on the period containing the start."""
-    return Period.containing(starts_on, frequency).due_on(grace_days)
-
-
 DecisionNumberSource = Callable[[], tuple[str, int]]
 CertificateNumberSource = Callable[[], str]
 
@@ -301,7 +296,9 @@ class Pilot:
     def approved(cls, app: Application, profile: SectorProfile) -> Pilot:
         """The pilot an approval creates (``app`` approved, with its terms and number)."""
         if app.status != ApplicationStatus.APPROVED or app.terms is None \
-                or app.pilot_id is None or app.decision_no is None:
+                or app.pilot_id is None or app.decision_no is None \
+                or app.decision_year is None or app.decided_on is None \
+                or app.decided_by is None:
             raise IllegalTransition(f"application {app.id} is not approved")
         p, terms = app.proposal, app.terms
         return cls(
@@ -315,9 +312,7 @@ class Pilot:
             report_grace_days=profile.report_grace_days,
             incident_deadline_hours=profile.incident_deadline_hours,
             decisions=[PilotDecision(DecisionKind.APPROVAL, app.decision_no,
-                                     app.decision_year or terms.starts_on.year,
-                                     app.decided_on or terms.starts_on,
-                                     app.decided_by or "")],
+                                     app.decision_year, app.decided_on, app.decided_by)],
         )
 
     @property
