@@ -59,8 +59,8 @@ class DecisionRecord:
 
 
 class Repository(Protocol):
-    def application(self, application_id: str, *,
-                    for_update: bool = False) -> Application | None: ...
+    def application(self, application_id: str, *, for_update: bool = False,
+                    skip_locked: bool = False) -> Application | None: ...
     def add_application(self, app: Application, now: datetime) -> None: ...
     def save_application(self, app: Application, now: datetime) -> None: ...
     def pilot(self, pilot_id: str, *, for_update: bool = False,
@@ -291,11 +291,13 @@ class SqlRepository:
         self._exits: dict[str, ExitRow] = {}
 
     # --- applications ------------------------------------------------------------------
-    def application(self, application_id: str, *,
-                    for_update: bool = False) -> Application | None:
+    def application(self, application_id: str, *, for_update: bool = False,
+                    skip_locked: bool = False) -> Application | None:
+        """The application (locked for the command when ``for_update``); ``skip_locked``:
+        None when another transaction holds it (the scheduler's way past a busy one)."""
         stmt = select(ApplicationRow).where(ApplicationRow.id == application_id)
         if for_update:
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update(skip_locked=skip_locked)
         row = self.session.execute(stmt).scalar_one_or_none()
         if row is None:
             return None

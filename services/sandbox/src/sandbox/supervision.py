@@ -263,7 +263,7 @@ def expire_pilot(uow: Work, repo: Repository, pilot_id: str) -> bool:
 
 def flag_decision_overdue(uow: Work, repo: Repository, application_id: str) -> bool:
     """Flag, once, an application whose decision clock has run out."""
-    app = repo.application(application_id, for_update=True)
+    app = repo.application(application_id, for_update=True, skip_locked=True)
     if app is None or not app.flag_overdue(uow.today):
         return False
     repo.save_application(app, uow.now)

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 
 from devkit.testing import outbox_rows
-from sandbox.models import SchedulerRunRow
+from sandbox.models import ApplicationRow, SchedulerRunRow
 from sandbox.scheduler import JOBS, Scheduler, advisory_key
 from servicekit.audit import AUDIT
 from servicekit.clock import FixedClock
@@ -134,6 +134,31 @@ def test_an_overdue_decision_is_flagged_once(w: World, client: TestClient, clock
     assert audit_of(sandbox_db, app["id"])[-1] == ("decision_overdue", "system:scheduler",
                                                    "submitted")
     assert w.call("GET", f"/v1/applications/{app['id']}", w.owner, 200)["overdue"] is True
+
+
+def test_an_application_a_reviewer_holds_is_flagged_at_the_next_run(
+        w: World, client: TestClient, clock: FixedClock, sandbox_db) -> None:
+    app = w.submitted()
+    clock.set(morning(date.fromisoformat(app["decision_due_on"]) + timedelta(days=1)))
+    scheduler = Scheduler(client.app.state.kit, runner="busy")
+    engine = create_engine(sandbox_db)
+    try:
+        with engine.connect() as reviewer:  # a reviewer's command holds the row
+            reviewer.execute(select(ApplicationRow.id).where(ApplicationRow.id == app["id"])
+                             .with_for_update())
+            with ThreadPoolExecutor(1) as pool:
+                run = pool.submit(scheduler.run_job, JOB["flag_overdue_decisions"])
+                try:
+                    run.result(timeout=10)  # not held up behind the reviewer
+                finally:
+                    reviewer.rollback()
+    finally:
+        engine.dispose()
+    assert "application.decision_overdue" not in [t for t, _ in events_of(sandbox_db,
+                                                                          app["id"])]
+    scheduler.run_job(JOB["flag_overdue_decisions"])
+    assert [t for t, _ in events_of(sandbox_db, app["id"])][-1] == \
+        "application.decision_overdue"
 
 
 @pytest.mark.parametrize("exclusive", [True, False], ids=["advisory-lock", "row-locks-only"])

@@ -77,8 +77,8 @@ class FakeRepository:
         self.reports: list[Report] = []
         self.incidents: list[Incident] = []
 
-    def application(self, application_id: str, *,
-                    for_update: bool = False) -> Application | None:
+    def application(self, application_id: str, *, for_update: bool = False,
+                    skip_locked: bool = False) -> Application | None:
         found = self.applications.get(application_id)
         return copy.deepcopy(found) if found else None
 
