@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import fcntl
 import hashlib
 import importlib.util
 import os
@@ -40,6 +39,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 from psycopg import sql
+
+from devkit.cache import build_once, cache_folder
 
 if TYPE_CHECKING:
     from kafka import KafkaAdminClient
@@ -445,39 +446,17 @@ def _stop_process(proc: subprocess.Popen[bytes] | None, root: Path | None,
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _repo_root() -> Path | None:
-    for parent in Path(__file__).resolve().parents:
-        pyproject = parent / "pyproject.toml"
-        if pyproject.is_file() and "[tool.uv.workspace]" in pyproject.read_text():
-            return parent
-    return None
-
-
-def _default_cache_dir() -> Path:
-    if env := os.environ.get("MOST_CACHE_DIR"):
-        return Path(env) / "kafka"
-    root = _repo_root()
-    return (root / ".cache" if root else Path.home() / ".cache" / "most") / "kafka"
-
-
 def _kafka_resource(name: str) -> Path:
     return Path(__file__).with_name("kafka") / name
 
 
 def ensure_kafka_jars(cache_dir: Path | None = None) -> Path:
     """Resolve the broker jars with Maven once; return the directory holding them."""
-    cache = cache_dir or _default_cache_dir()
+    cache = cache_dir or cache_folder("kafka")
     jars = cache / "jars"
     pom = _kafka_resource("pom.xml").read_bytes()
-    stamp = hashlib.sha256(pom).hexdigest()
-    marker = jars / ".complete"
-    if marker.exists() and marker.read_text() == stamp:
-        return jars
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be resolving right now
-        if marker.exists() and marker.read_text() == stamp:
-            return jars
+
+    def resolve() -> None:
         if shutil.which("mvn") is None:
             raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka jars")
         shutil.rmtree(jars, ignore_errors=True)
@@ -491,7 +470,8 @@ def ensure_kafka_jars(cache_dir: Path | None = None) -> Path:
         )  # fmt: skip
         if proc.returncode != 0:
             raise RuntimeError(f"mvn copy-dependencies failed:\n{proc.stdout}{proc.stderr}")
-        marker.write_text(stamp)
+
+    build_once(cache, jars / ".complete", hashlib.sha256(pom).hexdigest(), resolve)
     return jars
 
 

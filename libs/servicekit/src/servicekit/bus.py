@@ -20,7 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from servicekit.cloudevent import Envelope
+from servicekit.cloudevent import Envelope, WithHeaders
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
-class Delivery:
+class Delivery(WithHeaders):
     """A message as a subscriber receives it."""
 
     topic: str
@@ -43,12 +43,6 @@ class Delivery:
     key: str | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
-
-    def header(self, name: str) -> bytes | None:
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
 
 
 class Subscription(Protocol):

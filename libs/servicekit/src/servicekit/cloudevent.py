@@ -65,20 +65,26 @@ def decode(value: bytes) -> CloudEvent:
     return event
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """A message ready for a bus: topic, key, value and headers."""
+class WithHeaders:
+    """A message's ``headers`` pairs, looked up by name."""
 
-    topic: str
-    key: str
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, bytes], ...]
 
     def header(self, name: str) -> bytes | None:
         for k, v in self.headers:
             if k == name:
                 return v
         return None
+
+
+@dataclass(frozen=True)
+class Envelope(WithHeaders):
+    """A message ready for a bus: topic, key, value and headers."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def to_kafka(event: CloudEvent, topic: str, key: str) -> Envelope:

@@ -12,7 +12,6 @@ Needs node 20 and npm on PATH, and the npm registry once per lock file.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +19,8 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from devkit.cache import build_once, cache_folder
 
 FILES = ("package.json", "package-lock.json", "parse.mjs")
 # Nothing phones home: npm's notices and any analytics a package might consult.
@@ -32,32 +33,17 @@ def _here(name: str) -> Path:
     return Path(__file__).with_name(name)
 
 
-def _default_cache_dir() -> Path:
-    if env := os.environ.get("MOST_CACHE_DIR"):
-        return Path(env) / "asyncapi"
-    for parent in Path(__file__).resolve().parents:
-        pyproject = parent / "pyproject.toml"
-        if pyproject.is_file() and "[tool.uv.workspace]" in pyproject.read_text():
-            return parent / ".cache" / "asyncapi"
-    return Path.home() / ".cache" / "most" / "asyncapi"
-
-
 def _environment() -> dict[str, str]:
     return {**os.environ, **QUIET}
 
 
 def ensure_parser(cache_dir: Path | None = None) -> Path:
     """The folder holding ``parse.mjs`` and its ``node_modules``, installed if needed."""
-    cache = cache_dir or _default_cache_dir()
+    cache = cache_dir or cache_folder("asyncapi")
     stamp = hashlib.sha256(b"".join(_here(f).read_bytes() for f in FILES)).hexdigest()
     marker = cache / ".complete"
-    if marker.exists() and marker.read_text() == stamp:
-        return cache
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be installing right now
-        if marker.exists() and marker.read_text() == stamp:
-            return cache
+
+    def install() -> None:
         for tool in ("node", "npm"):
             if shutil.which(tool) is None:
                 raise RuntimeError(f"{tool} (node 20 and npm) is needed to run the AsyncAPI "
@@ -73,7 +59,8 @@ def ensure_parser(cache_dir: Path | None = None) -> Path:
         if proc.returncode != 0:
             raise RuntimeError(f"npm ci of the AsyncAPI parser failed:\n{proc.stdout}"
                                f"{proc.stderr}")
-        marker.write_text(stamp)
+
+    build_once(cache, marker, stamp, install)
     return cache
 
 
