@@ -8,7 +8,7 @@
 - reviewers: submitted applications without a conflict of interest (in a call reviewed
   by assignment: those assigned to them, the summary until they declare no conflict),
   and grants;
-- finance: any one grant by its id (it reconciles the payments it makes on
+- finance: grants, read-only (it reconciles the payments it makes on
   ``tranche.released``), nothing else;
 - auditors and admins: everything (read), but for reviewer assignments: their assignee,
   their agency's programme managers and auditors (the contract's readers of the queue).
@@ -212,7 +212,7 @@ def scope_assignments(p: Principal, stmt: Select) -> Select:
 def scope_grants(p: Principal, stmt: Select) -> Select:
     """Restrict a grants list to what ``p`` may list. A programme manager lists their own
     agency's only: the other agencies' portfolios are not theirs to rebuild."""
-    if p.has(*NATIONAL, "reviewer"):
+    if p.has(*NATIONAL, "reviewer", "finance"):
         return stmt
     clauses = []
     if p.has("researcher"):

@@ -285,7 +285,7 @@ def test_a_draft_can_be_withdrawn_but_a_decided_application_cannot(desk):
 
 # --- finance reads grants ---------------------------------------------------------------------
 
-def test_finance_reads_any_grant_by_its_id_and_nothing_else(desk):
+def test_finance_reads_and_lists_grants_and_nothing_else(desk):
     call = desk.call()
     app = desk.submitted(call["id"])
     desk.review(app["id"], desk.reviewer("rev-1"))
@@ -298,7 +298,8 @@ def test_finance_reads_any_grant_by_its_id_and_nothing_else(desk):
     assert desk.c.get(f"/v1/grants/{grant['id']}/history",
                       headers=desk.finance).status_code == 404
     assert desk.c.get(f"/v1/applications/{app['id']}", headers=desk.finance).status_code == 404
-    assert desk.ok("GET", "/v1/grants", desk.finance)["items"] == []
+    listed = desk.ok("GET", "/v1/grants", desk.finance, params={"call_id": call["id"]})
+    assert [g["id"] for g in listed["items"]] == [grant["id"]]
 
 
 # --- review tiers ------------------------------------------------------------------------------

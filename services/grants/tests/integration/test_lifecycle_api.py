@@ -33,6 +33,7 @@ class World:
         self.rev2 = tokens.headers("rev-2", "reviewer", org="NAFOSTED")
         self.rev_conflicted = tokens.headers("rev-3", "reviewer", org=INSTITUTION)
         self.auditor = tokens.headers("aud-1", "auditor", org="SAV")
+        self.finance = tokens.headers("fin-1", "finance", org="MOF")
 
     def open_call(self, budget=3_000_000_000, max_award=1_000_000_001, min_reviews=2) -> dict:
         call = self.c.post("/v1/calls", headers=self.pm, json={
@@ -545,9 +546,10 @@ def test_grant_lists_by_role(w):
     assert grant["id"] in [g["id"] for g in inst]
     assert w.c.get(f"/v1/institutions/{INSTITUTION}/grants",
                    headers=w.other_office).status_code == 404
-    by_call = w.c.get("/v1/grants", headers=w.auditor,
-                      params={"call_id": grant["call_id"], "status": "active"}).json()
-    assert [g["id"] for g in by_call["items"]] == [grant["id"]]
+    for national in (w.auditor, w.finance):  # finance lists the grants it pays
+        by_call = w.c.get("/v1/grants", headers=national,
+                          params={"call_id": grant["call_id"], "status": "active"}).json()
+        assert [g["id"] for g in by_call["items"]] == [grant["id"]]
 
 
 # --- portfolio ---------------------------------------------------------------------------
