@@ -39,6 +39,7 @@ from gateway.spans import traced
 from servicekit import devtokens, problems
 from servicekit import openapi as kit_openapi
 from servicekit.auth import RevocationList
+from servicekit.head import HeadAsGet
 from servicekit.limits import BodyLimit
 from servicekit.telemetry import TELEMETRY, setup_tracing
 
@@ -146,6 +147,7 @@ def build_gateway(
                   docs_url=None, redoc_url=None)
     problems.install(app)
     kit_openapi.install(app)  # its own operations declare the problems they answer
+    app.add_middleware(HeadAsGet)  # its own GET routes answer HEAD, as the Allow says
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     edge = {"table": table, "authenticator": authenticator, "limits": RateLimits(settings),
             "addresses": ClientAddresses(settings.trusted_proxies),

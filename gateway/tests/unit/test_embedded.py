@@ -154,3 +154,13 @@ def test_what_the_edge_does_not_let_through(client: TestClient,
     chunked = client.post("/grants/v1/calls", headers=pm_headers, content=chunks)
     assert chunked.status_code == 413, chunked.text
     assert chunked.headers["content-type"] == "application/problem+json"
+
+
+def test_the_gateways_own_get_routes_answer_head_as_their_allow_says(
+        client: TestClient) -> None:
+    assert "HEAD" in client.delete("/health").headers["allow"]
+    for path in ("/health", "/ready", "/openapi.json", "/docs"):
+        get, head = client.get(path), client.head(path)
+        assert (head.status_code, head.content) == (200, b""), path
+        assert head.headers["content-length"] == get.headers["content-length"], path
+        assert head.headers["x-request-id"], path
