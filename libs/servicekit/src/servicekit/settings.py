@@ -57,15 +57,15 @@ class ServiceSettings(BaseSettings):
     # bodies the APIs take, with every text field full, are a few hundred kB).
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
-    relay_poll_seconds: float = 0.5
-    relay_batch_size: int = 500
-    relay_linger_seconds: float = 0.05
+    relay_poll_seconds: float = Field(default=0.5, gt=0)
+    relay_batch_size: int = Field(default=500, ge=1)
+    relay_linger_seconds: float = Field(default=0.05, ge=0)
     # While publishing fails the relay tries again after 0.5 s, 1 s, 2 s ... up to this.
     relay_retry_max_seconds: float = Field(default=30.0, gt=0)
     # /ready names the relay degraded (still 200) once the oldest unsent outbox row has
     # waited longer than this.
     relay_degraded_after_seconds: float = Field(default=60.0, gt=0)
-    audit_checkpoint_seconds: float = 300.0
+    audit_checkpoint_seconds: float = Field(default=300.0, gt=0)
     # How often sent outbox rows, inbox rows and Idempotency-Key records past their
     # retention are purged (servicekit.housekeeping); 0 never.
     housekeeping_seconds: float = Field(default=3600.0, ge=0)

@@ -35,6 +35,17 @@ def test_prod_profile_refuses_development_shortcuts(overrides):
         ServiceSettings(service_name="grants", profile="prod", **overrides)
 
 
+@pytest.mark.parametrize("setting", [
+    {"audit_checkpoint_seconds": 0},  # the checkpoint thread would spin on the database
+    {"relay_poll_seconds": 0},  # the idle relay would spin on the outbox
+    {"relay_batch_size": 0},  # the relay would never send a row
+    {"relay_linger_seconds": -1},
+])
+def test_background_intervals_that_would_spin_or_stall_are_refused(setting):
+    with pytest.raises(ValidationError):
+        ServiceSettings(service_name="grants", **setting)
+
+
 def test_fixed_clock_moves_only_when_told():
     clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
     assert clock.now() == clock.now()
