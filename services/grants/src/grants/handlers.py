@@ -26,13 +26,14 @@ from grants.domain.grants import (
     Result,
     ResultKind,
 )
-from grants.repository import Repository
+from grants.repository import Repository, open_assignments, save_assignment
 from servicekit.auth import Principal
 from servicekit.decisions import grants_register
 from servicekit.problems import Forbidden, NotFound
-from servicekit.unit_of_work import AbstractUnitOfWork
+from servicekit.unit_of_work import AbstractUnitOfWork, UnitOfWork
 
 GRANT = "grant"
+ASSIGNMENT = "assignment"
 
 
 def new_id() -> str:
@@ -194,3 +195,20 @@ def close_grant(uow: AbstractUnitOfWork, repo: Repository, user: Principal, gran
         data["attested_conditions"] = list(GOOD_FAITH_CONDITIONS)
     _save(uow, repo, grant, "close", before=before, reason=justification, data=data)
     return grant
+
+
+# --- reviewer assignments ------------------------------------------------------------------
+
+def release_open(uow: UnitOfWork, reason: str, *, application_id: str | None = None,
+                 call_id: str | None = None) -> None:
+    """Release the open assignments of an application (withdrawn or decided) or of a
+    whole call (cancelled), each audited and announced (``assignment.released``)."""
+    for row, assignment in open_assignments(uow.session, application_id=application_id,
+                                            call_id=call_id):
+        before = assignment.status.value
+        assignment.release(reason, uow.now)
+        save_assignment(row, assignment, now=uow.now)
+        uow.record(ASSIGNMENT, assignment.id, "release", from_status=before,
+                   to_status=assignment.status.value, reason=reason,
+                   data={"application_id": assignment.application_id})
+        events.publish(uow, assignment.events)

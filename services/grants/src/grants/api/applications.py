@@ -9,10 +9,9 @@ from fastapi import APIRouter, Body, Depends, Query
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from grants import access, events
+from grants import access, events, handlers
 from grants.api.calls import visible_call
 from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager
-from grants.api.reviewers import release_open
 from grants.domain.applications import (
     REVIEWABLE,
     Application,
@@ -228,7 +227,7 @@ def withdraw_application(application_id: str, body: Reason, user: Researcher,
     uow.record(AGGREGATE, app.id, "withdraw", from_status=before, to_status=app.status.value,
                reason=body.reason)
     events.publish(uow, app.events)
-    release_open(uow, "the application was withdrawn", application_id=app.id)
+    handlers.release_open(uow, "the application was withdrawn", application_id=app.id)
     return uow.commit(read_of(uow.session, row, app, call_of(uow.session, app)))
 
 
@@ -316,7 +315,7 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
     # The call's row lock serialises decisions on one call, so the budget holds.
     call_row = get_call_row(uow.session, app.call_id, for_update=True)
     # Before the decision takes its number: the register stays locked only from then on.
-    release_open(uow, "the application was decided", application_id=app.id)
+    handlers.release_open(uow, "the application was decided", application_id=app.id)
     call = call_from_row(call_row)
     before = app.status.value
     grant: Grant | None = None

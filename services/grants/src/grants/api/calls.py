@@ -8,9 +8,8 @@ from datetime import datetime
 from fastapi import APIRouter
 from sqlalchemy import func, select
 
-from grants import access, events
+from grants import access, events, handlers
 from grants.api.deps import DEFAULT_PAGE, CallHistoryReader, Limit, ProgramManager
-from grants.api.reviewers import release_open
 from grants.domain.applications import ApplicationStatus
 from grants.domain.calls import Call, CallStatus, ReviewTier
 from grants.models import ApplicationRow, CallRow
@@ -132,7 +131,7 @@ def cancel_call(call_id: str, body: Reason, user: ProgramManager, uow: UnitOfWor
     uow.record(AGGREGATE, call.id, "cancel", from_status=before, to_status=call.status.value,
                reason=body.reason)
     events.publish(uow, call.events)
-    release_open(uow, "the call was cancelled", call_id=call.id)
+    handlers.release_open(uow, "the call was cancelled", call_id=call.id)
     return uow.commit(to_read(row, uow.now))
 
 
