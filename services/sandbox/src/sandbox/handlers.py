@@ -18,6 +18,7 @@ from sandbox.domain.applications import (
     ApprovalTerms,
     Assessment,
     Criterion,
+    DecisionNumberSource,
     Proposal,
 )
 from sandbox.domain.pilots import DecisionKind, Pilot
@@ -48,6 +49,15 @@ class Work(Protocol):
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def numbering(uow: Work, register: str) -> DecisionNumberSource:
+    """The next number of ``register``, taken only when the domain asks (every rule
+    held)."""
+    def take() -> tuple[str, int]:
+        taken = uow.take_decision_number(register)
+        return taken.decision_no, taken.year
+    return take
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -157,11 +167,7 @@ def decide_application(uow: Work, repo: Repository, profiles: SectorProfiles,
     before = app.status.value
     profile = profiles.get(app.proposal.sector)
     register = sandbox_register(app.supervising_agency)
-
-    def number() -> tuple[str, int]:
-        taken = uow.take_decision_number(register)
-        return taken.decision_no, taken.year
-
+    number = numbering(uow, register)
     pilot = None
     if terms is not None:
         app.approve(user.sub, user.org, terms, profile, uow.today, uow.now,

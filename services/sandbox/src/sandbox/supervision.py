@@ -17,7 +17,7 @@ from datetime import date, datetime
 from sandbox import access, events
 from sandbox.domain.applications import Scope
 from sandbox.domain.errors import ConflictOfInterest
-from sandbox.domain.pilots import DecisionNumberSource, Pilot, PilotDecision, PilotStatus
+from sandbox.domain.pilots import Pilot, PilotDecision, PilotStatus
 from sandbox.domain.sectors import SectorProfiles
 from sandbox.domain.supervision import (
     ExitOutcome,
@@ -27,7 +27,7 @@ from sandbox.domain.supervision import (
     Report,
     Severity,
 )
-from sandbox.handlers import APPLICATION, PILOT, Work, new_id
+from sandbox.handlers import APPLICATION, PILOT, Work, new_id, numbering
 from sandbox.repository import DecisionRecord, Repository
 from servicekit.auth import Principal
 from servicekit.decisions import sandbox_register
@@ -77,15 +77,6 @@ def _numbered(uow: Work, repo: Repository, pilot: Pilot, decision: PilotDecision
         kind=decision.kind.value, application_id=pilot.application_id, pilot_id=pilot.id,
         decided_by=decision.decided_by, decided_on=decision.decided_on,
         decided_at=uow.now, reason=decision.reason))
-
-
-def _number(uow: Work, register: str) -> DecisionNumberSource:
-    """The next number of ``register``, taken only when the domain asks (every rule
-    held)."""
-    def take() -> tuple[str, int]:
-        taken = uow.take_decision_number(register)
-        return taken.decision_no, taken.year
-    return take
 
 
 # --- the firm's commands -------------------------------------------------------------------
@@ -150,7 +141,7 @@ def suspend_pilot(uow: Work, repo: Repository, user: Principal, pilot_id: str,
     pilot = supervised_pilot(repo, user, pilot_id)
     before = pilot.status.value
     decision = pilot.suspend(reason, user.sub, uow.today, uow.now,
-                             number=_number(uow, sandbox_register(pilot.supervising_agency)))
+                             number=numbering(uow, sandbox_register(pilot.supervising_agency)))
     _numbered(uow, repo, pilot, decision)
     _save(uow, repo, pilot, "suspend", before, reason=reason,
           data={"decision_no": decision.decision_no})
@@ -173,7 +164,7 @@ def terminate_pilot(uow: Work, repo: Repository, user: Principal, pilot_id: str,
     before = pilot.status.value
     decision = pilot.terminate(
         reason, user.sub, uow.today, uow.now,
-        number=_number(uow, sandbox_register(pilot.supervising_agency)))
+        number=numbering(uow, sandbox_register(pilot.supervising_agency)))
     _numbered(uow, repo, pilot, decision)
     _save(uow, repo, pilot, "terminate", before, reason=reason,
           data={"decision_no": decision.decision_no})
@@ -213,7 +204,7 @@ def accept_exit(uow: Work, repo: Repository, user: Principal, pilot_id: str,
         return uow.take_decision_number(certificate_register(agency)).decision_no
 
     decision = pilot.accept_exit(note, user.sub, uow.today, uow.now,
-                                 number=_number(uow, sandbox_register(agency)),
+                                 number=numbering(uow, sandbox_register(agency)),
                                  certificate=certificate)
     _numbered(uow, repo, pilot, decision)
     _save(uow, repo, pilot, "accept_exit", before, reason=note or None,

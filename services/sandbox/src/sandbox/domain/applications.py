@@ -256,6 +256,8 @@ class ApplicationDecisionOverdue:
 
 # --- the aggregate -------------------------------------------------------------------------
 
+# The next number of the decision's register: (decision_no, decision_year), taken only
+# once every rule of the decision holds.
 DecisionNumberSource = Callable[[], tuple[str, int]]
 
 

@@ -26,7 +26,12 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sandbox.domain.applications import Application, ApplicationStatus, Scope
+from sandbox.domain.applications import (
+    Application,
+    ApplicationStatus,
+    DecisionNumberSource,
+    Scope,
+)
 from sandbox.domain.dates import Period, last_day_after
 from sandbox.domain.errors import IllegalTransition, InvalidInput
 from sandbox.domain.sectors import ReportFrequency, SectorProfile
@@ -238,7 +243,6 @@ class PilotExpired:
     reports_outstanding: bool
 
 
-DecisionNumberSource = Callable[[], tuple[str, int]]
 CertificateNumberSource = Callable[[], str]
 
 # Where each command may act; the refusal names the status found.
