@@ -35,7 +35,7 @@ def create_app(
         description="Lump-sum research grants managed by outputs, with risk-tolerant closure.",
         routers=[calls.router, applications.router, assignments.router, grants.router,
                  portfolio.router],
-        consumers=consumer_specs(clock),
+        consumers=consumer_specs(),
         migrate=migrate,
         bus=bus,
         clock=clock,

@@ -8,21 +8,20 @@ sums are net of reversals. The inbox makes redelivery a no-op.
 
 from __future__ import annotations
 
-from functools import partial
-
 from cloudevents.core.v1.event import CloudEvent
 from sqlmodel import Session
 
 from grants.events import DISTRIBUTION_POSTED, DISTRIBUTION_REVERSED, IPSHARE_TOPIC
 from grants.models import IncomeRow
-from servicekit.clock import Clock, SystemClock, as_utc
-from servicekit.kit import ConsumerSpec
+from servicekit.clock import as_utc
+from servicekit.kit import ConsumerSpec, Kit
 
 CONSUMER = "grants.portfolio-income"
 
 
-def record_income(session: Session, event: CloudEvent, *,
-                  clock: Clock | None = None) -> None:
+def record_income(session: Session, event: CloudEvent) -> None:
+    """Keep a distribution's amounts for its grant, stamped with the service's clock (the
+    kit's, which every session it opens carries)."""
     data = event.get_data()
     if not isinstance(data, dict):
         raise ValueError("distribution event without a JSON object payload")
@@ -32,7 +31,8 @@ def record_income(session: Session, event: CloudEvent, *,
     sign = -1 if event.get_type() == DISTRIBUTION_REVERSED else 1
     gross = abs(int(data["gross_vnd"])) * sign
     researchers = abs(int(data["researcher_pool_vnd"])) * sign
-    now = (clock or SystemClock()).now()
+    kit: Kit = session.info["kit"]
+    now = kit.clock.now()
     session.add(IncomeRow(
         event_id=event.get_id(), event_type=event.get_type(),
         distribution_id=str(data["distribution_id"]), source_grant_id=str(source_grant_id),
@@ -42,9 +42,8 @@ def record_income(session: Session, event: CloudEvent, *,
     ))
 
 
-def consumer_specs(clock: Clock | None = None) -> list[ConsumerSpec]:
-    """What grants consumes; ``clock`` stamps receipt (the service's own clock)."""
-    handler = partial(record_income, clock=clock or SystemClock())
+def consumer_specs() -> list[ConsumerSpec]:
+    """What grants consumes."""
     return [ConsumerSpec(name=CONSUMER, topics=[IPSHARE_TOPIC],
-                         handlers={DISTRIBUTION_POSTED: handler,
-                                   DISTRIBUTION_REVERSED: handler})]
+                         handlers={DISTRIBUTION_POSTED: record_income,
+                                   DISTRIBUTION_REVERSED: record_income})]
