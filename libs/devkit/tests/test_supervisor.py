@@ -232,3 +232,41 @@ def test_stack_down_ends_the_supervisor_and_its_restarted_workers(supervise, tmp
     running.proc.wait(5)  # reaped here (down() signalled it; it is this test's child)
     assert not [pid for pid in started if alive(pid)]
     assert not layout.pids.exists()
+
+
+def refused(port: int) -> bool:
+    try:
+        get_pid(port, timeout=3)
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_a_given_up_worker_lets_go_of_its_port_so_callers_are_refused_at_once(supervise):
+    port = free_port()
+    running = supervise([program("ipshare", port, FAILING)])
+    running.wait_for(lambda: [w for w in running.workers("ipshare") if w["state"] == "failed"])
+    # Not left waiting in a backlog nobody serves: the gateway answers 503 at once.
+    assert running.wait_for(lambda: refused(port), timeout=5)
+
+
+# Two workers of one program: the first to claim the file serves, the other keeps failing.
+CLAIMS_OR_FAILS = (
+    "import os, sys\n"
+    "try:\n"
+    "    os.close(os.open(sys.argv[2], os.O_CREAT | os.O_EXCL | os.O_WRONLY))\n"
+    "except FileExistsError:\n"
+    "    sys.exit(3)\n" + STAND_IN)
+
+
+def test_when_one_of_two_workers_is_given_up_every_request_reaches_the_other(
+        supervise, tmp_path):
+    port = free_port()
+    spec = program("grants", port, CLAIMS_OR_FAILS, workers=2)
+    spec["argv"].append(str(tmp_path / "claimed"))
+    running = supervise([spec])
+    [survivor] = running.wait_for(lambda: [
+        w["pid"] for w in running.workers("grants") if w["state"] == "serving"]
+        if any(w["state"] == "failed" for w in running.workers("grants")) else None)
+    # With its socket still listening, the kernel would queue some connections there.
+    assert {get_pid(port, timeout=3) for _ in range(20)} == {survivor}

@@ -12,8 +12,9 @@ program's argv is the socket's descriptor; ``devkit.serve`` runs uvicorn on it).
   wait in its backlog rather than being refused. Restarts back off (``backoff_first``
   seconds, doubling up to ``backoff_max``); a worker that served for ``stable_seconds``
   starts afresh at the first delay. After ``max_failures`` exits in a row without such a
-  stable run, the supervisor gives up on that worker (state ``failed``) and says so in its
-  log; the program's other workers carry on.
+  stable run, the supervisor gives up on that worker (state ``failed``), closes its
+  socket (new connections are refused, or go to the program's other workers) and says so
+  in its log; the program's other workers carry on.
 - **Ready.** A worker is ``serving`` once it wrote ``ready`` to the pipe named by
   ``MOST_READY_FD`` (``devkit.serve`` does after the app's start-up), else ``starting``.
 - **State.** Every change is written to the spec's ``state`` file (JSON, replaced
@@ -204,6 +205,10 @@ class Supervisor:
             w.failures = 0
         w.failures += 1
         if w.failures >= self.policy.max_failures:
+            # Nobody will serve its backlog: closing it refuses new connections at once
+            # (the gateway answers 503) and the kernel sends them to the program's other
+            # workers, where there are any.
+            w.sock.close()
             w.state = "failed"
             self.say(f"{w.label} {how}; giving up after {w.failures} exits in a row "
                      f"(log: {w.program.log})")
