@@ -4,7 +4,9 @@ Each event's effect and its ``processed_events(consumer, event_id)`` row commit 
 transaction; the Kafka offset is committed only after that. A redelivered event (after
 a crash between the two commits, or a producer's republish) finds its row and is a
 no-op. Events that cannot be parsed, or whose handler keeps failing, go to a dead-letter
-topic instead of blocking the partition or being dropped.
+topic instead of blocking the partition or being dropped. A database that does not answer
+is not the event's fault: the event is left uncommitted and delivered again once the
+consumer resubscribes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from cloudevents.core.v1.event import CloudEvent
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from sqlalchemy import Column, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session, SQLModel
 
@@ -125,6 +127,7 @@ class EventConsumer:
         return applied
 
     def _apply(self, delivery: Delivery, event: CloudEvent, handler: Handler) -> bool:
+        outage: OperationalError | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
                 with self.sessions() as session, session.begin():
@@ -145,12 +148,20 @@ class EventConsumer:
                     if already_processed(session, self.name, event.get_id()):
                         return False  # a concurrent consumer applied it first
                 log.exception("consumer %s: integrity error on %s", self.name, event.get_id())
+                outage = None
+            except OperationalError as exc:
+                log.warning("consumer %s: database unreachable on %s (attempt %d/%d): %s",
+                            self.name, event.get_id(), attempt, self.max_attempts, exc)
+                outage = exc
             except Exception:
+                outage = None
                 log.exception(
                     "consumer %s: handler failed on %s (attempt %d/%d)",
                     self.name, event.get_id(), attempt, self.max_attempts,
                 )
             time.sleep(min(0.1 * 2**attempt, 2.0))
+        if outage is not None:
+            raise outage  # uncommitted: delivered again once the database answers
         self._dead_letter(delivery, f"handler failed {self.max_attempts} times")
         return False
 

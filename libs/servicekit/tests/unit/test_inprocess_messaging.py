@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from servicekit import cloudevent, outbox
@@ -58,6 +60,39 @@ def test_outbox_to_inbox_on_sqlite_applies_each_event_once(sqlite_kit_engine):
     with sqlite_kit_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM effects")).scalar_one() == 1
     assert relay.publish_pending() == 0
+
+
+def test_an_event_met_by_a_database_outage_waits_for_it_instead_of_dead_lettering(
+        sqlite_kit_engine):
+    bus = InProcessBus()
+    event = cloudevent.build(service="test", type_=TYPE, subject="a", data={}, time=NOW)
+    bus.publish([Envelope("test.events.v1", "a", cloudevent.encode(event))])
+    outage = {"failures_left": 2}
+
+    def record_when_the_database_answers(session: Session, event) -> None:
+        if outage["failures_left"]:
+            outage["failures_left"] -= 1
+            raise OperationalError("INSERT", {}, Exception("connection refused"))
+        record_effect(session, event)
+
+    consumer = EventConsumer(name="effects", bus=bus, topics=["test.events.v1"], group_id="g",
+                             sessions=session_factory(sqlite_kit_engine),
+                             handlers={TYPE: record_when_the_database_answers},
+                             dead_letter_topic="test.deadletter.v1", max_attempts=2)
+    consumer.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not effects(sqlite_kit_engine) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        consumer.stop()
+    assert effects(sqlite_kit_engine) == 1
+    assert bus.messages("test.deadletter.v1") == []
+
+
+def effects(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM effects")).scalar_one()
 
 
 def test_concurrent_sqlite_writers_queue_instead_of_failing(sqlite_kit_engine):
