@@ -262,3 +262,13 @@ def test_a_head_answer_keeps_the_length_of_the_get(client: TestClient) -> None:
     head = client.head("/grants/v1/calls")
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == get.headers["content-length"] != "0"
+
+
+def test_a_service_down_and_the_gateway_not_ready_are_one_problem_type(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    app = create_app(settings(tmp_path, grants_url=closed))
+    with TestClient(app) as client:
+        down, not_ready = client.get("/grants/v1/calls"), client.get("/ready")
+    assert (down.status_code, not_ready.status_code) == (503, 503)
+    assert down.json()["type"] == not_ready.json()["type"] == (
+        "https://most.gov.vn/problems/unavailable")

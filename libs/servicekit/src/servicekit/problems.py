@@ -162,8 +162,12 @@ def _public_path(request: Request) -> str:
     return path
 
 
+# One type for a 503, whatever is unavailable: a service, its database, its readiness.
+_KINDS = {503: "unavailable"}
+
+
 def _default_kind(status: int) -> str:
-    return _TITLES.get(status, "error").lower().replace(" ", "-")
+    return _KINDS.get(status) or _TITLES.get(status, "error").lower().replace(" ", "-")
 
 
 def _driver_message(exc: Exception) -> str:
