@@ -1,8 +1,8 @@
 """Forged and unacceptable bearer tokens, for the gateway's and the services' tests.
 
-:func:`forged_tokens` makes one token per attack against the dev key pair in
-``key_dir`` (``servicekit.devtokens``): every one must be refused with 401, at the edge
-and at each service. Two of them name what a test's revocation file must list:
+:func:`forged_token` makes the token of one of :data:`ATTACKS` against the dev key pair
+in ``key_dir`` (``servicekit.devtokens``): every one must be refused with 401, at the
+edge and at each service. Two of them name what a test's revocation file must list:
 :data:`REVOKED_JTI` and :data:`REVOKED_SUB` (:func:`revocation_file` writes it).
 """
 
@@ -139,10 +139,6 @@ _BUILDERS: dict[str, Callable[[Path], str]] = {
 ATTACKS: tuple[str, ...] = tuple(_BUILDERS)
 
 
-def forged_tokens(key_dir: Path) -> dict[str, str]:
-    """``{attack: token}`` for every one of :data:`ATTACKS`; each must be refused (401)."""
-    return {name: build(key_dir) for name, build in _BUILDERS.items()}
-
-
 def forged_token(key_dir: Path, attack: str) -> str:
+    """The token of ``attack`` (one of :data:`ATTACKS`); it must be refused (401)."""
     return _BUILDERS[attack](key_dir)
