@@ -82,8 +82,9 @@ class GatewayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     def _build_proxy_stack(self) -> ASGIApp:
-        """The proxies behind what FastAPI's own stack puts around its routes: errors as
-        problems (500 and the registered handlers), the body limit, the edge."""
+        """The proxies behind what FastAPI's own stack puts around its routes, in its
+        order: errors as problems (500 and the registered handlers), the edge (so a 413
+        carries its request id too), the body limit."""
         handlers = dict(self.exception_handlers)
         error_handler = handlers.pop(Exception, None) or handlers.pop(500, None)
 
@@ -91,8 +92,8 @@ class GatewayApp(FastAPI):
             await scope[_PROXY](scope, receive, send)
 
         stack: ASGIApp = ExceptionMiddleware(to_proxy, handlers=handlers)
-        stack = Edge(stack, **self._proxy_edge)  # type: ignore[arg-type]
         stack = BodyLimit(stack, max_bytes=self._proxy_body_limit)
+        stack = Edge(stack, **self._proxy_edge)  # type: ignore[arg-type]
         self._proxy_stack = ServerErrorMiddleware(stack, handler=error_handler)
         return self._proxy_stack
 

@@ -133,8 +133,9 @@ def test_a_body_over_the_limit_is_413_and_never_reaches_the_service(
     content = (body[i:i + 8192] for i in range(0, len(body), 8192)) if chunked else body
     with running() as service, gateway(tmp_path, service.url, max_body_bytes=65_536) as client:
         response = client.post("/grants/v1/calls", content=content,
-                               headers={**bearer("program_manager"),
+                               headers={**bearer("program_manager"), "x-request-id": "r-413",
                                         "content-type": "application/json"})
     assert response.status_code == 413, response.text
     assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "r-413"  # as on every answer
     assert service.received == []
