@@ -52,10 +52,10 @@ class SectorRead(BaseModel):
 
 
 class SectorList(BaseModel):
-    """A list as every list is shaped: the profiles in force fit on one page."""
+    """A list as every list is shaped and paged (all the profiles fit on the default page)."""
 
     items: list[SectorRead]
-    next_cursor: None = Field(default=None, description="Always null: one page")
+    next_cursor: str | None = None
 
 
 # --- applications --------------------------------------------------------------------------

@@ -70,3 +70,19 @@ def test_a_malformed_profiles_file_stops_the_service_from_starting(tmp_path: Pat
     path.write_text(json.dumps({"sectors": {"fintech": {"supervising_agency": "SBV"}}}))
     with pytest.raises(ValueError, match="max_initial_months"):
         app_client(tmp_path, sectors_file=path)
+
+
+def test_the_sectors_are_paged_as_every_list(client: TestClient) -> None:
+    pages, cursor = [], None
+    while True:
+        page = client.get("/v1/sectors", params={"limit": 3, **({"cursor": cursor} if cursor
+                                                                 else {})}).json()
+        pages.append([s["sector"] for s in page["items"]])
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert pages == [["fintech", "telecom", "ai"], ["health", "energy", "transport"],
+                     ["other"]]
+    for bad in ({"limit": 0}, {"cursor": "!!"}):
+        refused = client.get("/v1/sectors", params=bad)
+        assert refused.status_code == 422, bad
+        assert refused.headers["content-type"] == "application/problem+json"
