@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from gateway.access import AccessFormatter
 from gateway.app import create_app
@@ -88,6 +89,9 @@ def test_the_callers_trace_runs_through_the_gateway_into_the_service_and_its_eve
     gateway_span = by_id[format(service_span.parent.span_id, "016x")]  # ...under the gateway's
     assert gateway_span.name == "POST /grants/v1/calls/{call_id}/open"
     assert gateway_span.attributes["http.route"] == "/grants/v1/calls/{call_id}/open"
+    assert (gateway_span.kind, gateway_span.attributes["http.request.method"],
+            gateway_span.attributes["http.response.status_code"]) == (SpanKind.SERVER,
+                                                                      "POST", 200)
     assert format(gateway_span.parent.span_id, "016x") == CALLER_SPAN
     assert {format(s.context.trace_id, "032x") for s in (gateway_span, service_span)} == {
         TRACE_ID}
