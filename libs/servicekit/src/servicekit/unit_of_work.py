@@ -296,8 +296,7 @@ NowDep = Annotated[datetime, Depends(get_now)]
 
 async def get_today(request: Request) -> date:
     """Today in the service's business time zone (Vietnam's by default)."""
-    kit = request.app.state.kit
-    return business_date(kit.clock.now(), kit.settings.business_timezone)
+    return request.app.state.kit.today()
 
 
 TodayDep = Annotated[date, Depends(get_today)]
