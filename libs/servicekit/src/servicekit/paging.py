@@ -7,12 +7,16 @@ import json
 import operator
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Query
 
 from servicekit.problems import Invalid
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+# A list's ``?limit=``: 1 to MAX_LIMIT items a page (default DEFAULT_LIMIT where declared).
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 _POSITION = re.compile(r"[0-9]{1,18}")

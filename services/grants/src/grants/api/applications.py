@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from grants import access, events, handlers
 from grants.api.calls import visible_call
-from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager
+from grants.api.deps import ProgramManager
 from grants.domain.applications import (
     REVIEWABLE,
     Application,
@@ -59,7 +59,7 @@ from servicekit.audit import HistoryEntry, HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
 from servicekit.decisions import grants_register
-from servicekit.paging import keyset_page
+from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
 from servicekit.problems import Forbidden, NotFound
 from servicekit.unit_of_work import SessionDep, UnitOfWorkDep
 
@@ -289,7 +289,7 @@ def review_read(r: ReviewRow) -> ReviewRead:
             summary="Reviews: all to the agency, auditors and admins; a reviewer sees only "
                     "their own until the decision")
 def read_reviews(application_id: str, session: SessionDep, user: CurrentPrincipal,
-                 limit: Limit = DEFAULT_PAGE, cursor: str | None = None):
+                 limit: Limit = DEFAULT_LIMIT, cursor: str | None = None):
     row, app = visible(session, application_id, user)
     stmt = select(ReviewRow).where(ReviewRow.application_id == app.id)
     sees = access.reviews_seen_by(user, app)
@@ -435,7 +435,7 @@ def read_applications(
     needs_reviewers: Annotated[bool | None, Query(description=(
         "true: submitted applications of calls reviewed by assignment (not cancelled) with "
         "fewer reviewers assigned than the reviews they need; false: the others"))] = None,
-    limit: Limit = DEFAULT_PAGE, cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
 ) -> ApplicationPage:
     return _page(session, user, call_id=call_id, status=status.value if status else None,
                  institution_id=institution_id, limit=limit, cursor=cursor,
@@ -448,7 +448,7 @@ def read_call_applications(
     call_id: str, session: SessionDep,
     user: Annotated[Principal, Depends(require_roles("program_manager", "reviewer", "auditor",
                                                      "admin"))],
-    status: ApplicationStatus | None = None, limit: Limit = DEFAULT_PAGE,
+    status: ApplicationStatus | None = None, limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> ApplicationPage:
     visible_call(get_call_row(session, call_id), user, call_id)  # drafts: their agency's

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from grants import access, events
 from grants.api.applications import call_of, visible
-from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager
+from grants.api.deps import ProgramManager
 from grants.domain.assignments import OPEN, Assignment, AssignmentStatus
 from grants.models import AssignmentRow
 from grants.repository import (
@@ -33,7 +33,7 @@ from grants.schemas import (
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import Principal, require_roles
 from servicekit.clock import as_utc
-from servicekit.paging import keyset_page
+from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
 from servicekit.problems import Forbidden, NotFound
 from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWork, UnitOfWorkDep
 
@@ -105,7 +105,7 @@ def assign_reviewer(application_id: str, body: AssignmentCreate, user: ProgramMa
                     "assignments, or all (auditor): what is due and what is overdue")
 def read_assignments(session: SessionDep, user: QueueReader, today: TodayDep,
                      status: AssignmentStatus | None = None, overdue: bool | None = None,
-                     application_id: str | None = None, limit: Limit = DEFAULT_PAGE,
+                     application_id: str | None = None, limit: Limit = DEFAULT_LIMIT,
                      cursor: str | None = None) -> AssignmentPage:
     stmt = access.scope_assignments(user, select(AssignmentRow))
     if status is not None:

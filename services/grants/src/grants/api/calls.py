@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from sqlalchemy import func, select
 
 from grants import access, events, handlers
-from grants.api.deps import DEFAULT_PAGE, CallHistoryReader, Limit, ProgramManager
+from grants.api.deps import CallHistoryReader, ProgramManager
 from grants.domain.applications import ApplicationStatus
 from grants.domain.calls import Call, CallStatus, ReviewTier
 from grants.models import ApplicationRow, CallRow
@@ -18,7 +18,7 @@ from grants.schemas import CallCreate, CallPage, CallRead, Reason, ReviewTierOut
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import OptionalPrincipal, Principal
 from servicekit.clock import as_utc
-from servicekit.paging import keyset_page
+from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
 from servicekit.problems import Forbidden, NotFound
 from servicekit.unit_of_work import NowDep, SessionDep, UnitOfWorkDep
 
@@ -142,7 +142,7 @@ def read_calls(
     now: NowDep,
     status: CallStatus | None = None,
     agency_id: str | None = None,
-    limit: Limit = DEFAULT_PAGE,
+    limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> CallPage:
     stmt = access.scope_calls(principal, select(CallRow))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from grants import access, handlers
-from grants.api.deps import DEFAULT_PAGE, Limit, ProgramManager, RepositoryDep
+from grants.api.deps import ProgramManager, RepositoryDep
 from grants.domain.grants import (
     Author,
     Grant,
@@ -40,7 +40,7 @@ from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
 from servicekit.hotpath.reads import ReadsDep
-from servicekit.paging import keyset_page
+from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
 from servicekit.problems import NotFound
 from servicekit.responses import OrjsonResponse, model_response
 from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWork, UnitOfWorkDep
@@ -172,7 +172,7 @@ def result_read(r: ResultRow, institution_id: str) -> ResultRead:
 @router.get("/grants/{grant_id}/results", response_model=ResultPage,
             summary="The grant's registered results")
 def read_results(grant_id: str, session: SessionDep, user: CurrentPrincipal,
-                 limit: Limit = DEFAULT_PAGE, cursor: str | None = None):
+                 limit: Limit = DEFAULT_LIMIT, cursor: str | None = None):
     grant = handlers.visible_grant(SqlRepository(session), user, grant_id)
     rows, next_cursor = keyset_page(
         session, select(ResultRow).where(ResultRow.grant_id == grant.id),
@@ -235,7 +235,7 @@ def _grants_page(session: Session, user: Principal, today: date, *, status: str 
 def read_grants(session: SessionDep, user: GrantReader, today: TodayDep,
                 status: GrantStatus | None = None, call_id: str | None = None,
                 institution_id: str | None = None, agency_id: str | None = None,
-                limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> GrantPage:
+                limit: Limit = DEFAULT_LIMIT, cursor: str | None = None) -> GrantPage:
     return _grants_page(session, user, today, status=status.value if status else None,
                         call_id=call_id, institution_id=institution_id, agency_id=agency_id,
                         limit=limit, cursor=cursor)
@@ -247,7 +247,7 @@ def read_institution_grants(
     institution_id: str, session: SessionDep, today: TodayDep,
     user: Annotated[Principal, Depends(require_roles("institution", "program_manager",
                                                      "reviewer", "auditor", "admin"))],
-    status: GrantStatus | None = None, limit: Limit = DEFAULT_PAGE, cursor: str | None = None,
+    status: GrantStatus | None = None, limit: Limit = DEFAULT_LIMIT, cursor: str | None = None,
 ) -> GrantPage:
     if not access.may_list_institution_grants(user, institution_id):
         raise NotFound(f"institution {institution_id} not found")

@@ -6,11 +6,12 @@ from fastapi import APIRouter
 
 from ipshare import handlers
 from ipshare.api.assets import Institution, agreement_read
-from ipshare.api.deps import Limit, RepositoryDep
+from ipshare.api.deps import RepositoryDep
 from ipshare.repository import SqlRepository
 from ipshare.schemas import AgreementRead, Reason
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal
+from servicekit.paging import Limit
 from servicekit.unit_of_work import SessionDep, UnitOfWorkDep
 
 router = APIRouter(prefix="/v1/agreements", tags=["agreements"])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import or_, select
 
 from ipshare import access, handlers
-from ipshare.api.deps import DEFAULT_PAGE, Limit, RepositoryDep
+from ipshare.api.deps import RepositoryDep
 from ipshare.domain.assets import Agreement, AgreementStatus, Asset, Author
 from ipshare.models import AgreementRow, AssetRow, AuthorRow
 from ipshare.repository import SqlRepository
@@ -22,7 +22,7 @@ from ipshare.schemas import (
 )
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
-from servicekit.paging import keyset_page
+from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
 from servicekit.problems import Forbidden
 from servicekit.unit_of_work import SessionDep, UnitOfWorkDep
 
@@ -64,7 +64,7 @@ def create_asset(body: AssetCreate, user: Institution, uow: UnitOfWorkDep,
                     "finance and auditors")
 def read_assets(session: SessionDep, user: AssetReader,
                 institution_id: str | None = None, source_grant_id: str | None = None,
-                limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> AssetPage:
+                limit: Limit = DEFAULT_LIMIT, cursor: str | None = None) -> AssetPage:
     repo = SqlRepository(session)
     stmt = select(AssetRow)
     if not user.has(*access.ALL_SEEING):
@@ -115,7 +115,7 @@ def create_agreement(asset_id: str, body: AgreementCreate, user: Institution,
 @router.get("/assets/{asset_id}/agreements", response_model=AgreementPage,
             summary="An asset's agreements")
 def read_agreements(asset_id: str, session: SessionDep, user: CurrentPrincipal,
-                    status: AgreementStatus | None = None, limit: Limit = DEFAULT_PAGE,
+                    status: AgreementStatus | None = None, limit: Limit = DEFAULT_LIMIT,
                     cursor: str | None = None) -> AgreementPage:
     repo = SqlRepository(session)
     asset = handlers.visible_asset(repo, user, asset_id)

@@ -1,17 +1,13 @@
-"""Dependencies shared by the ipshare routers: paging and a command's repository."""
+"""Dependencies shared by the ipshare routers: a command's repository."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends
 
 from ipshare.repository import SqlRepository
-from servicekit.paging import DEFAULT_LIMIT, MAX_LIMIT
 from servicekit.unit_of_work import UnitOfWorkDep
-
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-DEFAULT_PAGE = DEFAULT_LIMIT
 
 
 def get_repository(uow: UnitOfWorkDep) -> SqlRepository:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from sqlmodel import select
 
 from ipshare import access, handlers, repository
-from ipshare.api.deps import DEFAULT_PAGE, Limit, RepositoryDep
+from ipshare.api.deps import RepositoryDep
 from ipshare.domain.distributions import Distribution, DistributionStatus
 from ipshare.models import DistributionRow
 from ipshare.repository import SqlRepository
@@ -17,7 +17,7 @@ from ipshare.schemas import DistributionPage, DistributionRead, Reason
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.hotpath.reads import ReadsDep
-from servicekit.paging import keyset_page
+from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
 from servicekit.problems import NotFound
 from servicekit.responses import model_response
 from servicekit.unit_of_work import SessionDep, UnitOfWorkDep
@@ -73,7 +73,7 @@ def read_distribution_history(distribution_id: str, session: SessionDep,
 @router.get("/agreements/{agreement_id}/distributions", response_model=DistributionPage,
             summary="An agreement's distributions")
 def read_distributions(agreement_id: str, session: SessionDep, user: CurrentPrincipal,
-                       status: DistributionStatus | None = None, limit: Limit = DEFAULT_PAGE,
+                       status: DistributionStatus | None = None, limit: Limit = DEFAULT_LIMIT,
                        cursor: str | None = None) -> DistributionPage:
     repo = SqlRepository(session)
     agreement = repo.agreement(agreement_id)

@@ -7,11 +7,12 @@ from fastapi import APIRouter
 
 from ipshare import access, handlers
 from ipshare.api.assets import Institution
-from ipshare.api.deps import Limit, RepositoryDep
+from ipshare.api.deps import RepositoryDep
 from ipshare.repository import SqlRepository
 from ipshare.schemas import PolicyRead, PolicyUpdate
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import CurrentPrincipal, Principal
+from servicekit.paging import Limit
 from servicekit.problems import NotFound
 from servicekit.unit_of_work import SessionDep, UnitOfWorkDep
 

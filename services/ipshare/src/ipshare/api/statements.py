@@ -10,13 +10,12 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, or_, select
 
 from ipshare import access
-from ipshare.api.deps import Limit
 from ipshare.models import LedgerEntryRow
 from ipshare.schemas import AccountBalance, Statement, StatementItem, TrialBalance
 from servicekit.auth import CurrentPrincipal, Principal, require_roles
 from servicekit.clock import as_utc
 from servicekit.inputs import CalendarDate, UtcTime
-from servicekit.paging import position_cursor
+from servicekit.paging import Limit, position_cursor
 from servicekit.problems import Invalid, NotFound
 from servicekit.unit_of_work import SessionDep
 

@@ -11,9 +11,7 @@ from sqlmodel import Session
 
 from sandbox import access, handlers
 from sandbox.api.deps import (
-    DEFAULT_PAGE,
     Applicant,
-    Limit,
     Ministry,
     ProfilesDep,
     Reader,
@@ -52,7 +50,7 @@ from sandbox.schemas import Exemption as ExemptionOut
 from servicekit.audit import HistoryEntry, HistoryPage, history
 from servicekit.auth import Principal
 from servicekit.clock import as_utc
-from servicekit.paging import keyset_page
+from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
 from servicekit.problems import NotFound
 from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWorkDep
 
@@ -249,7 +247,7 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
                     "(except their own organisation's), drafts too for auditors and admins")
 def read_applications(session: SessionDep, user: Reader, today: TodayDep,
                       profiles: ProfilesDep, status: ApplicationStatus | None = None,
-                      sector: SectorQuery = None, limit: Limit = DEFAULT_PAGE,
+                      sector: SectorQuery = None, limit: Limit = DEFAULT_LIMIT,
                       cursor: str | None = None) -> ApplicationPage:
     sector_filter(profiles, sector)
     stmt = access.scope_applications(user, select(ApplicationRow))
@@ -275,7 +273,7 @@ def read_application(application_id: str, session: SessionDep, user: Reader,
 @router.get("/applications/{application_id}/assessments", response_model=AssessmentPage,
             summary="The assessments, every submission's (ministry roles)")
 def read_assessments(application_id: str, session: SessionDep, user: Ministry,
-                     limit: Limit = DEFAULT_PAGE, cursor: str | None = None
+                     limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
                      ) -> AssessmentPage:
     visible_row(session, application_id, user)
     stmt = select(AssessmentRow).where(AssessmentRow.application_id == application_id)

@@ -12,7 +12,6 @@ from sandbox.domain.errors import InvalidInput
 from sandbox.domain.sectors import SectorProfile, SectorProfiles
 from sandbox.repository import SqlRepository
 from servicekit.auth import Principal, require_roles
-from servicekit.paging import DEFAULT_LIMIT, MAX_LIMIT
 from servicekit.problems import Invalid
 from servicekit.unit_of_work import UnitOfWorkDep
 
@@ -21,9 +20,6 @@ Reviewer = Annotated[Principal, Depends(require_roles("reviewer"))]
 Ministry = Annotated[Principal, Depends(require_roles(*MINISTRY))]
 # The firm (its own) and the ministry roles.
 Reader = Annotated[Principal, Depends(require_roles("sandbox_applicant", *MINISTRY))]
-
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-DEFAULT_PAGE = DEFAULT_LIMIT
 
 
 def get_profiles(request: Request) -> SectorProfiles:

@@ -15,14 +15,7 @@ from sqlmodel import Session
 
 from sandbox import access
 from sandbox.api.applications import scope_read
-from sandbox.api.deps import (
-    DEFAULT_PAGE,
-    Limit,
-    ProfilesDep,
-    Reader,
-    SectorQuery,
-    sector_filter,
-)
+from sandbox.api.deps import ProfilesDep, Reader, SectorQuery, sector_filter
 from sandbox.domain.pilots import PilotStatus
 from sandbox.models import DecisionRow, ExitRow, IncidentRow, PilotRow, ReportRow
 from sandbox.schemas import (
@@ -40,7 +33,7 @@ from sandbox.schemas import (
 from servicekit.audit import HistoryPage, history
 from servicekit.auth import Principal
 from servicekit.clock import as_utc
-from servicekit.paging import keyset_page
+from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
 from servicekit.problems import NotFound
 from servicekit.unit_of_work import SessionDep
 
@@ -150,7 +143,7 @@ def read_pilot(pilot_id: str, session: SessionDep, user: Reader) -> PilotDetail:
                     "next_report_due_on and report_overdue")
 def read_pilots(session: SessionDep, user: Reader, profiles: ProfilesDep,
                 status: PilotStatus | None = None, sector: SectorQuery = None,
-                limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> PilotPage:
+                limit: Limit = DEFAULT_LIMIT, cursor: str | None = None) -> PilotPage:
     sector_filter(profiles, sector)
     stmt = access.scope_pilots(user, select(PilotRow))
     if status is not None:
@@ -176,7 +169,7 @@ def read_pilot_history(pilot_id: str, session: SessionDep, user: Reader,
             summary="The pilot's periodic reports, newest filed first, with their breaches "
                     "(its firm, ministry roles)")
 def read_pilot_reports(pilot_id: str, session: SessionDep, user: Reader,
-                       limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> ReportPage:
+                       limit: Limit = DEFAULT_LIMIT, cursor: str | None = None) -> ReportPage:
     visible_pilot(session, pilot_id, user)
     stmt = select(ReportRow).where(ReportRow.pilot_id == pilot_id)
     rows, next_cursor = keyset_page(session, stmt, ReportRow.filed_at, ReportRow.id,
@@ -188,7 +181,7 @@ def read_pilot_reports(pilot_id: str, session: SessionDep, user: Reader,
             summary="The pilot's incidents, newest reported first, with whether each was "
                     "reported within the sector's deadline (its firm, ministry roles)")
 def read_pilot_incidents(pilot_id: str, session: SessionDep, user: Reader,
-                         limit: Limit = DEFAULT_PAGE, cursor: str | None = None
+                         limit: Limit = DEFAULT_LIMIT, cursor: str | None = None
                          ) -> IncidentPage:
     visible_pilot(session, pilot_id, user)
     stmt = select(IncidentRow).where(IncidentRow.pilot_id == pilot_id)

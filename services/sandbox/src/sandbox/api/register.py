@@ -20,12 +20,12 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 
 from sandbox.api.applications import scope_read
-from sandbox.api.deps import DEFAULT_PAGE, Limit, ProfilesDep, SectorQuery, sector_filter
+from sandbox.api.deps import ProfilesDep, SectorQuery, sector_filter
 from sandbox.api.pilots import decisions_of
 from sandbox.domain.pilots import PilotStatus
 from sandbox.models import PilotRow
 from sandbox.schemas import DecisionRead, RegisterEntry, RegisterPage
-from servicekit.paging import keyset_page
+from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
 from servicekit.problems import NotFound
 from servicekit.unit_of_work import SessionDep
 
@@ -64,7 +64,7 @@ def cacheable(request: Request, body: RegisterPage | RegisterEntry) -> Response:
             responses={304: {"description": "Not modified (If-None-Match)"}})
 def read_register(request: Request, session: SessionDep, profiles: ProfilesDep,
                   sector: SectorQuery = None, status: PilotStatus | None = None,
-                  limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> Response:
+                  limit: Limit = DEFAULT_LIMIT, cursor: str | None = None) -> Response:
     sector_filter(profiles, sector)
     stmt = select(PilotRow)
     if sector is not None:
