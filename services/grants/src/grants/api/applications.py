@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from grants import access, events, handlers
 from grants.api.calls import visible_call
-from grants.api.deps import ProgramManager
+from grants.api.deps import Institution, ProgramManager, Researcher, Reviewer
 from grants.domain.applications import (
     REVIEWABLE,
     Application,
@@ -66,9 +66,6 @@ from servicekit.unit_of_work import SessionDep, UnitOfWorkDep
 router = APIRouter(prefix="/v1", tags=["applications"])
 
 AGGREGATE = "application"
-Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
-Reviewer = Annotated[Principal, Depends(require_roles("reviewer"))]
-Institution = Annotated[Principal, Depends(require_roles("institution"))]
 # Whoever may ever see an application: its team, its institution, the ministry roles.
 ApplicationReader = Annotated[Principal, Depends(require_roles(
     "researcher", "institution", "program_manager", "reviewer", "auditor", "admin"))]

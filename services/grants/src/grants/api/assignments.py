@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from grants import access, events
 from grants.api.applications import call_of, visible
-from grants.api.deps import ProgramManager
+from grants.api.deps import ProgramManager, Reviewer
 from grants.domain.assignments import OPEN, Assignment, AssignmentStatus
 from grants.models import AssignmentRow
 from grants.repository import (
@@ -40,7 +40,6 @@ from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWork, UnitOfWork
 router = APIRouter(prefix="/v1", tags=["assignments"])
 
 AGGREGATE = "assignment"
-Reviewer = Annotated[Principal, Depends(require_roles("reviewer"))]
 # The contract's readers of the queue: a reviewer (their own), a programme manager (their
 # agency's), an auditor (all).
 QueueReader = Annotated[Principal, Depends(require_roles("reviewer", "program_manager",

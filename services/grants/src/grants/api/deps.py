@@ -11,6 +11,9 @@ from servicekit.auth import Principal, require_roles
 from servicekit.unit_of_work import UnitOfWorkDep
 
 ProgramManager = Annotated[Principal, Depends(require_roles("program_manager"))]
+Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
+Reviewer = Annotated[Principal, Depends(require_roles("reviewer"))]
+Institution = Annotated[Principal, Depends(require_roles("institution"))]
 CallHistoryReader = Annotated[
     Principal, Depends(require_roles("program_manager", "auditor", "admin"))
 ]

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from grants import access, handlers
-from grants.api.deps import ProgramManager, RepositoryDep
+from grants.api.deps import ProgramManager, RepositoryDep, Researcher
 from grants.domain.grants import (
     Author,
     Grant,
@@ -48,7 +48,6 @@ from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWork, UnitOfWork
 router = APIRouter(prefix="/v1", tags=["grants"])
 
 AGGREGATE = "grant"
-Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
 # Whoever may ever see a grant: its team, its institution, the ministry roles, finance.
 GrantReader = Annotated[Principal, Depends(require_roles(
     "researcher", "institution", "program_manager", "reviewer", "auditor", "admin",
@@ -231,7 +230,8 @@ def _grants_page(session: Session, user: Principal, today: date, *, status: str 
 
 @router.get("/grants", response_model=GrantPage,
             summary="Grants you may see (a researcher's, an institution's, an agency's; "
-                    "all for reviewers, finance, auditors, admins), by status and call")
+                    "all for reviewers, auditors, admins; none for finance, which reads "
+                    "each grant by its id), by status and call")
 def read_grants(session: SessionDep, user: GrantReader, today: TodayDep,
                 status: GrantStatus | None = None, call_id: str | None = None,
                 institution_id: str | None = None, agency_id: str | None = None,
