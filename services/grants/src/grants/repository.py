@@ -85,7 +85,14 @@ def _row_by_id(session: Session, model: type[RowT], row_id: str,
     return session.execute(stmt).scalar_one_or_none()
 
 
-def get_call_row(session: Session, call_id: str, *, for_update: bool = False) -> CallRow | None:
+def get_call_row(session: Session, call_id: str, *, for_update: bool = False,
+                 for_share: bool = False) -> CallRow | None:
+    """The call; ``for_share``: locked against its own commands (close, cancel, a
+    decision's budget) until the transaction ends, as a command on one of its
+    applications that relies on the call's state needs it."""
+    if for_share and not for_update:
+        stmt = select(CallRow).where(CallRow.id == call_id).with_for_update(read=True)
+        return session.execute(stmt).scalar_one_or_none()
     return _row_by_id(session, CallRow, call_id, for_update)
 
 

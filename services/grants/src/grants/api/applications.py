@@ -108,8 +108,10 @@ def to_read(row: ApplicationRow, app: Application, call: Call,
     )
 
 
-def call_of(session: Session, app: Application, *, for_update: bool = False) -> Call:
-    return call_from_row(get_call_row(session, app.call_id, for_update=for_update))
+def call_of(session: Session, app: Application, *, for_share: bool = False) -> Call:
+    """The application's call; ``for_share``: for a command that relies on the call's
+    state (open, not cancelled), which then cannot change before the command commits."""
+    return call_from_row(get_call_row(session, app.call_id, for_share=for_share))
 
 
 def viewed(session: Session, application_id: str, p: Principal, *,
@@ -232,7 +234,7 @@ def withdraw_application(application_id: str, body: Reason, user: Researcher,
              summary="Submit a draft while the call is open")
 def submit_application(application_id: str, user: Researcher, uow: UnitOfWorkDep):
     row, app = owned(uow.session, application_id, user, "submits")
-    call = call_of(uow.session, app)
+    call = call_of(uow.session, app, for_share=True)
     app.submit(call, uow.now)
     save_application(row, app, now=uow.now)
     uow.record(AGGREGATE, app.id, "submit", from_status="draft", to_status=app.status.value)
@@ -249,7 +251,7 @@ def create_review(application_id: str, body: ReviewCreate, user: Reviewer,
         raise NotFound(f"application {application_id} not found")
     row, app = loaded
     before = app.status.value
-    call = call_of(uow.session, app)
+    call = call_of(uow.session, app, for_share=True)
     assigned = None
     if call.assigned_review:
         # Only an assignee reviews; to any other reviewer the application does not exist.

@@ -87,7 +87,8 @@ def assign_reviewer(application_id: str, body: AssignmentCreate, user: ProgramMa
                         "applications")
     earlier = [a for _, a in assignments_of(uow.session, [app.id])]
     assignment = Assignment.assign(
-        id=str(uuid.uuid4()), application=app, call=call_of(uow.session, app),
+        id=str(uuid.uuid4()), application=app,
+        call=call_of(uow.session, app, for_share=True),
         reviewer_id=body.reviewer_id, reviewer_org=body.reviewer_org, name=body.name,
         due_on=body.due_on, assigned_by=user.sub, earlier=earlier, today=uow.today,
         now=uow.now)
