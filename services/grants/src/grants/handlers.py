@@ -1,9 +1,11 @@
-"""The grant commands: load, call the domain, save, audit and stage the events.
+"""The grant commands, and the release of reviewer assignments the applications and
+calls routers share: load, call the domain, save, audit and stage the events.
 
 The routes call these; each runs inside the request's unit of work
-(``servicekit.unit_of_work.AbstractUnitOfWork``), which the route commits with its
-answer. A handler never commits, and raises before writing anything when a rule refuses
-the command. The unit tests run them on an in-memory unit of work and repository.
+(``servicekit.unit_of_work.AbstractUnitOfWork``; :func:`release_open` needs its
+session), which the route commits with its answer. A handler never commits, and raises
+before writing anything when a rule refuses the command. The unit tests run the grant
+commands on an in-memory unit of work and repository.
 """
 
 from __future__ import annotations
