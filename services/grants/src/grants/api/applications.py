@@ -160,7 +160,7 @@ def create_application(body: ApplicationCreate, user: Researcher, uow: UnitOfWor
         team=_team(body), milestones=_milestones(body), today=uow.today,
     )
     row = add_application(uow.session, app, call, now=uow.now)
-    uow.record(AGGREGATE, app.id, "draft", to_status=app.status.value)
+    uow.record(AGGREGATE, app.id, "draft", to_status=app.status.value, new=True)
     return uow.commit(to_read(row, app, call, 0), status_code=201)
 
 
@@ -341,7 +341,7 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
     if grant is not None:
         uow.session.flush()
         add_grant(uow.session, grant, now=uow.now)
-        uow.record("grant", grant.id, "award", to_status=grant.status.value,
+        uow.record("grant", grant.id, "award", to_status=grant.status.value, new=True,
                    data={"awarded_vnd": grant.awarded_vnd, "application_id": app.id,
                          "decision_no": app.decision.decision_no})
         uow.record("call", call.id, "commit_budget", from_status=call.status.value,

@@ -94,6 +94,7 @@ def assign_reviewer(application_id: str, body: AssignmentCreate, user: ProgramMa
         now=uow.now)
     row = add_assignment(uow.session, assignment, now=uow.now)
     uow.record(AGGREGATE, assignment.id, "assign", to_status=assignment.status.value,
+               new=True,
                data={"application_id": app.id, "reviewer_id": assignment.reviewer_id,
                      "reviewer_org": assignment.reviewer_org, "due_on": assignment.due_on})
     events.publish(uow, assignment.events)

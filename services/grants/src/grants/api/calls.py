@@ -75,7 +75,7 @@ def drafted(call_id: str, agency_id: str, body: CallCreate) -> Call:
 def create_call(body: CallCreate, user: ProgramManager, uow: UnitOfWorkDep):
     call = drafted(str(uuid.uuid4()), user.org, body)
     row = add_call(uow.session, call, created_by=user.sub, now=uow.now)
-    uow.record(AGGREGATE, call.id, "draft", to_status=call.status.value)
+    uow.record(AGGREGATE, call.id, "draft", to_status=call.status.value, new=True)
     return uow.commit(to_read(row, uow.now), status_code=201)
 
 
