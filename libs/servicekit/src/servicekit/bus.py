@@ -79,6 +79,9 @@ class KafkaBus:
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
         self._lock = threading.Lock()
+        # Readiness has a lock of its own: building a producer against a broker that does
+        # not answer holds ``_lock`` for up to ``max_block_ms``, longer than a probe waits.
+        self._admin_lock = threading.Lock()
 
     @property
     def producer(self) -> KafkaProducer:
@@ -152,7 +155,7 @@ class KafkaBus:
         """A real metadata round trip (``bootstrap_connected`` is only true while the
         client is first connecting); raises when the broker does not answer within
         1.5 s (well within the gateway's probe of a service's ``/ready``)."""
-        with self._lock:
+        with self._admin_lock:
             if self._admin is None:
                 self._admin = KafkaAdminClient(
                     bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-ready",
@@ -164,6 +167,7 @@ class KafkaBus:
     def close(self) -> None:
         with self._lock:
             producer, self._producer = self._producer, None
+        with self._admin_lock:
             admin, self._admin = self._admin, None
         if producer is not None:
             try:
