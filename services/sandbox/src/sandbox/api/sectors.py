@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sandbox.api.deps import DEFAULT_PAGE, Limit, ProfilesDep, SectorQuery, sector_filter
+from sandbox.api.deps import ProfilesDep, SectorQuery, sector_filter
 from sandbox.domain.sectors import SectorProfile
 from sandbox.schemas import SectorList, SectorRead
 from servicekit.decisions import sandbox_register
-from servicekit.paging import position_cursor
+from servicekit.paging import DEFAULT_LIMIT, Limit, position_cursor
 
 router = APIRouter(prefix="/v1", tags=["sectors"])
 
@@ -31,7 +31,7 @@ def sector_read(p: SectorProfile) -> SectorRead:
             summary="The sector profiles in force (public): durations, extensions, report "
                     "frequency, deadlines, exemptible provisions, supervising agency")
 def read_sectors(profiles: ProfilesDep, sector: SectorQuery = None,
-                 limit: Limit = DEFAULT_PAGE, cursor: str | None = None) -> SectorList:
+                 limit: Limit = DEFAULT_LIMIT, cursor: str | None = None) -> SectorList:
     """In the file's order; the cursor is the position of the next page's first profile."""
     one = sector_filter(profiles, sector)
     chosen = [one] if one else list(profiles)
