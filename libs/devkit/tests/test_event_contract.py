@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from kafka import KafkaProducer
 
-from devkit.testing import EventContract
+from devkit.testing import EventContract, distinct
 from servicekit import cloudevent
 
 pytestmark = pytest.mark.kafka
@@ -101,3 +101,11 @@ def test_written_fails_on_a_dead_letter(kafka_server, topics):
     send(dead, "d-1", b"not json")
     with pytest.raises(AssertionError, match="dead letters"):
         contract.written(kafka_server.bootstrap, at_least=1, quiet=1.0)
+
+
+def test_a_republished_event_counts_once_and_two_ids_for_one_effect_count_twice():
+    event = json.loads(income_event(str(uuid.uuid4())))
+    other = json.loads(income_event(event["subject"]))  # the same effect under a new id
+    assert distinct([event, dict(event), other]) == [event, other]
+    with pytest.raises(AssertionError, match="share the id"):
+        distinct([event, {**event, "data": {**event["data"], "gross_vnd": 1}}])

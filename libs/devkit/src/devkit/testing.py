@@ -448,6 +448,18 @@ def read_between(bootstrap: str, before: dict[Any, int], after: dict[Any, int],
         consumer.close()
 
 
+def distinct(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` once per event id, in order. Delivery is at least once: a relay that
+    dies between the broker's ack and marking its row sent publishes the row again,
+    the same event with the same id, which consumers skip. A repeated id must be that
+    same event; an effect published twice under two ids is not hidden here."""
+    first: dict[str, dict[str, Any]] = {}
+    for event in events:
+        seen = first.setdefault(event["id"], event)
+        assert seen == event, f"two different events share the id {event['id']}"
+    return list(first.values())
+
+
 class EventContract:
     """Reads what the services wrote to their events topics and checks every message
     with :func:`contract_problems`; counts the checked events by type in ``seen``."""
