@@ -15,6 +15,8 @@
   seconds (which pydantic would take), and not one whose UTC instant falls outside the
   years 1 to 9999 (``0001-01-01T00:00:00+05:00``), which Python cannot represent.
 - ``CalendarDate``: a date as ``YYYY-MM-DD`` only; not a time at midnight, not seconds.
+- ``Vnd`` and ``NonNegativeVnd``: money in integer đồng (no minor unit), strictly an
+  integer (never a float, nor a number in a string), up to 10^15.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import unicodedata
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 
 
 def _no_nul(value: str) -> str:
@@ -79,3 +81,7 @@ def _calendar_date(value: Any) -> Any:
 
 
 CalendarDate = Annotated[date, BeforeValidator(_calendar_date)]
+
+MAX_VND = 10**15
+Vnd = Annotated[int, Field(strict=True, gt=0, le=MAX_VND)]
+NonNegativeVnd = Annotated[int, Field(strict=True, ge=0, le=MAX_VND)]

@@ -10,10 +10,9 @@ from pydantic import BaseModel, Field, StrictBool
 from grants.domain.applications import Recommendation, RiskLevel
 from grants.domain.calls import ReviewMode
 from grants.domain.grants import BreachKind, Outcome, ResultKind
-from servicekit.inputs import CalendarDate, Opaque, Text, UtcTime
+from servicekit.inputs import CalendarDate, Opaque, Text, UtcTime, Vnd
 
 # Money is integer đồng: strict, so "100" and 1.5 are refused rather than coerced.
-Vnd = Annotated[int, Field(strict=True, gt=0, le=10**15)]
 
 
 Reviews = Annotated[int, Field(ge=1, le=20, strict=True)]

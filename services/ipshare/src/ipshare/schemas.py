@@ -9,10 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ipshare.domain.assets import AgreementKind, AssetKind
 from ipshare.domain.split import Basis
-from servicekit.inputs import CalendarDate, Opaque, Text
+from servicekit.inputs import CalendarDate, NonNegativeVnd, Opaque, Text, Vnd
 
-Vnd = Annotated[int, Field(strict=True, gt=0, le=10**15)]
-NonNegativeVnd = Annotated[int, Field(strict=True, ge=0, le=10**15)]
 Bp = Annotated[int, Field(strict=True, ge=1, le=10_000)]
 
 

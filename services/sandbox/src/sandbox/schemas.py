@@ -13,10 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from sandbox.domain.applications import CRITERIA
-from servicekit.inputs import CalendarDate, Text, UtcTime
+from servicekit.inputs import CalendarDate, NonNegativeVnd, Text, UtcTime, Vnd
 
-Vnd = Annotated[int, Field(strict=True, ge=1, le=10**15)]
-Amount = Annotated[int, Field(strict=True, ge=0, le=10**15)]
 Tally = Annotated[int, Field(strict=True, ge=0, le=10**9)]
 Kpi = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e15, le=1e15)]
 Count = Annotated[int, Field(strict=True, ge=1, le=10**9)]
@@ -293,8 +291,8 @@ class ReportCreate(BaseModel):
         "The period reported, in the pilot's frequency: a quarter (2026-Q1) or a month "
         "(2026-03); reported once it is over, once"))]
     participants: Tally
-    transactions_vnd: Amount = Field(description="The period's total")
-    largest_transaction_vnd: Amount | None = Field(default=None, description=(
+    transactions_vnd: NonNegativeVnd = Field(description="The period's total")
+    largest_transaction_vnd: NonNegativeVnd | None = Field(default=None, description=(
         "Required when the pilot's limits cap one transaction"))
     regions: list[Region] | None = Field(default=None, max_length=100,
                                          description="The regions served in the period")
