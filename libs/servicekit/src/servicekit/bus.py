@@ -156,12 +156,26 @@ class KafkaBus:
         client is first connecting); raises when the broker does not answer within
         1.5 s (well within the gateway's probe of a service's ``/ready``)."""
         with self._admin_lock:
-            if self._admin is None:
-                self._admin = KafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-ready",
-                    request_timeout_ms=1_500, bootstrap_timeout_ms=1_500)
             admin = self._admin
-        admin.list_topics()
+        if admin is None:  # built outside the lock: concurrent probes do not queue
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-ready",
+                request_timeout_ms=1_500, bootstrap_timeout_ms=1_500)
+            with self._admin_lock:
+                kept, self._admin = self._admin, self._admin or admin
+            if kept is not None:
+                admin.close()
+                admin = kept
+        try:
+            admin.list_topics()
+        except Exception:
+            # Its reconnection to a broker that accepts and does not answer would wait
+            # kafka-python's 10 s connection set-up; a new client is bounded by 1.5 s.
+            with self._admin_lock:
+                if self._admin is admin:
+                    self._admin = None
+            admin.close()
+            raise
         return True
 
     def close(self) -> None:

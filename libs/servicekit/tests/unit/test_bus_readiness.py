@@ -1,6 +1,7 @@
 """The Kafka bus's readiness check against a broker that accepts connections and never
 answers (a hung or partitioned broker): it answers within its own bound, even while the
-relay's thread is building a producer against that broker."""
+relay's thread is building a producer against that broker, and again after a check failed
+on a client that had connected while the broker still answered."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from servicekit.bus import KafkaBus
 
@@ -49,3 +51,31 @@ def test_readiness_answers_in_its_bound_while_a_producer_waits_for_the_broker(
         building.join(15)
         bus.close()
     assert not building.is_alive() and failures  # the producer itself could not start
+
+
+class ConnectedThenUnanswered:
+    """The bus's admin client once its broker stopped answering: kafka-python would spend
+    its 10 s connection set-up reconnecting it on every later check."""
+
+    closed = False
+
+    def list_topics(self) -> None:
+        raise KafkaTimeoutError("no answer within 1.5 s")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_after_a_failed_check_the_next_uses_a_new_client_within_the_same_bound(
+        silent_broker: str) -> None:
+    bus = KafkaBus(silent_broker, client_id="ready-test")
+    stale = ConnectedThenUnanswered()
+    bus._admin = stale  # type: ignore[assignment]
+    with pytest.raises(KafkaTimeoutError):
+        bus.ready()
+    assert stale.closed
+    started = time.monotonic()
+    with pytest.raises(Exception):  # noqa: B017 - kafka-python's timeout, whichever
+        bus.ready()
+    assert time.monotonic() - started < 2.5
+    bus.close()
