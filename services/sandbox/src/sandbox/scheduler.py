@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from sandbox import supervision
+from sandbox import handlers
 from sandbox.domain.applications import AWAITING_DECISION
 from sandbox.domain.pilots import PilotStatus
 from sandbox.models import ApplicationRow, ExitRow, PilotRow, SchedulerRunRow
@@ -92,12 +92,12 @@ def _pilots_ended(today: date) -> Select:
 
 
 JOBS = (
-    Job("start_pilots", PilotRow.id, _pilots_starting, supervision.start_pilot),
+    Job("start_pilots", PilotRow.id, _pilots_starting, handlers.start_pilot),
     Job("flag_overdue_reports", PilotRow.id, _reports_overdue,
-        supervision.flag_report_overdue),
+        handlers.flag_report_overdue),
     Job("flag_overdue_decisions", ApplicationRow.id, _decisions_overdue,
-        supervision.flag_decision_overdue),
-    Job("expire_pilots", PilotRow.id, _pilots_ended, supervision.expire_pilot),
+        handlers.flag_decision_overdue),
+    Job("expire_pilots", PilotRow.id, _pilots_ended, handlers.expire_pilot),
 )
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from sandbox import handlers, supervision
+from sandbox import handlers
 from sandbox.domain.applications import Scope
 from sandbox.domain.errors import ConflictOfInterest, IllegalTransition, InvalidInput
 from sandbox.domain.pilots import PilotStatus
@@ -45,7 +45,7 @@ def pilot_id(uow, repo) -> str:
     _, pilot = handlers.decide_application(uow, repo, PROFILES, reviewer("r3"), app_id,
                                            terms=TERMS)
     uow.now = hanoi_morning(START)
-    assert supervision.start_pilot(uow, repo, pilot.id)
+    assert handlers.start_pilot(uow, repo, pilot.id)
     uow.events.clear()
     uow.audit.clear()
     return pilot.id
@@ -68,7 +68,7 @@ def figures(**change) -> Figures:
 def test_a_report_over_a_limit_is_stored_audited_and_emits_a_breach(uow, repo,
                                                                     pilot_id) -> None:
     uow.now = hanoi_morning(date(2027, 4, 3))
-    report = supervision.file_report(uow, repo, OWNER, pilot_id,
+    report = handlers.file_report(uow, repo, OWNER, pilot_id,
                                      figures(participants=150, regions=("HN", "DN")))
     assert [r.id for r in repo.reports] == [report.id]
     assert [b.limit for b in report.breaches] == ["max_participants", "regions"]
@@ -84,9 +84,9 @@ def test_another_firm_cannot_report_on_a_pilot(uow, repo, pilot_id) -> None:
     uow.now = hanoi_morning(date(2027, 4, 3))
     before = snapshot(uow, repo, pilot_id)
     with pytest.raises(NotFound):
-        supervision.file_report(uow, repo, STRANGER, pilot_id, figures())
+        handlers.file_report(uow, repo, STRANGER, pilot_id, figures())
     with pytest.raises(NotFound):
-        supervision.report_incident(uow, repo, STRANGER, pilot_id, severity=Severity.LOW,
+        handlers.report_incident(uow, repo, STRANGER, pilot_id, severity=Severity.LOW,
                                     description="x", occurred_at=None)
     assert snapshot(uow, repo, pilot_id) == before
 
@@ -94,7 +94,7 @@ def test_another_firm_cannot_report_on_a_pilot(uow, repo, pilot_id) -> None:
 def test_a_critical_incident_by_a_reviewer_suspends_the_pilot_in_the_same_command(
         uow, repo, pilot_id) -> None:
     uow.now = hanoi_morning(date(2027, 2, 1))
-    incident = supervision.report_incident(uow, repo, reviewer("r1"), pilot_id,
+    incident = handlers.report_incident(uow, repo, reviewer("r1"), pilot_id,
                                            severity=Severity.CRITICAL,
                                            description="customer funds missing",
                                            occurred_at=uow.now - timedelta(hours=1))
@@ -110,7 +110,7 @@ def test_a_critical_incident_by_a_reviewer_suspends_the_pilot_in_the_same_comman
 
 def test_a_reviewers_suspension_is_a_numbered_decision_of_the_agencys_register(
         uow, repo, pilot_id) -> None:
-    pilot = supervision.suspend_pilot(uow, repo, reviewer("r1"), pilot_id, "escrow gap")
+    pilot = handlers.suspend_pilot(uow, repo, reviewer("r1"), pilot_id, "escrow gap")
     decision = repo.decisions[-1]
     # The approval was 1/QĐ-TNKS-SBV of 2026; the register starts again each year.
     assert (decision.kind, decision.decision_no, decision.decision_year, decision.register,
@@ -125,9 +125,9 @@ def test_a_reviewer_of_the_firms_own_organisation_decides_nothing(uow, repo,
                                                                   pilot_id) -> None:
     before = snapshot(uow, repo, pilot_id)
     insider = reviewer("r9", org="firm")
-    for act in (lambda: supervision.suspend_pilot(uow, repo, insider, pilot_id, "x"),
-                lambda: supervision.terminate_pilot(uow, repo, insider, pilot_id, "x"),
-                lambda: supervision.extend_pilot(uow, repo, PROFILES, insider, pilot_id,
+    for act in (lambda: handlers.suspend_pilot(uow, repo, insider, pilot_id, "x"),
+                lambda: handlers.terminate_pilot(uow, repo, insider, pilot_id, "x"),
+                lambda: handlers.extend_pilot(uow, repo, PROFILES, insider, pilot_id,
                                                  date(2028, 6, 30), "x")):
         with pytest.raises(ConflictOfInterest):
             act()
@@ -136,10 +136,10 @@ def test_a_reviewer_of_the_firms_own_organisation_decides_nothing(uow, repo,
 
 def test_resuming_a_terminated_pilot_is_refused_and_changes_nothing(uow, repo,
                                                                     pilot_id) -> None:
-    supervision.terminate_pilot(uow, repo, reviewer("r1"), pilot_id, "fraud")
+    handlers.terminate_pilot(uow, repo, reviewer("r1"), pilot_id, "fraud")
     before = snapshot(uow, repo, pilot_id)
     with pytest.raises(IllegalTransition, match="never resumed"):
-        supervision.resume_pilot(uow, repo, reviewer("r1"), pilot_id, "second chance")
+        handlers.resume_pilot(uow, repo, reviewer("r1"), pilot_id, "second chance")
     assert snapshot(uow, repo, pilot_id) == before
     assert repo.pilots[pilot_id].status == PilotStatus.TERMINATED
 
@@ -148,10 +148,10 @@ def test_an_extension_past_the_profile_is_refused_and_changes_nothing(uow, repo,
                                                                       pilot_id) -> None:
     before = snapshot(uow, repo, pilot_id)
     with pytest.raises(InvalidInput, match="at most 12 months"):
-        supervision.extend_pilot(uow, repo, PROFILES, reviewer("r1"), pilot_id,
+        handlers.extend_pilot(uow, repo, PROFILES, reviewer("r1"), pilot_id,
                                  date(2029, 1, 1), "more")
     assert snapshot(uow, repo, pilot_id) == before
-    pilot = supervision.extend_pilot(uow, repo, PROFILES, reviewer("r1"), pilot_id,
+    pilot = handlers.extend_pilot(uow, repo, PROFILES, reviewer("r1"), pilot_id,
                                      date(2028, 12, 31), "more")
     assert (pilot.ends_on, pilot.extensions_used) == (date(2028, 12, 31), 1)
     assert uow.event_names() == ["pilot.extended"]
@@ -162,18 +162,18 @@ def test_limits_wider_than_requested_are_refused_and_change_nothing(uow, repo,
                                                                    pilot_id) -> None:
     before = snapshot(uow, repo, pilot_id)
     with pytest.raises(InvalidInput, match="no wider than the requested"):
-        supervision.adjust_pilot(uow, repo, reviewer("r1"), pilot_id, "grow",
+        handlers.adjust_pilot(uow, repo, reviewer("r1"), pilot_id, "grow",
                                  conditions=None, limits=Scope(("HN", "Mars"), 10, 1))
     assert snapshot(uow, repo, pilot_id) == before
 
 
 def test_accepting_a_graduation_numbers_the_decision_and_the_certificate(uow, repo,
                                                                          pilot_id) -> None:
-    report = supervision.file_exit(uow, repo, OWNER, pilot_id, outcome=ExitOutcome.GRADUATE,
+    report = handlers.file_exit(uow, repo, OWNER, pilot_id, outcome=ExitOutcome.GRADUATE,
                                    final_report="done", lessons="learnt",
                                    recommendations=["license it"], kpi_results=None)
     assert repo.pilots[pilot_id].exit_report == report
-    pilot = supervision.accept_exit(uow, repo, reviewer("r1"), pilot_id, "well run")
+    pilot = handlers.accept_exit(uow, repo, reviewer("r1"), pilot_id, "well run")
     assert pilot.status == PilotStatus.EXITED
     assert pilot.certificate_no == "1/GCN-TNKS-SBV"
     assert repo.decisions[-1].kind == "exit_acceptance"
@@ -190,10 +190,10 @@ def test_the_scheduler_starts_a_pilot_on_its_start_date_once(uow, repo) -> None:
                                            terms=TERMS)
     uow.events.clear()
     uow.now = hanoi_morning(START) - timedelta(days=1)
-    assert not supervision.start_pilot(uow, repo, pilot.id)
+    assert not handlers.start_pilot(uow, repo, pilot.id)
     uow.now = hanoi_morning(START)
-    assert supervision.start_pilot(uow, repo, pilot.id)
-    assert not supervision.start_pilot(uow, repo, pilot.id)
+    assert handlers.start_pilot(uow, repo, pilot.id)
+    assert not handlers.start_pilot(uow, repo, pilot.id)
     assert uow.event_names() == ["pilot.started"]
     assert repo.pilots[pilot.id].next_report_due_on == date(2027, 4, 15)
 
@@ -201,12 +201,12 @@ def test_the_scheduler_starts_a_pilot_on_its_start_date_once(uow, repo) -> None:
 def test_the_scheduler_flags_an_overdue_report_then_expires_the_pilot(uow, repo,
                                                                       pilot_id) -> None:
     uow.now = hanoi_morning(date(2027, 4, 16))
-    assert supervision.flag_report_overdue(uow, repo, pilot_id)
-    assert not supervision.flag_report_overdue(uow, repo, pilot_id)
+    assert handlers.flag_report_overdue(uow, repo, pilot_id)
+    assert not handlers.flag_report_overdue(uow, repo, pilot_id)
     assert repo.pilots[pilot_id].report_overdue
     uow.now = hanoi_morning(date(2028, 1, 1))
-    assert supervision.expire_pilot(uow, repo, pilot_id)
-    assert not supervision.expire_pilot(uow, repo, pilot_id)
+    assert handlers.expire_pilot(uow, repo, pilot_id)
+    assert not handlers.expire_pilot(uow, repo, pilot_id)
     assert uow.event_names() == ["pilot.report_overdue", "pilot.expired"]
     assert [(e.action, e.to_status) for e in uow.audit] == [("report_overdue", "active"),
                                                             ("expire", "expired")]
@@ -217,10 +217,10 @@ def test_the_scheduler_flags_an_overdue_decision_once(uow, repo) -> None:
     uow.events.clear()
     due = repo.applications[app_id].decision_due_on
     uow.now = hanoi_morning(due)
-    assert not supervision.flag_decision_overdue(uow, repo, app_id)
+    assert not handlers.flag_decision_overdue(uow, repo, app_id)
     uow.now = hanoi_morning(due + timedelta(days=1))
-    assert supervision.flag_decision_overdue(uow, repo, app_id)
-    assert not supervision.flag_decision_overdue(uow, repo, app_id)
+    assert handlers.flag_decision_overdue(uow, repo, app_id)
+    assert not handlers.flag_decision_overdue(uow, repo, app_id)
     [(name, subject, data)] = uow.events
     assert (name, subject, data["decision_due_on"]) == ("application.decision_overdue",
                                                          app_id, due)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from sandbox import supervision
+from sandbox import handlers
 from sandbox.api.applications import scope_of
 from sandbox.api.deps import Applicant, ProfilesDep, RepositoryDep, Reviewer
 from sandbox.api.pilots import exit_read, incident_read, pilot_detail, report_read
@@ -60,7 +60,7 @@ def create_report(pilot_id: str, body: ReportCreate, user: Applicant, uow: UnitO
         transactions_vnd=body.transactions_vnd, complaints=body.complaints,
         kpis=dict(body.kpis), largest_transaction_vnd=body.largest_transaction_vnd,
         regions=tuple(body.regions) if body.regions is not None else None)
-    report = supervision.file_report(uow, repo, user, pilot_id, figures)
+    report = handlers.file_report(uow, repo, user, pilot_id, figures)
     repo.session.flush()
     return uow.commit(report_read(repo.session.get(ReportRow, report.id)), status_code=201)
 
@@ -71,7 +71,7 @@ def create_report(pilot_id: str, body: ReportCreate, user: Applicant, uow: UnitO
                      "deadline. A critical incident suspends the pilot at once")
 def create_incident(pilot_id: str, body: IncidentCreate, user: OwnerOrReviewer,
                     uow: UnitOfWorkDep, repo: RepositoryDep):
-    incident = supervision.report_incident(
+    incident = handlers.report_incident(
         uow, repo, user, pilot_id, severity=Severity(body.severity),
         description=body.description, occurred_at=body.occurred_at)
     repo.session.flush()
@@ -84,7 +84,7 @@ def create_incident(pilot_id: str, body: IncidentCreate, user: OwnerOrReviewer,
                      "discontinue, final report, lessons, recommended rule changes")
 def create_exit(pilot_id: str, body: ExitCreate, user: Applicant, uow: UnitOfWorkDep,
                 repo: RepositoryDep):
-    report = supervision.file_exit(
+    report = handlers.file_exit(
         uow, repo, user, pilot_id, outcome=ExitOutcome(body.outcome),
         final_report=body.final_report, lessons=body.lessons,
         recommendations=list(body.recommendations),
@@ -100,7 +100,7 @@ def create_exit(pilot_id: str, body: ExitCreate, user: Applicant, uow: UnitOfWor
                      "decision, numbered in the supervising agency's register")
 def suspend_pilot(pilot_id: str, body: ReasonBody, user: Reviewer, uow: UnitOfWorkDep,
                   repo: RepositoryDep):
-    supervision.suspend_pilot(uow, repo, user, pilot_id, body.reason)
+    handlers.suspend_pilot(uow, repo, user, pilot_id, body.reason)
     return uow.commit(answer(repo, pilot_id))
 
 
@@ -109,7 +109,7 @@ def suspend_pilot(pilot_id: str, body: ReasonBody, user: Reviewer, uow: UnitOfWo
                      "from the current period on. A terminated pilot is never resumed")
 def resume_pilot(pilot_id: str, body: ReasonBody, user: Reviewer, uow: UnitOfWorkDep,
                  repo: RepositoryDep):
-    supervision.resume_pilot(uow, repo, user, pilot_id, body.reason)
+    handlers.resume_pilot(uow, repo, user, pilot_id, body.reason)
     return uow.commit(answer(repo, pilot_id))
 
 
@@ -118,7 +118,7 @@ def resume_pilot(pilot_id: str, body: ReasonBody, user: Reviewer, uow: UnitOfWor
                      "numbered; it ends the pilot")
 def terminate_pilot(pilot_id: str, body: ReasonBody, user: Reviewer, uow: UnitOfWorkDep,
                     repo: RepositoryDep):
-    supervision.terminate_pilot(uow, repo, user, pilot_id, body.reason)
+    handlers.terminate_pilot(uow, repo, user, pilot_id, body.reason)
     return uow.commit(answer(repo, pilot_id))
 
 
@@ -128,7 +128,7 @@ def terminate_pilot(pilot_id: str, body: ReasonBody, user: Reviewer, uow: UnitOf
                      "maximum total duration and absolute end date")
 def extend_pilot(pilot_id: str, body: Extension, user: Reviewer, uow: UnitOfWorkDep,
                  repo: RepositoryDep, profiles: ProfilesDep):
-    supervision.extend_pilot(uow, repo, profiles, user, pilot_id, body.ends_on, body.reason)
+    handlers.extend_pilot(uow, repo, profiles, user, pilot_id, body.ends_on, body.reason)
     return uow.commit(answer(repo, pilot_id))
 
 
@@ -137,7 +137,7 @@ def extend_pilot(pilot_id: str, body: Extension, user: Reviewer, uow: UnitOfWork
                      "limits stay within the scope the firm requested")
 def adjust_pilot(pilot_id: str, body: Adjustment, user: Reviewer, uow: UnitOfWorkDep,
                  repo: RepositoryDep):
-    supervision.adjust_pilot(
+    handlers.adjust_pilot(
         uow, repo, user, pilot_id, body.reason, conditions=body.conditions,
         limits=scope_of(body.limits) if body.limits is not None else None)
     return uow.commit(answer(repo, pilot_id))
@@ -149,5 +149,5 @@ def adjust_pilot(pilot_id: str, body: Adjustment, user: Reviewer, uow: UnitOfWor
                      "certificate of completion, shown on the register")
 def accept_exit(pilot_id: str, body: ExitAccept, user: Reviewer, uow: UnitOfWorkDep,
                 repo: RepositoryDep):
-    supervision.accept_exit(uow, repo, user, pilot_id, body.note)
+    handlers.accept_exit(uow, repo, user, pilot_id, body.note)
     return uow.commit(answer(repo, pilot_id))
