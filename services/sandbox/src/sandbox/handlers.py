@@ -287,11 +287,10 @@ def file_report(uow: Work, repo: Repository, user: Principal, pilot_id: str,
 def report_incident(uow: Work, repo: Repository, user: Principal, pilot_id: str, *,
                     severity: Severity, description: str,
                     occurred_at: datetime | None) -> Incident:
-    """The owner or a reviewer reports an incident; a critical one suspends the pilot."""
+    """The owner or a reviewer (not one of the firm's own organisation: 409) reports an
+    incident; a critical one suspends the pilot."""
     if user.has("reviewer"):
-        pilot = repo.pilot(pilot_id, for_update=True)
-        if pilot is None:
-            raise NotFound(f"pilot {pilot_id} not found")
+        pilot = supervised_pilot(repo, user, pilot_id)
         role = "reviewer"
     else:
         pilot = owned_pilot(repo, user, pilot_id)

@@ -134,6 +134,16 @@ def test_a_reviewer_of_the_firms_own_organisation_decides_nothing(uow, repo,
     assert snapshot(uow, repo, pilot_id) == before
 
 
+def test_a_reviewer_of_the_firms_own_organisation_cannot_suspend_it_by_an_incident(
+        uow, repo, pilot_id) -> None:
+    before = snapshot(uow, repo, pilot_id)
+    with pytest.raises(ConflictOfInterest):
+        handlers.report_incident(uow, repo, reviewer("r9", org="firm"), pilot_id,
+                                 severity=Severity.CRITICAL, description="outage",
+                                 occurred_at=None)
+    assert snapshot(uow, repo, pilot_id) == before
+
+
 def test_resuming_a_terminated_pilot_is_refused_and_changes_nothing(uow, repo,
                                                                     pilot_id) -> None:
     handlers.terminate_pilot(uow, repo, reviewer("r1"), pilot_id, "fraud")

@@ -66,9 +66,10 @@ def create_report(pilot_id: str, body: ReportCreate, user: Applicant, uow: UnitO
 
 
 @router.post("/pilots/{pilot_id}/incidents", status_code=201, response_model=IncidentRead,
-             summary="Report an incident (the pilot's firm or a reviewer), with when it "
-                     "occurred; the answer says whether it was reported within the sector's "
-                     "deadline. A critical incident suspends the pilot at once")
+             summary="Report an incident (the pilot's firm, or a reviewer not of the firm's "
+                     "organisation: 409), with when it occurred; the answer says whether "
+                     "it was reported within the sector's deadline. A critical incident "
+                     "suspends the pilot at once")
 def create_incident(pilot_id: str, body: IncidentCreate, user: OwnerOrReviewer,
                     uow: UnitOfWorkDep, repo: RepositoryDep):
     incident = handlers.report_incident(
