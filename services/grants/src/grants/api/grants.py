@@ -230,8 +230,7 @@ def _grants_page(session: Session, user: Principal, today: date, *, status: str 
 
 @router.get("/grants", response_model=GrantPage,
             summary="Grants you may see (a researcher's, an institution's, an agency's; "
-                    "all for reviewers, auditors, admins; none for finance, which reads "
-                    "each grant by its id), by status and call")
+                    "all for reviewers, finance, auditors, admins), by status and call")
 def read_grants(session: SessionDep, user: GrantReader, today: TodayDep,
                 status: GrantStatus | None = None, call_id: str | None = None,
                 institution_id: str | None = None, agency_id: str | None = None,
