@@ -15,8 +15,12 @@
   seconds (which pydantic would take), and not one whose UTC instant falls outside the
   years 1 to 9999 (``0001-01-01T00:00:00+05:00``), which Python cannot represent.
 - ``CalendarDate``: a date as ``YYYY-MM-DD`` only; not a time at midnight, not seconds.
-- ``Vnd`` and ``NonNegativeVnd``: money in integer đồng (no minor unit), strictly an
-  integer (never a float, nor a number in a string), up to 10^15.
+- ``integer(ge=..., le=...)``: a whole number within bounds (money in đồng, basis points,
+  counts). JSON has one number type and JSON Schema's ``integer`` admits ``3.0``, so a
+  number with no fraction is the integer it names, as long as a float holds it exactly
+  (up to 2**53); ``3.5``, ``"3"``, ``true`` and ``1e300`` are refused.
+- ``Vnd`` and ``NonNegativeVnd``: money in integer đồng (no minor unit), up to 10^15, as
+  ``integer`` takes it: never a fraction, nor a number in a string.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ import unicodedata
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    Strict,
+    StringConstraints,
+)
 
 
 def _no_nul(value: str) -> str:
@@ -82,6 +93,25 @@ def _calendar_date(value: Any) -> Any:
 
 CalendarDate = Annotated[date, BeforeValidator(_calendar_date)]
 
+
+EXACT_FLOAT_LIMIT = 2**53  # every integer up to it is exactly a float, none is beyond
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_FLOAT_LIMIT:
+        return int(value)
+    return value
+
+
+def integer(**bounds: Any) -> Any:
+    """The type of a whole number within ``bounds`` (``Field``'s ``gt``, ``ge``, ``lt``,
+    ``le``), documented as ``type: integer`` with them."""
+    # The bounds go on the int itself, inside the conversion: after it, pydantic would
+    # still check them but document them as unknown keywords (``gt``) instead of
+    # ``exclusiveMinimum``.
+    return Annotated[int, Strict(), Field(**bounds), BeforeValidator(_integral)]
+
+
 MAX_VND = 10**15
-Vnd = Annotated[int, Field(strict=True, gt=0, le=MAX_VND)]
-NonNegativeVnd = Annotated[int, Field(strict=True, ge=0, le=MAX_VND)]
+Vnd = integer(gt=0, le=MAX_VND)
+NonNegativeVnd = integer(ge=0, le=MAX_VND)

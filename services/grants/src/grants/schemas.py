@@ -10,12 +10,9 @@ from pydantic import BaseModel, Field, StrictBool
 from grants.domain.applications import Recommendation, RiskLevel
 from grants.domain.calls import ReviewMode
 from grants.domain.grants import BreachKind, Outcome, ResultKind
-from servicekit.inputs import CalendarDate, Opaque, Text, UtcTime, Vnd
+from servicekit.inputs import CalendarDate, Opaque, Text, UtcTime, Vnd, integer
 
-# Money is integer đồng: strict, so "100" and 1.5 are refused rather than coerced.
-
-
-Reviews = Annotated[int, Field(ge=1, le=20, strict=True)]
+Reviews = integer(ge=1, le=20)
 
 
 class ReviewTierIn(BaseModel):
@@ -80,7 +77,7 @@ class CallPage(BaseModel):
 
 # --- applications -----------------------------------------------------------------------
 
-Bp = Annotated[int, Field(strict=True, ge=1, le=10_000)]
+Bp = integer(ge=1, le=10_000)
 
 
 class TeamMemberIn(BaseModel):
@@ -195,7 +192,7 @@ Criterion = Annotated[Text, Field(min_length=1, max_length=100)]
 
 
 class ReviewCreate(BaseModel):
-    scores: dict[Criterion, Annotated[int, Field(strict=True, ge=1, le=5)]] = Field(
+    scores: dict[Criterion, integer(ge=1, le=5)] = Field(
         min_length=1, max_length=50)
     recommendation: Recommendation
     comment: Text = Field(default="", max_length=20_000)
@@ -360,7 +357,7 @@ class BreachCreate(BaseModel):
 
 class PartialIn(BaseModel):
     milestone_id: str
-    completion_bp: Annotated[int, Field(strict=True, ge=1, le=9_999)]
+    completion_bp: integer(ge=1, le=9_999)
 
 
 class GrantClose(BaseModel):
@@ -369,7 +366,7 @@ class GrantClose(BaseModel):
     # The attestation that grants the exemption: JSON true, not "yes", "on" or 1.
     procedures_followed: StrictBool | None = None
     breach: Text | None = Field(default=None, max_length=20_000)
-    refund_vnd: Annotated[int, Field(strict=True, ge=0, le=10**15)] | None = None
+    refund_vnd: integer(ge=0, le=10**15) | None = None
     partial: list[PartialIn] | None = None
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ipshare.domain.assets import AgreementKind, AssetKind
 from ipshare.domain.split import Basis
-from servicekit.inputs import CalendarDate, NonNegativeVnd, Opaque, Text, Vnd
+from servicekit.inputs import CalendarDate, NonNegativeVnd, Opaque, Text, Vnd, integer
 
-Bp = Annotated[int, Field(strict=True, ge=1, le=10_000)]
+Bp = integer(ge=1, le=10_000)
 
 
 class AuthorIn(BaseModel):
@@ -85,7 +85,7 @@ class AssetPage(BaseModel):
 class PolicyUpdate(BaseModel):
     model_config = _example({"researcher_share_bp": 3000, "basis": "gross"})
 
-    researcher_share_bp: Annotated[int, Field(strict=True, le=10_000)] = 3000
+    researcher_share_bp: integer(le=10_000) = 3000
     basis: Basis = Basis.NET
 
 

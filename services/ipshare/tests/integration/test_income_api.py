@@ -157,6 +157,20 @@ def test_bad_income_is_refused_and_the_ledger_is_unchanged(w, ipshare_db, body, 
     assert trial_balance(w)["total_vnd"] == 0
 
 
+def test_an_amount_written_with_a_zero_fraction_is_that_many_dong(w):
+    """JSON has one number type: 1000000007.0 is the integer its schema admits."""
+    agreement = w.agreement()
+    as_int = w.income(agreement["id"], gross=1_000_000_007, costs=7).json()
+    r = w.income(agreement["id"], gross=1_000_000_007.0, costs=7.0)
+    assert r.status_code == 201, r.text
+    as_float = r.json()
+    fields = ("gross_vnd", "costs_vnd", "basis_vnd", "researcher_pool_vnd", "institution_vnd")
+    assert [as_float[f] for f in fields] == [as_int[f] for f in fields]
+    assert [line["amount_vnd"] for line in as_float["lines"]] == [
+        line["amount_vnd"] for line in as_int["lines"]]
+    assert trial_balance(w)["total_vnd"] == 0
+
+
 def test_income_on_an_unknown_or_terminated_agreement_is_refused(w):
     assert w.income(str(uuid.uuid4())).status_code == 404
     agreement = w.agreement()

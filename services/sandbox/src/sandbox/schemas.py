@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from sandbox.domain.applications import CRITERIA
-from servicekit.inputs import CalendarDate, NonNegativeVnd, Text, UtcTime, Vnd
+from servicekit.inputs import CalendarDate, NonNegativeVnd, Text, UtcTime, Vnd, integer
 
-Tally = Annotated[int, Field(strict=True, ge=0, le=10**9)]
+Tally = integer(ge=0, le=10**9)
 Kpi = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e15, le=1e15)]
-Count = Annotated[int, Field(strict=True, ge=1, le=10**9)]
+Count = integer(ge=1, le=10**9)
 Region = Annotated[Text, Field(min_length=1, max_length=100)]
 Reason = Annotated[Text, Field(min_length=1, max_length=2_000)]
 LongText = Annotated[Text, Field(min_length=1, max_length=20_000)]
@@ -92,7 +92,7 @@ class ApplicationCreate(BaseModel):
     description: Annotated[Text, Field(max_length=20_000)] = ""
     exemptions: list[ExemptionIn] = Field(min_length=1, max_length=50)
     scope: ScopeIn
-    requested_months: Annotated[int, Field(strict=True, ge=1, le=600)]
+    requested_months: integer(ge=1, le=600)
     safeguards: LongText
     risk_assessment: LongText
     exit_plan: LongText
