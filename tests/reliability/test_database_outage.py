@@ -140,7 +140,9 @@ def test_a_database_outage_is_answered_503_at_once_and_the_service_recovers_by_i
     ready_bodies = [body for name, *_, body in answers if name == "ready"]
     assert {a[1] for a in answers if a[0] == "ready"} == {503}
     assert all(body["checks"]["database"].startswith("unreachable") for body in ready_bodies)
-    assert slowest < FAST_SECONDS
+    assert slowest < FAST_SECONDS, [(name, status, round(seconds, 2))
+                                     for name, status, _, seconds, _ in answers
+                                     if seconds >= FAST_SECONDS]
 
     assert retried.status_code == 201, retried.text
     assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
