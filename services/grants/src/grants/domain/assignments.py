@@ -160,8 +160,8 @@ class Assignment:
         """The assignee's declaration, once: no conflict accepts the assignment, a
         conflict releases it."""
         if self.declared_at is not None:
-            raise IllegalTransition(f"the declaration was made on {self.declared_at.date()} "
-                                    "and is made once")
+            raise IllegalTransition("the declaration was made at "
+                                    f"{self.declared_at.isoformat()} and is made once")
         if self.status != AssignmentStatus.ASSIGNED:
             raise IllegalTransition(f"assignment is {self.status}; there is nothing to "
                                     "declare")

@@ -630,8 +630,8 @@ class Pilot:
         or expired."""
         self._require(EXITABLE, "the exit report is filed")
         if self.exit_report is not None:
-            raise IllegalTransition(f"the exit report was filed on "
-                                    f"{self.exit_report.filed_at.date()}; one per pilot")
+            raise IllegalTransition("the exit report was filed at "
+                                    f"{self.exit_report.filed_at.isoformat()}; one per pilot")
         report.check()
         self.exit_report = report
 
