@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import ServiceSettings
@@ -18,7 +19,7 @@ class SandboxSettings(ServiceSettings):
     sectors_file: Path | None = None
     # How often the scheduler runs its jobs (sandbox.scheduler); 0: never (another
     # process runs them). Its actions fall on business days, so a minute is prompt.
-    scheduler_seconds: float = 60.0
+    scheduler_seconds: float = Field(default=60.0, ge=0)
 
 
 def get_settings() -> SandboxSettings:
