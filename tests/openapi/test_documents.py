@@ -97,7 +97,7 @@ def test_every_post_declares_the_idempotency_key_header(document):
         assert len(keys) == 1, path
         assert keys[0]["required"] is False
         assert keys[0]["schema"] == {"type": "string", "minLength": 1, "maxLength": 200,
-                                     "pattern": r"\S"}
+                                     "pattern": r"^[ -~]*[!-~][ -~]*$"}
 
 
 def test_errors_follow_from_each_operations_shape(document):

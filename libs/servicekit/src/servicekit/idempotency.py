@@ -81,14 +81,25 @@ class IdempotentReplay(Exception):
         self.stored = stored
 
 
+# A header value is ASCII on the wire (RFC 9110 §5.5); the Idempotency-Key draft makes it
+# a structured-field string: printable ASCII. The document says the same (KEY_PATTERN).
+KEY_PATTERN = r"^[ -~]*[!-~][ -~]*$"
+
+
+def valid_key(key: str) -> bool:
+    """1..MAX_KEY_LENGTH printable ASCII characters, not all blank."""
+    return (0 < len(key) <= MAX_KEY_LENGTH and key.isascii() and key.isprintable()
+            and not key.isspace())
+
+
 async def read_claim(request: Request) -> IdempotencyClaim | None:
     """The request's idempotency claim, if it sent a key (POST only)."""
     key = request.headers.get(HEADER)
     if key is None or request.method != "POST":
         return None
     key = key.strip()
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise Invalid(f"{HEADER} must be 1..{MAX_KEY_LENGTH} characters",
+    if not valid_key(key):
+        raise Invalid(f"{HEADER} must be 1..{MAX_KEY_LENGTH} printable ASCII characters",
                       loc=["header", HEADER])
     body = await request.body()
     digest = hashlib.sha256(_canonical_body(body)).hexdigest()

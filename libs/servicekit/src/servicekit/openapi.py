@@ -113,9 +113,9 @@ IDEMPOTENCY_KEY = {
     "description": "Repeating a POST with the same key and body replays the first answer "
                    "(with ``Idempotent-Replayed: true``); the same key with another body is "
                    "a 422. Scoped to the caller and the route.",
-    # Trimmed, then 1..MAX_KEY_LENGTH characters: not blank.
+    # Trimmed, then 1..MAX_KEY_LENGTH printable ASCII characters: not blank.
     "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH,
-               "pattern": r"\S"},
+               "pattern": idempotency.KEY_PATTERN},
 }
 
 

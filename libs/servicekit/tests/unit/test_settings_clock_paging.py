@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from servicekit.clock import FixedClock, as_utc
-from servicekit.idempotency import _canonical_body
+from servicekit.idempotency import KEY_PATTERN, MAX_KEY_LENGTH, _canonical_body, valid_key
 from servicekit.paging import decode_cursor, encode_cursor
 from servicekit.problems import Invalid
 from servicekit.settings import ServiceSettings
@@ -68,6 +69,16 @@ def test_cursors_round_trip_and_foreign_cursors_are_422():
 def test_idempotency_hash_ignores_key_order_and_whitespace():
     assert _canonical_body(b'{"a": 1, "b": [1,2]}') == _canonical_body(b'{"b":[1, 2],"a":1}')
     assert _canonical_body(b'{"a": 1}') != _canonical_body(b'{"a": 2}')
+
+
+@pytest.mark.parametrize(("key", "valid"), [
+    ("3f2c9a1e-7b4d-4e1a-9c2f-1d2e3f4a5b6c", True), ("a b", True), ("x" * MAX_KEY_LENGTH, True),
+    ("", False), ("   ", False), ("x" * (MAX_KEY_LENGTH + 1), False), ("clé", False),
+    ("a\tb", False)])
+def test_an_idempotency_key_is_valid_exactly_when_the_document_says_so(key, valid):
+    assert valid_key(key) is valid
+    assert (re.fullmatch(KEY_PATTERN, key) is not None
+            and 1 <= len(key) <= MAX_KEY_LENGTH) is valid
 
 
 @pytest.mark.parametrize("newest_first", [True, False])
