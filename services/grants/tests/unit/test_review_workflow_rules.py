@@ -215,6 +215,19 @@ def test_a_cancelled_calls_applications_are_no_longer_assigned_reviewed_or_decid
     assert app.status == ApplicationStatus.UNDER_REVIEW and app.decision is None
 
 
+def test_no_draft_is_made_or_edited_on_a_call_closed_or_cancelled():
+    closed, cancelled = open_call(), open_call(id="call-2")
+    earlier = draft(closed)
+    closed.close()
+    cancelled.cancel("the programme was merged", decided=0, now=NOW)
+    for call, why in ((closed, "closed"), (cancelled, "cancelled")):
+        with pytest.raises(IllegalTransition, match=why):
+            draft(call)
+    with pytest.raises(IllegalTransition, match="closed"):
+        revise(earlier, closed, title="t2")
+    assert earlier.title == "t" and earlier.status == ApplicationStatus.DRAFT
+
+
 # --- assignments and declarations --------------------------------------------------------
 
 def submitted_in_assigned_call() -> tuple[Call, Application]:

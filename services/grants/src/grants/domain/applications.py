@@ -141,6 +141,9 @@ def _check_terms(call: Call, *, institution_id: str, requested_vnd: int,
         raise IllegalTransition(f"call {call.id} is not published")
     if call.status == CallStatus.CANCELLED:
         raise IllegalTransition(f"call {call.id} is cancelled")
+    if call.status == CallStatus.CLOSED:  # a closed call never opens again
+        raise IllegalTransition(f"call {call.id} is closed: no application can be "
+                                "submitted to it any more")
     if requested_vnd <= 0:
         raise InvalidInput("requested_vnd must be positive", field="requested_vnd")
     if requested_vnd > call.max_award_vnd:
