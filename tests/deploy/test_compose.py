@@ -18,7 +18,6 @@ import yaml
 
 from devkit.manifests import (
     COMPOSE_REALM,
-    COMPOSE_REALM_PUBLIC_KEY,
     DOCKERFILES,
     ROOT,
     dockerfiles,
@@ -37,7 +36,7 @@ SERVICES = ("grants", "sandbox", "ipshare")
 # reaches its database, broker and identity provider, and the settings the services
 # gained this week, so compose shows them.
 REQUIRED = {"PROFILE", "DATABASE_URL", "KAFKA_BOOTSTRAP", "JWT_ISSUER", "JWT_AUDIENCE",
-            "JWT_PUBLIC_KEY_FILE", "REVOCATION_FILE", "MIGRATE_ON_START", "OTLP_ENDPOINT",
+            "JWT_JWKS_URL", "REVOCATION_FILE", "MIGRATE_ON_START", "OTLP_ENDPOINT",
             "BUSINESS_TIMEZONE", "RELAY_RETRY_MAX_SECONDS", "RELAY_DEGRADED_AFTER_SECONDS"}
 REQUIRED_BY = {"sandbox": {"SCHEDULER_SECONDS"}}
 GATEWAY_REQUIRED = {"PROFILE", "GRANTS_URL", "SANDBOX_URL", "IPSHARE_URL", "JWT_ISSUER",
@@ -259,7 +258,7 @@ def test_the_gateway_shares_its_limits_and_revocations_through_valkey(
     assert services["gateway"]["depends_on"]["valkey"]["condition"] == "service_healthy"
 
 
-def test_the_gateway_reads_keycloaks_jwks_and_every_app_trusts_its_realm(
+def test_every_app_reads_keycloaks_jwks_and_trusts_its_realm(
     services: dict[str, Any],
 ) -> None:
     keycloak = services["keycloak"]
@@ -269,13 +268,14 @@ def test_the_gateway_reads_keycloaks_jwks_and_every_app_trusts_its_realm(
     the_realm = realm(COMPOSE_REALM)
     kc = env(keycloak)
     issuer = f"{kc['KC_HOSTNAME']}/realms/{the_realm['realm']}"
-    gateway = env(services["gateway"])
-    assert gateway["GATEWAY_JWT_JWKS_URL"] == jwks_url(
-        f"http://keycloak:{kc['KC_HTTP_PORT']}", the_realm["realm"])
     assert kc["KC_HOSTNAME_BACKCHANNEL_DYNAMIC"] == "true"  # JWKS at keycloak:8080
-    assert services["gateway"]["depends_on"]["keycloak"]["condition"] == "service_healthy"
     for component in COMPONENTS:
         variables = env(services[component])
+        assert variables[f"{prefix(component)}JWT_JWKS_URL"] == jwks_url(
+            f"http://keycloak:{kc['KC_HTTP_PORT']}", the_realm["realm"]), component
+        assert f"{prefix(component)}JWT_PUBLIC_KEY_FILE" not in variables, component
+        assert services[component]["depends_on"]["keycloak"]["condition"] == \
+            "service_healthy", component
         assert variables[f"{prefix(component)}JWT_ISSUER"] == issuer, component
         assert variables[f"{prefix(component)}JWT_AUDIENCE"] == realm_audience(the_realm)
     # The host port and the issuer move together.
@@ -286,13 +286,11 @@ def test_the_gateway_reads_keycloaks_jwks_and_every_app_trusts_its_realm(
 
 
 @pytest.mark.parametrize("component", SERVICES)
-def test_services_verify_with_the_realms_public_key_and_read_the_revocation_file(
+def test_services_read_the_revocation_file(
     services: dict[str, Any], component: str
 ) -> None:
     service = services[component]
     variables = env(service)
-    key = mounted_file(service, variables[f"{prefix(component)}JWT_PUBLIC_KEY_FILE"])
-    assert key == ROOT / COMPOSE_REALM_PUBLIC_KEY
     revoked = mounted_file(service, variables[f"{prefix(component)}REVOCATION_FILE"])
     assert json.loads(revoked.read_text()) == {"jti": [], "sub": []}
 

@@ -7,9 +7,10 @@ Keycloak 26.7.2 imported both files (``kc.sh start-dev --import-realm``, and the
 realm through the admin API): a password grant for the compose user ``pm-1`` gave an
 access token with exactly the claims ``exp, iat, jti, iss, aud ("most-platform"), sub
 ("pm-1"), typ, azp, sid, scope, org ("MOST"), roles (["program_manager"]), name``, which
-``servicekit.auth.TokenVerifier`` accepted with most-realm-public.pem and the gateway's
-``JwksKeys`` accepted from the realm's JWKS; the deploy realm generated its own RS256,
-HS512 and AES keys. The test below signs a token of that shape with the compose key.
+``servicekit.auth.TokenVerifier`` accepted with most-realm-public.pem and
+``servicekit.jwks.JwksKeys`` (the gateway's and the services') accepted from the realm's
+JWKS; the deploy realm generated its own RS256, HS512 and AES keys. The test below signs
+a token of that shape with the compose key.
 """
 
 from __future__ import annotations

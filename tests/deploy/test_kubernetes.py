@@ -51,12 +51,12 @@ NOT_IN_CONFIGMAPS = {
     "SECTORS_FILE": "unset: the sector profiles the sandbox image ships are in force",
     "DATABASE_URL": "from the CloudNativePG Secret <service>-db-app, in the Deployment",
     "RATE_LIMIT_STORAGE_URL": "carries Valkey's password: set in the Deployment",
-    "JWT_PUBLIC_KEY_FILE": "the gateway's keys come from Keycloak's JWKS (JWT_JWKS_URL)",
+    "JWT_PUBLIC_KEY_FILE": "the realm's keys come from Keycloak's JWKS (JWT_JWKS_URL)",
 }
 # ... and which component each of those applies to.
 LEFT_OUT_OF = {"SERVICE_NAME": SERVICES, "DEV_KEY_DIR": COMPONENTS, "SECTORS_FILE": ("sandbox",),
                "DATABASE_URL": SERVICES, "RATE_LIMIT_STORAGE_URL": ("gateway",),
-               "JWT_PUBLIC_KEY_FILE": ("gateway",)}
+               "JWT_PUBLIC_KEY_FILE": COMPONENTS}
 # Secrets the environment creates before the first apply (docs/operations.md).
 EXTERNAL_SECRETS = {"valkey-auth", "keycloak-admin"}
 
@@ -369,6 +369,8 @@ def test_every_app_trusts_the_realm_keycloak_serves(target: str) -> None:
         env = environment(docs, app)
         assert env[f"{prefix(component)}JWT_ISSUER"] == issuer, component
         assert env[f"{prefix(component)}JWT_AUDIENCE"] == realm_audience(the_realm)
+        assert env[f"{prefix(component)}JWT_JWKS_URL"] == jwks_url(
+            service_url(docs, "keycloak", "http"), the_realm["realm"]), component
     realm_map = next(c for n, c in of_kind(docs, "ConfigMap").items()
                      if base_name(n) == "keycloak-realm")
     assert json.loads(realm_map["data"]["most-realm.json"]) == the_realm

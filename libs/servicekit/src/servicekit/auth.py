@@ -22,6 +22,7 @@ import jwt
 import orjson
 from fastapi import Depends, Request
 
+from servicekit.jwks import UnknownKey
 from servicekit.openapi import answers
 from servicekit.problems import Forbidden, Unauthenticated
 
@@ -318,6 +319,12 @@ async def optional_principal(request: Request) -> Principal | None:
     token = bearer_token(request)
     if token is None:
         return None
+    try:
+        return _verifier(request).verify(token)
+    except UnknownKey:  # a key rotated in at the identity provider: fetch its keys
+        jwks = request.app.state.kit.jwks
+        if jwks is None or not await jwks.refresh():
+            raise
     return _verifier(request).verify(token)
 
 

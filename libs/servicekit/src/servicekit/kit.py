@@ -27,6 +27,7 @@ from servicekit.bus import Bus
 from servicekit.clock import Clock, business_date
 from servicekit.db import read_session_factory, session_factory
 from servicekit.inbox import EventConsumer, Handler
+from servicekit.jwks import JwksKeys
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
 
@@ -67,6 +68,8 @@ class Kit:
     verifier: TokenVerifier
     relay: OutboxRelay
     consumers: list[EventConsumer] = field(default_factory=list)
+    # The identity provider's keys the verifier resolves tokens with (jwt_jwks_url).
+    jwks: JwksKeys | None = None
     jobs: list[PeriodicJob] = field(default_factory=list)
     # The hot path's async connections (PostgreSQL), held by the app's lifespan.
     pipeline_pool: HotPool | None = None

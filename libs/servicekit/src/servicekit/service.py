@@ -7,6 +7,8 @@ health and readiness. Nothing is built at import time.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -25,6 +27,7 @@ from servicekit.head import HeadAsGet
 from servicekit.hotpath.pipeline import open_pool
 from servicekit.hotpath.statements import is_psycopg
 from servicekit.inbox import EventConsumer
+from servicekit.jwks import JwksKeys
 from servicekit.kit import ConsumerSpec, Kit, PeriodicJob
 from servicekit.limits import BodyLimit
 from servicekit.outbox import OutboxRelay
@@ -40,19 +43,24 @@ from servicekit.telemetry import (
 log = logging.getLogger(__name__)
 
 
-def build_verifier(settings: ServiceSettings) -> TokenVerifier:
+def build_verifier(settings: ServiceSettings) -> tuple[TokenVerifier, JwksKeys | None]:
+    """From the settings: the JWKS's keys, else the PEM file, else (dev) the dev issuer's
+    key. The JWKS cache is returned too: the app fetches it before traffic."""
+    common = {"issuer": settings.jwt_issuer, "audience": settings.jwt_audience,
+              "leeway_seconds": settings.jwt_leeway_seconds,
+              "revocations": RevocationList(path=settings.revocation_file)}
+    if settings.jwt_jwks_url:
+        jwks = JwksKeys(settings.jwt_jwks_url, cache_seconds=settings.jwt_jwks_cache_seconds,
+                        cooldown_seconds=settings.jwt_jwks_cooldown_seconds,
+                        timeout_seconds=settings.jwt_jwks_timeout_seconds)
+        return TokenVerifier([], key_resolver=jwks.resolve, **common), jwks
     key_file = settings.jwt_public_key_file
     if key_file is None:
         if settings.profile != "dev":
-            raise ValueError("jwt_public_key_file is required outside the dev profile")
+            raise ValueError("jwt_jwks_url or jwt_public_key_file is required outside "
+                             "the dev profile")
         _, key_file = ensure_dev_keys(settings.dev_key_dir)
-    return TokenVerifier.from_pem_file(
-        Path(key_file),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        leeway_seconds=settings.jwt_leeway_seconds,
-        revocations=RevocationList(path=settings.revocation_file),
-    )
+    return TokenVerifier.from_pem_file(Path(key_file), **common), None
 
 
 def create_service_app(
@@ -93,8 +101,9 @@ def create_service_app(
                         poll_seconds=settings.relay_poll_seconds,
                         linger_seconds=settings.relay_linger_seconds, clock=clock,
                         retry_max_seconds=settings.relay_retry_max_seconds)
+    verifier, jwks = build_verifier(settings)
     kit = Kit(name=name, settings=settings, engine=engine, clock=clock, bus=bus,
-              verifier=build_verifier(settings), relay=relay, jobs=list(jobs))
+              verifier=verifier, jwks=jwks, relay=relay, jobs=list(jobs))
     kit.consumers = [
         EventConsumer(
             name=spec.name, bus=bus, topics=spec.topics, group_id=settings.group_id,
@@ -108,15 +117,22 @@ def create_service_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if migrate is not None and settings.migrate_on_start:
             migrate(settings.database_url)
+        if jwks is not None:
+            await jwks.refresh(forced=False)  # the keys before traffic
         if is_psycopg(engine.dialect):
             kit.pipeline_pool = await open_pool(
                 engine, size=settings.db_pool_size,
                 timeout=settings.db_pool_timeout_seconds, name=f"{name}-pipelined")
         if background:
             kit.start_background()
+        refresher = asyncio.create_task(jwks.keep_fresh()) if jwks is not None else None
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
             if background:
                 kit.stop_background()
             if kit.pipeline_pool is not None:

@@ -48,6 +48,14 @@ class ServiceSettings(BaseSettings):
     jwt_issuer: str = DEV_ISSUER
     jwt_audience: str = PLATFORM_AUDIENCE
     jwt_public_key_file: Path | None = None
+    # The identity provider's JWKS (Keycloak: <realm>/protocol/openid-connect/certs):
+    # when set, tokens are verified with its keys instead of jwt_public_key_file, and a
+    # rotated key is picked up without a restart (servicekit.jwks).
+    jwt_jwks_url: str | None = None
+    jwt_jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    jwt_jwks_timeout_seconds: float = Field(default=5.0, gt=0)
+    # At most one JWKS fetch this often for tokens naming an unknown key id.
+    jwt_jwks_cooldown_seconds: float = Field(default=30.0, ge=0)
     jwt_leeway_seconds: int = 10
     revocation_file: Path | None = None
 
@@ -108,8 +116,8 @@ class ServiceSettings(BaseSettings):
         if self.profile == "prod":
             if self.jwt_issuer == DEV_ISSUER:
                 raise ValueError("prod profile refuses the development token issuer")
-            if self.jwt_public_key_file is None:
-                raise ValueError("prod profile needs jwt_public_key_file")
+            if self.jwt_public_key_file is None and not self.jwt_jwks_url:
+                raise ValueError("prod profile needs jwt_jwks_url or jwt_public_key_file")
             if self.database_url.startswith("sqlite"):
                 raise ValueError("prod profile needs PostgreSQL, not SQLite")
             if not self.kafka_bootstrap:
