@@ -147,3 +147,41 @@ def drive(target: Target, connections: int, seconds: float) -> Load:
     import uvloop
 
     return uvloop.run(_drive(target, connections, seconds))
+
+
+@dataclass
+class Phase:
+    """One measured phase (a target at one concurrency, or the floor): its rounds,
+    pooled, and the CPU seconds each component used while it ran."""
+
+    name: str
+    target: Target | None = None
+    rounds: list[Load] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.rounds)
+
+    @property
+    def requests(self) -> int:
+        return sum(len(r.latencies) for r in self.rounds)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def latencies(self) -> list[float]:
+        return [x for r in self.rounds for x in r.latencies]
+
+    @property
+    def errors(self) -> dict[str, int]:
+        merged: dict[str, int] = {}
+        for r in self.rounds:
+            for k, v in r.errors.items():
+                merged[k] = merged.get(k, 0) + v
+        return merged
+
+    def per_request_us(self, component: str) -> float:
+        return self.cpu[component] / self.requests * 1e6 if self.requests else float("nan")

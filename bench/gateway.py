@@ -66,7 +66,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
-from _load import Load, Target, drive, get_request  # noqa: E402
+from _load import Load, Phase, Target, drive, get_request  # noqa: E402
 from income import (  # noqa: E402
     FloorWriter,
     _proc_table,
@@ -190,42 +190,6 @@ def income_request(port: int, prefix: str, token: str,
 
 
 # --------------------------------------------------------------------------- phases
-
-
-@dataclass
-class Phase:
-    """One target at one concurrency (or the floor): its rounds and the CPU they used."""
-
-    name: str
-    rounds: list[Load] = field(default_factory=list)
-    cpu: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return sum(r.seconds for r in self.rounds)
-
-    @property
-    def requests(self) -> int:
-        return sum(len(r.latencies) for r in self.rounds)
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def latencies(self) -> list[float]:
-        return [x for r in self.rounds for x in r.latencies]
-
-    @property
-    def errors(self) -> dict[str, int]:
-        merged: dict[str, int] = {}
-        for r in self.rounds:
-            for k, v in r.errors.items():
-                merged[k] = merged.get(k, 0) + v
-        return merged
-
-    def per_request_us(self, component: str) -> float:
-        return self.cpu[component] / self.requests * 1e6 if self.requests else float("nan")
 
 
 def measure(phase: Phase, groups: dict[str, list[int]], run: Callable[[], Load],

@@ -52,7 +52,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _load import Load, Target, drive, get_request
+from _load import Phase, Target, drive, get_request
 from income import _proc_table, free_port, out, pct, scratch_root, self_cpu, system_cpu, tree_cpu
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -289,39 +289,6 @@ class Read:
 # --------------------------------------------------------------------------- phases
 
 
-@dataclass
-class Phase:
-    """One target's rounds, pooled, and the CPU used while it ran."""
-
-    target: Target
-    rounds: list[Load] = field(default_factory=list)
-    cpu: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return sum(r.seconds for r in self.rounds)
-
-    @property
-    def requests(self) -> int:
-        return sum(len(r.latencies) for r in self.rounds)
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def latencies(self) -> list[float]:
-        return [x for r in self.rounds for x in r.latencies]
-
-    @property
-    def errors(self) -> dict[str, int]:
-        merged: dict[str, int] = {}
-        for r in self.rounds:
-            for k, v in r.errors.items():
-                merged[k] = merged.get(k, 0) + v
-        return merged
-
-
 def measure(phase: Phase, roots: dict[str, int | None], connections: int,
             seconds: float) -> None:
     before, mine, machine = tree_cpu(roots), self_cpu(), system_cpu()[0]
@@ -424,7 +391,7 @@ def _run(args: argparse.Namespace, procs: Processes, started: float) -> int:
                 raise RuntimeError(f"the bare app's answer differs from {svc.name}'s:\n"
                                    f"{base_body!r}\n{svc_body!r}")
             for read, body in ((base, base_body), (svc, svc_body)):
-                phases.setdefault(read.name, Phase(read.target(len(body))))
+                phases.setdefault(read.name, Phase(read.name, read.target(len(body))))
     pids = {name: server_pid(proc.pid) for name, proc in procs.launchers.items()}
     roots: dict[str, int | None] = {**pids, "postgres": procs.pg.pid,
                                     "kafka": procs.kafka.pid}
@@ -479,7 +446,7 @@ def report(args: argparse.Namespace, phases: dict[str, Phase],
     ]
     def cpu_each(p: Phase) -> float:
         """The CPU its server used per request answered."""
-        return p.cpu[p.target.name.split(" ", 1)[0]] / p.requests if p.requests else 0.0
+        return p.cpu[p.name.split(" ", 1)[0]] / p.requests if p.requests else 0.0
 
     for kind in chosen:
         for base, svc in pairs[kind]:
