@@ -3,86 +3,22 @@ rotation), never more than once per cool-down for key ids nobody lists."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
+from devkit.identity import ISSUER, IdentityProvider
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-
-ISSUER = "https://id.most.test/realms/most"
-
-
-class IdentityProvider(ThreadingHTTPServer):
-    """Serves ``/certs`` (a JWKS of the keys it holds) and counts the fetches."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _JwksHandler)
-        self.keys: dict[str, rsa.RSAPrivateKey] = {}
-        self.fetches = 0
-
-    def add_key(self, kid: str) -> None:
-        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def jwks(self) -> dict[str, Any]:
-        keys = []
-        for kid, key in self.keys.items():
-            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-            keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
-        return {"keys": keys}
-
-    def token(self, kid: str, *, signed_by: str | None = None, **claims: Any) -> str:
-        now = int(time.time())
-        body = {"sub": "r-1", "org": "hust", "roles": ["researcher"], "iss": ISSUER,
-                "aud": "most-platform", "iat": now, "exp": now + 300, "jti": str(uuid.uuid4()),
-                **claims}
-        return jwt.encode(body, self.keys[signed_by or kid], algorithm="RS256",
-                          headers={"kid": kid})
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/certs"
-
-
-class _JwksHandler(BaseHTTPRequestHandler):
-    server: IdentityProvider
-
-    def do_GET(self) -> None:
-        self.server.fetches += 1
-        body = json.dumps(self.server.jwks()).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        return
 
 
 @pytest.fixture
 def idp() -> Iterator[IdentityProvider]:
-    server = IdentityProvider()
-    server.add_key("k1")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with IdentityProvider.serving("k1") as server:
+        yield server
 
 
 def gateway(tmp_path: Path, idp: IdentityProvider, cooldown: float) -> TestClient:
