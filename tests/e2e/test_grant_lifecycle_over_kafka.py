@@ -5,7 +5,6 @@ ipshare's events into the portfolio."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaProducer
 
-from devkit.testing import Tokens, read_topic
+from devkit.testing import Tokens, read_topic, wait_for
 from grants.app import create_app, migrate
 from grants.settings import GrantsSettings
 from servicekit import cloudevent
@@ -65,16 +64,6 @@ def award_a_grant(client, tokens) -> tuple[dict, dict]:
     return grant, pm
 
 
-def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    return predicate()
-
-
 def test_a_released_tranche_reaches_an_independent_finance_consumer(grants_service,
                                                                     kafka_server):
     client, tokens = grants_service
@@ -92,7 +81,7 @@ def test_a_released_tranche_reaches_an_independent_finance_consumer(grants_servi
                 if m.key == grant["id"]]
 
     events = wait_for(lambda: [m for m in grant_events()
-                               if m.event["type"].endswith("tranche.released.v1")])
+                               if m.event["type"].endswith("tranche.released.v1")], 30)
     assert len(events) == 1
     released = cloudevent.decode(json.dumps(events[0].event).encode())
     data = released.get_data()
@@ -153,5 +142,5 @@ def test_commercialisation_income_from_ipshare_events_counts_once_net_of_reversa
         got = p["overall"]["commercialisation"]
         return got if got["distributions"] == 1 and got["gross_vnd"] else None
 
-    assert wait_for(income) == {"gross_vnd": 1_000_000_007, "researchers_vnd": 300_000_003,
+    assert wait_for(income, 30) == {"gross_vnd": 1_000_000_007, "researchers_vnd": 300_000_003,
                                 "distributions": 1}

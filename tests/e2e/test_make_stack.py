@@ -20,17 +20,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from devkit import stack
-from devkit.testing import EventContract, StackRun, distinct
+from devkit.testing import EventContract, GatewayUser, StackRun, distinct, wait_for
 
 # Starting PostgreSQL, Kafka and five workers, using them, stopping: ~60 s on an idle
 # 2-core machine; the bound leaves room for a loaded one.
@@ -62,35 +60,6 @@ def running_stack() -> Iterator[StackRun]:
         yield running
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.3)
-    return predicate()
-
-
-class User:
-    """Someone calling the platform through the gateway with a development token."""
-
-    def __init__(self, client: httpx.Client, sub: str, role: str, org: str) -> None:
-        issued = client.post("/dev/tokens", json={"sub": sub, "name": sub, "org": org,
-                                                  "roles": [role]})
-        assert issued.status_code == 201, issued.text
-        self.client = client
-        self.auth = {"Authorization": f"Bearer {issued.json()['access_token']}"}
-
-    def post(self, path: str, body: dict[str, Any] | None = None, expect: int = 200,
-             **headers: str) -> dict[str, Any]:
-        response = self.client.post(path, json=body, headers={**self.auth, **headers})
-        assert response.status_code == expect, f"POST {path}: {response.text}"
-        return response.json()
-
-    def get(self, path: str, **params: str) -> httpx.Response:
-        return self.client.get(path, params=params, headers=self.auth)
-
-
 def test_make_stack_serves_a_grant_to_an_income_distribution_through_its_gateway(
     running_stack: StackRun, event_contract: EventContract,
 ) -> None:
@@ -98,9 +67,9 @@ def test_make_stack_serves_a_grant_to_an_income_distribution_through_its_gateway
     run = uuid.uuid4().hex[:8]
     with httpx.Client(base_url=settings["GATEWAY_URL"], timeout=60.0) as client:
         assert client.get("/ready").json()["status"] == "ready"
-        pm = User(client, "pm-1", "program_manager", "MOST")
-        lead = User(client, "r-lead", "researcher", "HUST")
-        office = User(client, "tto-1", "institution", "HUST")
+        pm = GatewayUser(client, "pm-1", "program_manager", "MOST")
+        lead = GatewayUser(client, "r-lead", "researcher", "HUST")
+        office = GatewayUser(client, "tto-1", "institution", "HUST")
         # The edge refuses what the route table does not allow, before any service.
         refused = client.post("/grants/v1/calls", json={}, headers=lead.auth)
         assert refused.status_code == 403, refused.text
@@ -122,7 +91,7 @@ def test_make_stack_serves_a_grant_to_an_income_distribution_through_its_gateway
                             "due_date": "2029-01-01", "tranche_bp": 10000}]}, expect=201)
         lead.post(f"/grants/v1/applications/{application['id']}/submit")
         for reviewer, org in (("rev-1", "VAST"), ("rev-2", "NAFOSTED")):
-            User(client, reviewer, "reviewer", org).post(
+            GatewayUser(client, reviewer, "reviewer", org).post(
                 f"/grants/v1/applications/{application['id']}/reviews",
                 {"scores": {"merit": 5}, "recommendation": "fund", "comment": "",
                  "conflict_of_interest": False}, expect=201)
@@ -155,7 +124,7 @@ def test_make_stack_serves_a_grant_to_an_income_distribution_through_its_gateway
         # grants → Kafka → ipshare: the result becomes an asset of the institution.
         assets = wait_for(lambda: office.get("/ipshare/v1/assets",
                                              source_grant_id=grant["id"]).json()["items"],
-                          KAFKA_HOP_TIMEOUT_S)
+                          KAFKA_HOP_TIMEOUT_S, pause=0.3)
         assert [a["source_result_id"] for a in assets] == [result["id"]], \
             "grants.result.registered did not become an ipshare asset"
         agreement = office.post(f"/ipshare/v1/assets/{assets[0]['id']}/agreements", {

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from fastapi.testclient import TestClient
 
 import grants.app
 import ipshare.app
-from devkit.testing import Tokens
+from devkit.testing import Tokens, wait_for
 from grants.settings import GrantsSettings
 from ipshare.settings import IpshareSettings
 
@@ -61,16 +60,6 @@ def services(databases, kafka_server, tmp_path: Path):
     with TestClient(grants.app.create_app(grants_settings)) as grants_client, \
             TestClient(ipshare.app.create_app(ipshare_settings)) as ipshare_client:
         yield grants_client, ipshare_client, Tokens(tmp_path / "keys"), run
-
-
-def wait_for(predicate, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    return predicate()
 
 
 def award_a_grant(client: TestClient, tokens: Tokens) -> dict:
@@ -119,7 +108,7 @@ def test_a_grant_result_earns_income_that_reaches_a_payment_batch(services, kafk
     office = tokens.headers("tto-1", "institution", org=grant["institution_id"])
     assets = wait_for(lambda: ipshare_client.get(
         "/v1/assets", headers=office, params={"source_grant_id": grant["id"]}
-    ).json()["items"])
+    ).json()["items"], 120)
     assert len(assets) == 1, "grants.result.registered did not become an ipshare asset"
     asset = assets[0]
     assert asset["institution_id"] == "HUST"
@@ -153,7 +142,7 @@ def test_a_grant_result_earns_income_that_reaches_a_payment_batch(services, kafk
         income = got["overall"]["commercialisation"]
         return income if income["gross_vnd"] else None
 
-    assert wait_for(commercialisation) == {"gross_vnd": GROSS, "researchers_vnd": 300_000_003,
+    assert wait_for(commercialisation, 120) == {"gross_vnd": GROSS, "researchers_vnd": 300_000_003,
                                            "distributions": 1}, "grants missed the posting"
 
     # ipshare → Kafka → the ministry's finance system: one run of the reference consumer.
@@ -184,7 +173,7 @@ def test_a_grant_result_earns_income_that_reaches_a_payment_batch(services, kafk
     reversed_ = ipshare_client.post(f"/v1/distributions/{distribution['id']}/reverse",
                                     headers=office, json={"reason": "invoice cancelled"})
     assert reversed_.status_code == 200, reversed_.text
-    assert wait_for(lambda: commercialisation() is None), "grants missed the reversal"
+    assert wait_for(lambda: commercialisation() is None, 120), "grants missed the reversal"
     assert pay() == 0
     first, claw_back = sorted(out.glob("batch-*.csv"))
     assert first == batch

@@ -10,17 +10,16 @@ the public register, which the gateway serves with its ETag (304 on a repeat).
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from devkit.testing import EventContract, StackRun, distinct
+from devkit.testing import EventContract, GatewayUser, StackRun, distinct, wait_for
 from servicekit.clock import SystemClock, business_date
 
 pytestmark = pytest.mark.timeout(600)
@@ -43,35 +42,6 @@ def running_stack() -> Iterator[StackRun]:
         yield running
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.5)
-    return predicate()
-
-
-class User:
-    def __init__(self, client: httpx.Client, sub: str, role: str, org: str) -> None:
-        issued = client.post("/dev/tokens", json={"sub": sub, "name": sub, "org": org,
-                                                  "roles": [role]})
-        assert issued.status_code == 201, issued.text
-        self.client = client
-        self.auth = {"Authorization": f"Bearer {issued.json()['access_token']}"}
-
-    def post(self, path: str, body: Any = None, expect: int = 200,
-             **headers: str) -> dict[str, Any]:
-        response = self.client.post(path, json=body, headers={**self.auth, **headers})
-        assert response.status_code == expect, f"POST {path}: {response.text}"
-        return response.json()
-
-    def get(self, path: str) -> dict[str, Any]:
-        response = self.client.get(path, headers=self.auth)
-        assert response.status_code == 200, f"GET {path}: {response.text}"
-        return response.json()
-
-
 def test_a_pilot_lives_on_make_stack_from_application_to_the_register(
     running_stack: StackRun, event_contract: EventContract,
 ) -> None:
@@ -79,8 +49,8 @@ def test_a_pilot_lives_on_make_stack_from_application_to_the_register(
     code = f"{uuid.uuid4().int % 10**10:010d}"
     today = business_date(SystemClock().now())
     with httpx.Client(base_url=settings["GATEWAY_URL"], timeout=60.0) as client:
-        firm = User(client, "firm-1", "sandbox_applicant", "fintech-1")
-        reviewers = [User(client, f"rev-{n}", "reviewer", org)
+        firm = GatewayUser(client, "firm-1", "sandbox_applicant", "fintech-1")
+        reviewers = [GatewayUser(client, f"rev-{n}", "reviewer", org)
                      for n, org in ((1, "SBV"), (2, "MOST"), (3, "MOF"))]
         assert client.get("/sandbox/v1/sectors").status_code == 200
         proposal = {
@@ -112,11 +82,11 @@ def test_a_pilot_lives_on_make_stack_from_application_to_the_register(
         pilot = f"/sandbox/v1/pilots/{decided['pilot_id']}"
 
         # Both workers' schedulers run every second: the pilot starts once.
-        started = wait_for(lambda: firm.get(pilot)["status"] == "active")
-        assert started, firm.get(pilot)
+        started = wait_for(lambda: firm.read(pilot)["status"] == "active", 60, pause=0.5)
+        assert started, firm.read(pilot)
         incident = firm.post(f"{pilot}/incidents", {"severity": "critical",
                                                     "description": "SECRET-INCIDENT"}, 201)
-        assert firm.get(pilot)["suspension_incident_id"] == incident["id"]
+        assert firm.read(pilot)["suspension_incident_id"] == incident["id"]
         quarter = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1) - timedelta(days=1)
         report = client.post(f"{pilot}/reports", headers=firm.auth, json={
             "period": f"{quarter.year}-Q{(quarter.month - 1) // 3 + 1}", "participants": 1,

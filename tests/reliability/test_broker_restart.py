@@ -28,14 +28,22 @@ from sqlalchemy import Engine, create_engine, func, select
 import grants.app
 import ipshare.app
 from devkit.localservers import KafkaServer
-from devkit.testing import DatabaseFactory, Load, Tokens, per_aggregate, read_topic, topic_size
+from devkit.testing import (
+    DatabaseFactory,
+    Load,
+    Tokens,
+    per_aggregate,
+    read_topic,
+    topic_size,
+    wait_for,
+)
 from grants.models import IncomeRow
 from grants.settings import GrantsSettings
 from ipshare.models import DistributionRow
 from ipshare.settings import IpshareSettings
 from servicekit.outbox import OUTBOX
 
-from .workload import Platform, income_body, pay, size, wait_for
+from .workload import Platform, income_body, pay, size
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 

@@ -38,7 +38,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, func, select
 
 from devkit.localservers import KafkaServer, PostgresServer
-from devkit.testing import Load, StackRun, Tokens, read_topic, topic_size
+from devkit.testing import Load, StackRun, Tokens, read_topic, topic_size, wait_for
 from grants.models import IncomeRow
 from ipshare.models import DistributionRow
 from sandbox.app import create_app as create_sandbox
@@ -56,7 +56,6 @@ from .workload import (
     quarters_over,
     report_body,
     size,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.timeout(900)]

@@ -15,16 +15,15 @@ import csv
 import importlib.util
 import os
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from devkit.testing import Tokens
+from devkit.testing import Tokens, wait_for
 
 INSTITUTION = "HUST"
 AUTHORS = [{"researcher_id": "r-lead", "name": "Lead", "contribution_bp": 7000},
@@ -38,16 +37,6 @@ def size(name: str, default: int | float) -> int | float:
     """``RELIABILITY_<NAME>`` from the environment, else ``default`` (of its type)."""
     value = os.environ.get(f"RELIABILITY_{name}", "").strip()
     return type(default)(value) if value else default
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, pause: float = 0.2) -> Any:
-    """``predicate()``'s first truthy value within ``timeout`` seconds, else its last."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(pause)
-    return predicate()
 
 
 class Platform:

@@ -200,6 +200,43 @@ def topic_size(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float, pause: float = 0.2) -> Any:
+    """``predicate()``'s first truthy value within ``timeout`` seconds, else its last."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(pause)
+    return predicate()
+
+
+class GatewayUser:
+    """Someone calling the platform through a gateway with a development token."""
+
+    def __init__(self, client: Any, sub: str, role: str, org: str) -> None:
+        issued = client.post("/dev/tokens", json={"sub": sub, "name": sub, "org": org,
+                                                  "roles": [role]})
+        assert issued.status_code == 201, issued.text
+        self.client = client  # an httpx.Client on the gateway's URL
+        self.auth = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+
+    def post(self, path: str, body: Any = None, expect: int = 200,
+             **headers: str) -> dict[str, Any]:
+        response = self.client.post(path, json=body, headers={**self.auth, **headers})
+        assert response.status_code == expect, f"POST {path}: {response.text}"
+        return response.json()
+
+    def get(self, path: str, **params: str) -> Any:
+        """The answer, whatever its status."""
+        return self.client.get(path, params=params, headers=self.auth)
+
+    def read(self, path: str) -> dict[str, Any]:
+        """The body of a 200 answer."""
+        response = self.get(path)
+        assert response.status_code == 200, f"GET {path}: {response.text}"
+        return response.json()
+
+
 class StackRun:
     """``make stack`` as a test runs it (``python -m devkit.stack up|status|down``) in a
     var directory of its own: :meth:`started` brings it up on free ports and stops it
