@@ -1,9 +1,9 @@
 """Loading and saving grants aggregates: the only place rows and domain objects meet.
 
-:class:`Repository` is what the grant command handlers need (``handlers.py``);
+:class:`Repository` is what the command handlers need (``grants.handlers``);
 :class:`SqlRepository` keeps it in the service's database through the request's session
-(the unit of work's transaction), and the unit tests keep it in memory. Calls and
-applications are loaded and saved by the functions below it.
+(the unit of work's transaction), on the functions above it, and the unit tests keep it
+in memory. The reads load rows with those functions directly.
 """
 
 from __future__ import annotations
@@ -515,22 +515,144 @@ def save_grant(session: Session, row: GrantRow, grant: Grant, *, now: datetime) 
         r.due_date = m.due_date
 
 
-# --- the grant commands' repository -------------------------------------------------------
+# --- the commands' repository ------------------------------------------------------------
 
 class Repository(Protocol):
+    """What the command handlers load and save (``grants.handlers``)."""
+
+    def call(self, call_id: str, *, for_update: bool = False,
+             for_share: bool = False) -> Call | None: ...
+    def add_call(self, call: Call, *, created_by: str, now: datetime) -> None: ...
+    def save_call(self, call: Call, now: datetime) -> None: ...
+    def decided_applications(self, call_id: str) -> int: ...
+    def application(self, application_id: str, *,
+                    for_update: bool = False) -> Application | None: ...
+    def add_application(self, app: Application, call: Call, now: datetime) -> None: ...
+    def save_application(self, app: Application, now: datetime) -> None: ...
+    def save_draft_terms(self, app: Application, call: Call, now: datetime) -> None: ...
+    def add_review(self, app: Application, review: Review, review_id: str) -> None: ...
+    def assignment(self, assignment_id: str, *,
+                   for_update: bool = False) -> Assignment | None: ...
+    def assignments_of(self, application_id: str) -> list[Assignment]: ...
+    def open_assignments(self, *, application_id: str | None = None,
+                         call_id: str | None = None) -> list[Assignment]: ...
+    def reviewer_assignment(self, application_id: str, reviewer_id: str, reviewer_org: str,
+                            *, for_update: bool = False) -> Assignment | None: ...
+    def add_assignment(self, assignment: Assignment, now: datetime) -> None: ...
+    def save_assignment(self, assignment: Assignment, now: datetime) -> None: ...
     def grant(self, grant_id: str, *, for_update: bool = False) -> Grant | None: ...
     def applicant_of(self, grant: Grant) -> str | None: ...
+    def add_grant(self, grant: Grant, now: datetime) -> None: ...
     def save_grant(self, grant: Grant, now: datetime) -> None: ...
     def add_result(self, grant: Grant, result: Result) -> None: ...
     def add_breach(self, grant: Grant, breach: Breach, now: datetime) -> None: ...
 
 
 class SqlRepository:
-    """The grants on the request's session; keeps the rows it loaded, to save them."""
+    """The aggregates on the request's session; keeps the rows it loaded or added, to
+    save them and for the API's view of them (their times)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._calls: dict[str, CallRow] = {}
+        self._applications: dict[str, ApplicationRow] = {}
+        self._reviews: dict[str, ReviewRow] = {}
+        self._assignments: dict[str, AssignmentRow] = {}
         self._rows: dict[str, GrantRow] = {}
+
+    # calls
+
+    def call(self, call_id: str, *, for_update: bool = False,
+             for_share: bool = False) -> Call | None:
+        row = get_call_row(self.session, call_id, for_update=for_update, for_share=for_share)
+        if row is None:
+            return None
+        self._calls[row.id] = row
+        return call_from_row(row)
+
+    def call_row(self, call: Call) -> CallRow:
+        return self._calls[call.id]
+
+    def add_call(self, call: Call, *, created_by: str, now: datetime) -> None:
+        self._calls[call.id] = add_call(self.session, call, created_by=created_by, now=now)
+
+    def save_call(self, call: Call, now: datetime) -> None:
+        save_call(self._calls[call.id], call, now=now)
+
+    def decided_applications(self, call_id: str) -> int:
+        """How many of the call's applications are approved or rejected."""
+        return self.session.execute(select(func.count()).where(
+            ApplicationRow.call_id == call_id,
+            ApplicationRow.status.in_((ApplicationStatus.APPROVED.value,
+                                       ApplicationStatus.REJECTED.value)))).scalar_one()
+
+    # applications
+
+    def application(self, application_id: str, *,
+                    for_update: bool = False) -> Application | None:
+        loaded = load_application(self.session, application_id, for_update=for_update)
+        if loaded is None:
+            return None
+        row, app = loaded
+        self._applications[app.id] = row
+        return app
+
+    def application_row(self, app: Application) -> ApplicationRow:
+        return self._applications[app.id]
+
+    def add_application(self, app: Application, call: Call, now: datetime) -> None:
+        self._applications[app.id] = add_application(self.session, app, call, now=now)
+
+    def save_application(self, app: Application, now: datetime) -> None:
+        save_application(self._applications[app.id], app, now=now)
+
+    def save_draft_terms(self, app: Application, call: Call, now: datetime) -> None:
+        save_draft_terms(self.session, self._applications[app.id], app, call, now=now)
+
+    def add_review(self, app: Application, review: Review, review_id: str) -> None:
+        self._reviews[review_id] = add_review(self.session, app.id, review, review_id)
+
+    def review_row(self, review_id: str) -> ReviewRow:
+        return self._reviews[review_id]
+
+    # assignments
+
+    def _kept(self, loaded: tuple[AssignmentRow, Assignment] | None) -> Assignment | None:
+        if loaded is None:
+            return None
+        row, assignment = loaded
+        self._assignments[assignment.id] = row
+        return assignment
+
+    def assignment(self, assignment_id: str, *,
+                   for_update: bool = False) -> Assignment | None:
+        return self._kept(load_assignment(self.session, assignment_id, for_update=for_update))
+
+    def assignment_row(self, assignment: Assignment) -> AssignmentRow:
+        return self._assignments[assignment.id]
+
+    def assignments_of(self, application_id: str) -> list[Assignment]:
+        """Every assignment of the application, oldest first."""
+        return [a for _, a in assignments_of(self.session, [application_id])]
+
+    def open_assignments(self, *, application_id: str | None = None,
+                         call_id: str | None = None) -> list[Assignment]:
+        found = open_assignments(self.session, application_id=application_id,
+                                 call_id=call_id)
+        return [a for a in map(self._kept, found) if a is not None]
+
+    def reviewer_assignment(self, application_id: str, reviewer_id: str, reviewer_org: str,
+                            *, for_update: bool = False) -> Assignment | None:
+        return self._kept(reviewer_assignment(self.session, application_id, reviewer_id,
+                                              reviewer_org, for_update=for_update))
+
+    def add_assignment(self, assignment: Assignment, now: datetime) -> None:
+        self._assignments[assignment.id] = add_assignment(self.session, assignment, now=now)
+
+    def save_assignment(self, assignment: Assignment, now: datetime) -> None:
+        save_assignment(self._assignments[assignment.id], assignment, now=now)
+
+    # grants
 
     def grant(self, grant_id: str, *, for_update: bool = False) -> Grant | None:
         loaded = load_grant(self.session, grant_id, for_update=for_update)
@@ -548,6 +670,11 @@ class SqlRepository:
         """Who drafted the grant's application."""
         return self.session.execute(select(ApplicationRow.applicant_id).where(
             ApplicationRow.id == grant.application_id)).scalar_one_or_none()
+
+    def add_grant(self, grant: Grant, now: datetime) -> None:
+        """Add an awarded grant, after the application's decision is written."""
+        self.session.flush()
+        self._rows[grant.id] = add_grant(self.session, grant, now=now)
 
     def save_grant(self, grant: Grant, now: datetime) -> None:
         save_grant(self.session, self._rows[grant.id], grant, now=now)

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from grants import access, events, handlers
-from grants.api.calls import visible_call
+from grants import access, events
 from grants.api.deps import Institution, ProgramManager, Researcher, Reviewer
 from grants.domain.applications import (
     REVIEWABLE,
@@ -24,8 +23,11 @@ from grants.domain.applications import (
 from grants.domain.assignments import ACTIVE
 from grants.domain.calls import Call, CallStatus, ReviewMode
 from grants.domain.grants import Grant
+from grants.handlers import calls as call_handlers
+from grants.handlers.assignments import release_open
 from grants.models import ApplicationRow, AssignmentRow, CallRow, ReviewRow
 from grants.repository import (
+    SqlRepository,
     active_assignment_counts,
     add_application,
     add_grant,
@@ -226,7 +228,8 @@ def withdraw_application(application_id: str, body: Reason, user: Researcher,
     uow.record(AGGREGATE, app.id, "withdraw", from_status=before, to_status=app.status.value,
                reason=body.reason)
     events.publish(uow, app.events)
-    handlers.release_open(uow, "the application was withdrawn", application_id=app.id)
+    release_open(uow, SqlRepository(uow.session), "the application was withdrawn",
+                 application_id=app.id)
     return uow.commit(read_of(uow.session, row, app, call_of(uow.session, app)))
 
 
@@ -314,7 +317,8 @@ def decide_application(application_id: str, body: Annotated[Decision, Body()],
     # The call's row lock serialises decisions on one call, so the budget holds.
     call_row = get_call_row(uow.session, app.call_id, for_update=True)
     # Before the decision takes its number: the register stays locked only from then on.
-    handlers.release_open(uow, "the application was decided", application_id=app.id)
+    release_open(uow, SqlRepository(uow.session), "the application was decided",
+                 application_id=app.id)
     call = call_from_row(call_row)
     before = app.status.value
     grant: Grant | None = None
@@ -450,6 +454,6 @@ def read_call_applications(
     status: ApplicationStatus | None = None, limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> ApplicationPage:
-    visible_call(get_call_row(session, call_id), user, call_id)  # drafts: their agency's
+    call_handlers.visible_call(SqlRepository(session), user, call_id)  # drafts: their agency's
     return _page(session, user, call_id=call_id, status=status.value if status else None,
                  institution_id=None, limit=limit, cursor=cursor)

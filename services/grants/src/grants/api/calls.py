@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from fastapi import APIRouter
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from grants import access, events, handlers
-from grants.api.deps import CallHistoryReader, ProgramManager
-from grants.domain.applications import ApplicationStatus
+from grants import access
+from grants.api.deps import CallHistoryReader, ProgramManager, RepositoryDep
 from grants.domain.calls import Call, CallStatus, ReviewTier
-from grants.models import ApplicationRow, CallRow
-from grants.repository import add_call, call_from_row, get_call_row, save_call
+from grants.handlers import calls as handlers
+from grants.handlers.calls import CallTerms
+from grants.models import CallRow
+from grants.repository import SqlRepository, call_from_row
 from grants.schemas import CallCreate, CallPage, CallRead, Reason, ReviewTierOut
 from servicekit.audit import HistoryPage, history
-from servicekit.auth import OptionalPrincipal, Principal
+from servicekit.auth import OptionalPrincipal
 from servicekit.clock import as_utc
 from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
-from servicekit.problems import Forbidden, NotFound
-from servicekit.unit_of_work import NowDep, SessionDep, UnitOfWorkDep
+from servicekit.unit_of_work import NowDep, SessionDep, UnitOfWork, UnitOfWorkDep
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
-
-AGGREGATE = "call"
 
 
 def to_read(row: CallRow, now: datetime) -> CallRead:
@@ -44,95 +41,49 @@ def to_read(row: CallRow, now: datetime) -> CallRead:
     )
 
 
-def visible_call(row: CallRow | None, principal: Principal | None, call_id: str) -> CallRow:
-    if row is None or (not call_from_row(row).published
-                       and not access.sees_call_drafts(principal, row.agency_id)):
-        raise NotFound(f"call {call_id} not found")
-    return row
+def terms_of(body: CallCreate) -> CallTerms:
+    return CallTerms(
+        title=body.title, description=body.description, budget_vnd=body.budget_vnd,
+        max_award_vnd=body.max_award_vnd, opens_at=body.opens_at, closes_at=body.closes_at,
+        min_reviews=body.min_reviews, review_mode=body.review_mode,
+        review_tiers=tuple(ReviewTier(t.up_to_vnd, t.min_reviews) for t in body.review_tiers),
+        requires_endorsement=body.requires_endorsement)
 
 
-def _own_agency_call(row: CallRow | None, principal: Principal, call_id: str) -> CallRow:
-    row = visible_call(row, principal, call_id)
-    if not access.acts_for_agency(principal, row.agency_id):
-        raise Forbidden(f"call {call_id} belongs to agency {row.agency_id}; "
-                        "programme managers act only on their own agency's calls")
-    return row
-
-
-def drafted(call_id: str, agency_id: str, body: CallCreate) -> Call:
-    """The call ``body`` describes, checked by the domain's rules."""
-    return Call.draft(
-        id=call_id, agency_id=agency_id, title=body.title, description=body.description,
-        budget_vnd=body.budget_vnd, max_award_vnd=body.max_award_vnd,
-        opens_at=body.opens_at, closes_at=body.closes_at, min_reviews=body.min_reviews,
-        review_mode=body.review_mode,
-        review_tiers=[ReviewTier(t.up_to_vnd, t.min_reviews) for t in body.review_tiers],
-        requires_endorsement=body.requires_endorsement,
-    )
+def answer(uow: UnitOfWork, repo: SqlRepository, call: Call, status_code: int = 200):
+    """Commit a call command with the call as the API shows it."""
+    return uow.commit(to_read(repo.call_row(call), uow.now), status_code=status_code)
 
 
 @router.post("", status_code=201, response_model=CallRead, summary="Draft a call")
-def create_call(body: CallCreate, user: ProgramManager, uow: UnitOfWorkDep):
-    call = drafted(str(uuid.uuid4()), user.org, body)
-    row = add_call(uow.session, call, created_by=user.sub, now=uow.now)
-    uow.record(AGGREGATE, call.id, "draft", to_status=call.status.value, new=True)
-    return uow.commit(to_read(row, uow.now), status_code=201)
-
-
-def _transition(call_id: str, user: Principal, uow: UnitOfWorkDep, action: str):
-    row = _own_agency_call(get_call_row(uow.session, call_id, for_update=True), user, call_id)
-    call = call_from_row(row)
-    before = call.status.value
-    if action == "open":
-        call.open(uow.now)
-    else:
-        call.close()
-    save_call(row, call, now=uow.now)
-    uow.record(AGGREGATE, call.id, action, from_status=before, to_status=call.status.value)
-    events.publish(uow, call.events)
-    return uow.commit(to_read(row, uow.now))
+def create_call(body: CallCreate, user: ProgramManager, uow: UnitOfWorkDep,
+                repo: RepositoryDep):
+    call = handlers.create_call(uow, repo, user, terms_of(body))
+    return answer(uow, repo, call, status_code=201)
 
 
 @router.post("/{call_id}/open", response_model=CallRead, summary="Open a call for submissions")
-def open_call(call_id: str, user: ProgramManager, uow: UnitOfWorkDep):
-    return _transition(call_id, user, uow, "open")
+def open_call(call_id: str, user: ProgramManager, uow: UnitOfWorkDep, repo: RepositoryDep):
+    return answer(uow, repo, handlers.open_call(uow, repo, user, call_id))
 
 
 @router.post("/{call_id}/close", response_model=CallRead, summary="Close a call")
-def close_call(call_id: str, user: ProgramManager, uow: UnitOfWorkDep):
-    return _transition(call_id, user, uow, "close")
+def close_call(call_id: str, user: ProgramManager, uow: UnitOfWorkDep, repo: RepositoryDep):
+    return answer(uow, repo, handlers.close_call(uow, repo, user, call_id))
 
 
 @router.put("/{call_id}", response_model=CallRead,
             summary="Edit a draft call (the creation body); the history keeps each change")
-def edit_call(call_id: str, body: CallCreate, user: ProgramManager, uow: UnitOfWorkDep):
-    row = _own_agency_call(get_call_row(uow.session, call_id, for_update=True), user, call_id)
-    call = call_from_row(row)
-    changes = call.revise(drafted(call.id, call.agency_id, body))
-    save_call(row, call, now=uow.now)
-    uow.record(AGGREGATE, call.id, "edit", from_status=call.status.value,
-               to_status=call.status.value, data={"changes": changes})
-    return uow.commit(to_read(row, uow.now))
+def edit_call(call_id: str, body: CallCreate, user: ProgramManager, uow: UnitOfWorkDep,
+              repo: RepositoryDep):
+    return answer(uow, repo, handlers.edit_call(uow, repo, user, call_id, terms_of(body)))
 
 
 @router.post("/{call_id}/cancel", response_model=CallRead,
              summary="Cancel a call that has no decision yet, with a reason")
-def cancel_call(call_id: str, body: Reason, user: ProgramManager, uow: UnitOfWorkDep):
-    # The call's row lock: a decision on one of its applications waits for it.
-    row = _own_agency_call(get_call_row(uow.session, call_id, for_update=True), user, call_id)
-    call = call_from_row(row)
-    before = call.status.value
-    decided = uow.session.execute(select(func.count()).where(
-        ApplicationRow.call_id == call.id,
-        ApplicationRow.status.in_((ApplicationStatus.APPROVED.value,
-                                   ApplicationStatus.REJECTED.value)))).scalar_one()
-    call.cancel(body.reason, decided=decided, now=uow.now)
-    save_call(row, call, now=uow.now)
-    uow.record(AGGREGATE, call.id, "cancel", from_status=before, to_status=call.status.value,
-               reason=body.reason)
-    events.publish(uow, call.events)
-    handlers.release_open(uow, "the call was cancelled", call_id=call.id)
-    return uow.commit(to_read(row, uow.now))
+def cancel_call(call_id: str, body: Reason, user: ProgramManager, uow: UnitOfWorkDep,
+                repo: RepositoryDep):
+    return answer(uow, repo, handlers.cancel_call(uow, repo, user, call_id, body.reason))
 
 
 @router.get("", response_model=CallPage, summary="Published calls (and your agency's drafts)")
@@ -159,12 +110,12 @@ def read_calls(
 @router.get("/{call_id}", response_model=CallRead, summary="One call")
 def read_call(call_id: str, session: SessionDep, principal: OptionalPrincipal,
               now: NowDep) -> CallRead:
-    row = visible_call(get_call_row(session, call_id), principal, call_id)
-    return to_read(row, now)
+    repo = SqlRepository(session)
+    return to_read(repo.call_row(handlers.visible_call(repo, principal, call_id)), now)
 
 
 @router.get("/{call_id}/history", response_model=HistoryPage, summary="The call's audit trail")
 def read_call_history(call_id: str, session: SessionDep, user: CallHistoryReader,
                       limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
-    visible_call(get_call_row(session, call_id), user, call_id)
-    return history(session, AGGREGATE, call_id, limit=limit, cursor=cursor)
+    handlers.visible_call(SqlRepository(session), user, call_id)
+    return history(session, handlers.CALL, call_id, limit=limit, cursor=cursor)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 from sqlmodel import Session
 
-from grants import access, handlers
+from grants import access
 from grants.api.deps import ProgramManager, RepositoryDep, Researcher
 from grants.domain.grants import (
     Author,
@@ -18,6 +18,7 @@ from grants.domain.grants import (
     GrantStatus,
     PartialCompletion,
 )
+from grants.handlers import grants as handlers
 from grants.models import ApplicationRow, BreachRow, GrantRow, ResultRow
 from grants.repository import SqlRepository, grant_view, grant_views
 from grants.schemas import (

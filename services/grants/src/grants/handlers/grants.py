@@ -1,16 +1,9 @@
-"""The grant commands, and the release of reviewer assignments the applications and
-calls routers share: load, call the domain, save, audit and stage the events.
-
-The routes call these; each runs inside the request's unit of work
-(``servicekit.unit_of_work.AbstractUnitOfWork``; :func:`release_open` needs its
-session), which the route commits with its answer. A handler never commits, and raises
-before writing anything when a rule refuses the command. The unit tests run the grant
-commands on an in-memory unit of work and repository.
-"""
+"""The grant commands: the team reports milestones and registers results; the programme
+manager of the funding agency accepts, rejects and reschedules milestones, records
+breaches and closes the grant."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from typing import Any
 
@@ -28,18 +21,14 @@ from grants.domain.grants import (
     Result,
     ResultKind,
 )
-from grants.repository import Repository, open_assignments, save_assignment
+from grants.handlers import new_id
+from grants.repository import Repository
 from servicekit.auth import Principal
 from servicekit.decisions import grants_register
 from servicekit.problems import Forbidden, NotFound
-from servicekit.unit_of_work import AbstractUnitOfWork, UnitOfWork
+from servicekit.unit_of_work import AbstractUnitOfWork
 
 GRANT = "grant"
-ASSIGNMENT = "assignment"
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -197,20 +186,3 @@ def close_grant(uow: AbstractUnitOfWork, repo: Repository, user: Principal, gran
         data["attested_conditions"] = list(GOOD_FAITH_CONDITIONS)
     _save(uow, repo, grant, "close", before=before, reason=justification, data=data)
     return grant
-
-
-# --- reviewer assignments ------------------------------------------------------------------
-
-def release_open(uow: UnitOfWork, reason: str, *, application_id: str | None = None,
-                 call_id: str | None = None) -> None:
-    """Release the open assignments of an application (withdrawn or decided) or of a
-    whole call (cancelled), each audited and announced (``assignment.released``)."""
-    for row, assignment in open_assignments(uow.session, application_id=application_id,
-                                            call_id=call_id):
-        before = assignment.status.value
-        assignment.release(reason, uow.now)
-        save_assignment(row, assignment, now=uow.now)
-        uow.record(ASSIGNMENT, assignment.id, "release", from_status=before,
-                   to_status=assignment.status.value, reason=reason,
-                   data={"application_id": assignment.application_id})
-        events.publish(uow, assignment.events)

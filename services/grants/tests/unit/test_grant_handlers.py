@@ -3,13 +3,11 @@ stores, audits and emits, and that a refused command leaves nothing behind."""
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from devkit.fakes import FakeUnitOfWork
-from grants import handlers
 from grants.domain.applications import (
     Application,
     ConflictOfInterest,
@@ -23,16 +21,17 @@ from grants.domain.calls import Call
 from grants.domain.decisions import DecisionNo
 from grants.domain.errors import IllegalTransition, InvalidInput
 from grants.domain.grants import (
-    Breach,
     BreachKind,
     Grant,
     GrantStatus,
     MilestoneStatus,
     Outcome,
-    Result,
 )
+from grants.handlers import grants as handlers
 from servicekit.auth import Principal
 from servicekit.problems import Forbidden, NotFound
+
+from .fakes import FakeRepository
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 PM = Principal(sub="pm-1", name="PM", org="MOST", roles=frozenset({"program_manager"}))
@@ -41,35 +40,6 @@ OTHER_AGENCY_PM = Principal(sub="pm-2", name="PM", org="DOST-HN",
 LEAD = Principal(sub="r-0", name="Lead", org="HUST", roles=frozenset({"researcher"}))
 OUTSIDER = Principal(sub="r-9", name="Out", org="VNU", roles=frozenset({"researcher"}))
 
-
-
-class FakeRepository:
-    """Keeps copies, so that only what a handler saves is kept (like a rollback)."""
-
-    def __init__(self, *grants: Grant, applicant_id: str | None = None) -> None:
-        self.grants = {g.id: copy.deepcopy(g) for g in grants}
-        for stored in self.grants.values():
-            stored.events.clear()  # what it emitted went out with it
-        self.applicant_id = applicant_id
-        self.results: list[tuple[str, Result]] = []
-        self.breaches: list[tuple[str, Breach]] = []
-
-    def grant(self, grant_id: str, *, for_update: bool = False) -> Grant | None:
-        found = self.grants.get(grant_id)
-        return copy.deepcopy(found) if found else None
-
-    def applicant_of(self, grant: Grant) -> str | None:
-        return self.applicant_id
-
-    def save_grant(self, grant: Grant, now: datetime) -> None:
-        assert grant.id in self.grants
-        self.grants[grant.id] = copy.deepcopy(grant)
-
-    def add_result(self, grant: Grant, result: Result) -> None:
-        self.results.append((grant.id, result))
-
-    def add_breach(self, grant: Grant, breach: Breach, now: datetime) -> None:
-        self.breaches.append((grant.id, breach))
 
 def awarded_grant() -> Grant:
     """Grant g-1 of agency MOST to HUST: team r-0 (lead, who drafted it) and r-1, three
