@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import hashlib
 import importlib.util
 import os
 import pwd
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -171,6 +174,27 @@ class PostgresServer:
         self.pid = int((data_dir / "postmaster.pid").read_text().split()[0])
         _wait_for_postgres(self)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Within the block the server is stopped (``SIGSTOP``: the postmaster and every
+        backend), as a hung host or a frozen VM stops it: the kernel still accepts
+        connections and acknowledges what is sent, nothing answers. Continued
+        (``SIGCONT``) on leaving the block. Only a server this process started."""
+        self._own()
+        assert self.pid is not None
+        os.kill(self.pid, signal.SIGSTOP)  # first: no new backend is forked meanwhile
+        children = _children(self.pid)
+        try:
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            yield
+        finally:
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            os.kill(self.pid, signal.SIGCONT)
+
     def _own(self) -> tuple[Path, Path]:
         if not self.restartable:
             raise RuntimeError("not a PostgreSQL this process started (external or stopped)")
@@ -189,6 +213,17 @@ class PostgresServer:
             )
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``)."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+            if int(stat_file.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat_file.parent.name))
+    return found
 
 
 def _pg_bin_dir() -> Path:

@@ -36,6 +36,14 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
+def connect_timeout(pool_timeout: float) -> int:
+    """libpq's ``connect_timeout`` for a pool whose requests wait ``pool_timeout`` seconds
+    for a connection: as long, in whole seconds from 2 to 10. Without it a server that
+    accepts connections and never answers (stopped, a frozen host) holds each new one
+    for libpq's 130 s."""
+    return max(2, int(min(pool_timeout, 10)))
+
+
 def create_db_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10,
                      pool_timeout: float = 10.0, echo: bool = False,
                      ping_after_idle: float = PING_AFTER_IDLE_SECONDS) -> Engine:
@@ -43,7 +51,8 @@ def create_db_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10,
     if is_sqlite(url):
         return _sqlite_engine(url, echo=echo)
     engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
-                           pool_timeout=pool_timeout, pool_use_lifo=True, echo=echo)
+                           pool_timeout=pool_timeout, pool_use_lifo=True, echo=echo,
+                           connect_args={"connect_timeout": connect_timeout(pool_timeout)})
     _ping_when_idle(engine, ping_after_idle)
     return engine
 

@@ -31,6 +31,7 @@ from servicekit.jwks import JwksKeys
 from servicekit.kit import ConsumerSpec, Kit, PeriodicJob
 from servicekit.limits import BodyLimit
 from servicekit.outbox import OutboxRelay
+from servicekit.readiness import BoundedCheck, NoAnswer
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import (
     TELEMETRY,
@@ -168,7 +169,9 @@ READY_DESCRIPTION = (
     "Whether this replica takes requests. Its database decides; the broker is reported, "
     "not required (docs/decisions/0011):\n\n"
     "- database does not answer `SELECT 1`: `503` problem+json, `checks` naming it "
-    "(`\"database\": \"unreachable: OperationalError\"`);\n"
+    "(`\"database\": \"unreachable: OperationalError\"`, or `\"unreachable: no answer "
+    "within 1.8 s\"` when it accepts connections and never answers, as a stopped server "
+    "does);\n"
     "- database and broker answer, no outbox row waiting past "
     "`<SVC>_RELAY_DEGRADED_AFTER_SECONDS`: `200`, `\"status\": \"ready\"`, every check "
     "`ok`;\n"
@@ -177,6 +180,8 @@ READY_DESCRIPTION = (
     "- the oldest unsent outbox row waited past that limit: `200`, `degraded`, "
     "`\"relay\": \"degraded: the oldest unsent event has waited 95 s (limit 60 s)\"` "
     "(`\"relay\": \"unknown: ...\"` when its age cannot be read).\n\n"
+    "Each check waits at most `<SVC>_READY_TIMEOUT_SECONDS` (default 1.8 s), all at once, so "
+    "the answer comes within it whatever a dependency does.\n\n"
     "A broker outage keeps the replica in service because writes still commit: each "
     "command's events are stored in the transactional outbox in the same transaction and "
     "published by the relay once the broker answers again.")
@@ -187,6 +192,9 @@ READY_503 = "The database does not answer: not ready; `checks` names each depend
 
 def health_router(kit: Kit) -> APIRouter:
     api = APIRouter(tags=["operations"])
+    database_check = BoundedCheck("database", lambda: ping(kit.engine))
+    broker_check = BoundedCheck("broker", kit.bus.ready)
+    relay_check = BoundedCheck("relay", kit.relay.oldest_unsent_age)
 
     @api.get("/health", summary="Liveness")
     def health() -> dict[str, str]:
@@ -196,17 +204,15 @@ def health_router(kit: Kit) -> APIRouter:
              description=READY_DESCRIPTION,
              responses={200: {"model": openapi.Readiness, "description": READY_200},
                         503: {"description": READY_503}})
-    def ready(request: Request) -> JSONResponse:
-        checks: dict[str, str] = {}
-        try:
-            ping(kit.engine)
-            checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - reported as not ready
-            checks["database"] = f"unreachable: {type(exc).__name__}"
-        try:
-            checks["broker"] = "ok" if kit.bus.ready() else "unreachable"
-        except Exception as exc:  # noqa: BLE001 - reported in the body
-            checks["broker"] = f"unreachable: {type(exc).__name__}"
+    async def ready(request: Request) -> JSONResponse:
+        # Each check on a thread of its own, all at once, each bounded: a database or
+        # broker that accepts connections and never answers is named unreachable.
+        timeout = kit.settings.ready_timeout_seconds
+        database, broker, waited = await asyncio.gather(
+            database_check(timeout), broker_check(timeout), relay_check(timeout),
+            return_exceptions=True)
+        checks = {"database": "ok" if database is None else _unreachable(database),
+                  "broker": "ok" if broker is True else _unreachable(broker)}
         if checks["database"] != "ok":
             return problems.problem_response(
                 request, 503, "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()),
@@ -215,14 +221,23 @@ def health_router(kit: Kit) -> APIRouter:
         # Without the broker the service stays ready: commands still commit and their
         # events wait in the outbox. The body names it, and a relay that falls behind.
         limit = kit.settings.relay_degraded_after_seconds
-        try:
-            waited = kit.relay.oldest_unsent_age()
-            if waited > limit:
-                checks["relay"] = (f"degraded: the oldest unsent event has waited "
-                                   f"{waited:.0f} s (limit {limit:g} s)")
-        except Exception as exc:  # noqa: BLE001 - reported in the body
-            checks["relay"] = f"unknown: {type(exc).__name__}"
+        if isinstance(waited, BaseException):
+            checks["relay"] = f"unknown: {_reason(waited)}"
+        elif waited > limit:
+            checks["relay"] = (f"degraded: the oldest unsent event has waited "
+                               f"{waited:.0f} s (limit {limit:g} s)")
         status = "ready" if all(v == "ok" for v in checks.values()) else "degraded"
         return JSONResponse({"status": status, "service": kit.name, "checks": checks})
 
     return api
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a check failed: the error's class, or how long it went unanswered."""
+    return str(exc) if isinstance(exc, NoAnswer) else type(exc).__name__
+
+
+def _unreachable(outcome: object) -> str:
+    """A failed check (an exception, or ``False`` from the broker) as ``checks`` says it."""
+    return f"unreachable: {_reason(outcome)}" if isinstance(outcome, BaseException) \
+        else "unreachable"

@@ -73,6 +73,10 @@ class ServiceSettings(BaseSettings):
     # /ready names the relay degraded (still 200) once the oldest unsent outbox row has
     # waited longer than this.
     relay_degraded_after_seconds: float = Field(default=60.0, gt=0)
+    # How long /ready waits for each of its checks (database, broker, the relay's oldest
+    # unsent row) before naming it unreachable: below the gateway's 2 s probe of a
+    # service's /ready, above the broker client's own 1.5 s.
+    ready_timeout_seconds: float = Field(default=1.8, gt=0)
     audit_checkpoint_seconds: float = Field(default=300.0, gt=0)
     # How often sent outbox rows, inbox rows and Idempotency-Key records past their
     # retention are purged (servicekit.housekeeping); 0 never.

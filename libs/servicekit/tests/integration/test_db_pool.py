@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
+from devkit.localservers import PostgresServer
 from servicekit.db import create_db_engine
 from servicekit.settings import ServiceSettings
 
@@ -100,5 +104,22 @@ def test_a_service_sizes_its_pool_from_its_settings(url, tmp_path):
     try:
         assert engine.pool.size() == 3
         assert len(backend_pids_at_once(engine, 3)) == 3
+    finally:
+        engine.dispose()
+
+
+def test_connecting_to_a_stopped_server_is_given_up_after_the_pool_timeout(
+    restartable_postgres: PostgresServer,
+) -> None:
+    # A stopped server (a frozen host) accepts the connection and never answers it;
+    # libpq alone would wait 130 s.
+    engine = create_db_engine(restartable_postgres.url("postgres"), pool_timeout=2.0)
+    try:
+        with ThreadPoolExecutor(1) as pool, restartable_postgres.paused():
+            started = time.monotonic()
+            connecting = pool.submit(engine.connect)
+            with pytest.raises(OperationalError, match="timeout"):
+                connecting.result(timeout=6).close()
+            assert time.monotonic() - started < 3.0
     finally:
         engine.dispose()

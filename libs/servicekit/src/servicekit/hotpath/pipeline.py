@@ -20,7 +20,7 @@ from sqlalchemy import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
 from servicekit import idempotency
-from servicekit.db import PING_AFTER_IDLE_SECONDS
+from servicekit.db import PING_AFTER_IDLE_SECONDS, connect_timeout
 from servicekit.hotpath.statements import Queued, Read, compiled, insert_statements
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class HotPool:
 
     def __init__(self, conninfo: str, *, size: int, timeout: float, name: str) -> None:
         self._conninfo = conninfo
-        self._connect_timeout = max(2, int(min(timeout, 10)))  # libpq takes whole seconds
+        self._connect_timeout = connect_timeout(timeout)
         self._idle_since: WeakKeyDictionary[AsyncConnection, float] = WeakKeyDictionary()
         self._direct: set[AsyncConnection] = set()
         self._direct_slots = asyncio.Semaphore(size)
@@ -151,7 +151,8 @@ class HotPool:
 
         self.pool = AsyncConnectionPool(
             conninfo, min_size=min(2, size), max_size=size, open=False, timeout=timeout,
-            name=name, connection_class=Tracked, kwargs={"autocommit": True},
+            name=name, connection_class=Tracked,
+            kwargs={"autocommit": True, "connect_timeout": self._connect_timeout},
             reset=returned)
 
     async def getconn(self) -> AsyncConnection:
