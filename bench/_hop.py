@@ -251,13 +251,16 @@ def serve(variant: str, port: int) -> None:
         return
     if name == "base":
         sys.path.insert(0, os.environ["HOP_BASE_SRC"])
-    if server in ("", "uvicorn"):
+    if server in ("", "uvicorn", "asgi"):
         import uvicorn
 
-        # As make stack runs the gateway: uvicorn at info, without its access line.
+        # As make stack runs the gateway: uvicorn at info, without its access line, on
+        # the gateway's own protocol unless "@asgi" asks for uvicorn's.
+        protocol = ("gateway.server:GatewayProtocol" if server != "asgi"
+                    and name != "upstream_app" else "httptools")
         uvicorn.run(f"_hop:{name}", factory=True, host="127.0.0.1", port=port,
                     log_level="info" if name != "upstream_app" else "warning",
-                    access_log=False, lifespan="on")
+                    access_log=False, lifespan="on", http=protocol, proxy_headers=False)
     else:
         raise SystemExit(f"unknown server {server!r}")
 

@@ -18,10 +18,16 @@ if _shadow is not None and getattr(_shadow, "__file__", None) is None:
 
 
 # Fixtures every gateway test may use (defined after the package fix-up above).
-from collections.abc import Callable  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
 
 from servicekit.devtokens import DevIssuer  # noqa: E402
 
@@ -45,3 +51,52 @@ def bearer(key_dir: Path) -> Bearer:
         return {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+# The two ways a proxied request takes through the gateway: the ASGI app (the embedded
+# runner, tests' TestClient) and the gateway's own server protocol (gateway.server:
+# make stack and the image). Tests of what a caller sees run on both.
+WAYS = ["asgi", "protocol"]
+
+
+@contextmanager
+def served(app: Any, base_url: str = "http://testserver") -> Iterator[httpx.Client]:
+    """``app`` served by uvicorn with the gateway's protocol on a loopback port, in a
+    thread; a client of it whose ``Host`` is ``base_url``'s, as a TestClient's."""
+    import uvicorn
+
+    from gateway.server import GatewayProtocol
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=GatewayProtocol,
+                            proxy_headers=False, access_log=False, lifespan="on",
+                            log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    host = httpx.URL(base_url).host
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"host": host},
+                          timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+def open_gateway(app: Any, way: str, base_url: str = "http://testserver") -> Any:
+    """A client of ``app`` the ``way`` named (a context manager): in-process or served."""
+    if way == "asgi":
+        return TestClient(app, base_url=base_url)
+    return served(app, base_url)
+
+
+@pytest.fixture(params=WAYS)
+def way(request: pytest.FixtureRequest) -> str:
+    """Each of the two ways through the gateway (``open_gateway``)."""
+    return str(request.param)

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from gateway.embedded import create_embedded_app
+    from gateway.server import GatewayProtocol
     from gateway.settings import GatewaySettings
     from servicekit.telemetry import configure_logging
 
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     app = create_embedded_app(args.var_dir)
     sys.stderr.write(TOKEN_HINT.format(url=f"http://{args.host}:{args.port}"))
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, lifespan="on")
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, lifespan="on",
+                http=GatewayProtocol, proxy_headers=False)
     return 0
 
 

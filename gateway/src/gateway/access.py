@@ -9,10 +9,15 @@ carries ``request_id``, ``method``, ``path``, ``route`` (the table's template, o
 ``gateway_request_duration_seconds{method, route}`` (a histogram, to the end of the
 response) and ``gateway_requests_total{method, route, status}``. Labels are the table's
 methods and templates only, never raw paths or a client's made-up method.
+
+Access lines are written in batches, as nginx's ``access_log ... buffer= flush=`` does:
+one write for every ``BUFFER_BYTES`` of lines, and at most ``FLUSH_SECONDS`` after a
+line was logged (and at exit). A write per line was a tenth of the hop's CPU.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from datetime import UTC, datetime
@@ -60,7 +65,10 @@ class AccessRecorder:
         if context.is_valid:
             fields["trace_id"] = format(context.trace_id, "032x")
             fields["span_id"] = format(context.span_id, "016x")
-        log.info("access", extra=fields)
+        # The record log.info would make, without looking up the caller's frame.
+        record = logging.LogRecord(log.name, logging.INFO, __file__, 0, "access", None, None)
+        record.__dict__.update(fields)
+        log.handle(record)
 
 
 class AccessFormatter(logging.Formatter):
@@ -79,13 +87,58 @@ _FIELDS = ("request_id", "method", "path", "route", "status", "latency_ms", "sub
            "client", "trace_id", "span_id")
 
 
+class BufferedStream(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes its lines in batches (see the module's docstring)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+            return
+        self._lines.append(line + "\n")
+        self._size += len(line) + 1
+        if self._size >= BUFFER_BYTES:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # logged outside an event loop: nothing to wait with
+                self.flush()
+                return
+            self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._lines:
+                lines, self._lines, self._size = self._lines, [], 0
+                self.stream.write("".join(lines))
+            super().flush()
+        finally:
+            self.release()
+
+
+BUFFER_BYTES = 32 * 1024
+FLUSH_SECONDS = 1.0
+
+
 def configure_access_log() -> None:
     """Access lines go to their own stderr handler (JSON, fast), not through the root's.
 
     Idempotent: one such handler however many gateways a process builds."""
     if any(getattr(h, "_gateway_access", False) for h in log.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BufferedStream(sys.stderr)
     handler._gateway_access = True  # type: ignore[attr-defined]
     handler.setFormatter(AccessFormatter())
     log.addHandler(handler)

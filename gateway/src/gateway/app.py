@@ -34,6 +34,7 @@ from gateway.proxy import ProxyApp, Upstream
 from gateway.ratelimits import RateLimits
 from gateway.revocations import SharedRevocations, redis_url
 from gateway.routes import RouteTable
+from gateway.server import FastPath
 from gateway.settings import GatewaySettings
 from gateway.spans import traced
 from servicekit import devtokens, problems
@@ -66,6 +67,19 @@ class GatewayApp(FastAPI):
         self._proxies = {f"/{name}": proxy for name, proxy in proxies.items()}
         self._proxy_edge, self._proxy_body_limit = edge, max_body_bytes
         self._proxy_stack: ASGIApp | None = None
+        self._edge: Edge | None = None
+
+    def fast_path(self) -> FastPath | None:
+        """What ``gateway.server.GatewayProtocol`` needs to serve the proxied requests
+        itself: the same edge, upstreams and body limit as this app's own way through."""
+        proxies = getattr(self, "_proxies", None)
+        if not proxies:
+            return None
+        if self._proxy_stack is None:
+            self._build_proxy_stack()
+        assert self._edge is not None
+        return FastPath(self._edge, {p.encode("latin-1"): proxy.upstream
+                                     for p, proxy in proxies.items()}, self._proxy_body_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         proxies = getattr(self, "_proxies", None)
@@ -93,7 +107,7 @@ class GatewayApp(FastAPI):
 
         stack: ASGIApp = ExceptionMiddleware(to_proxy, handlers=handlers)
         stack = BodyLimit(stack, max_bytes=self._proxy_body_limit)
-        stack = Edge(stack, **self._proxy_edge)  # type: ignore[arg-type]
+        stack = self._edge = Edge(stack, **self._proxy_edge)  # type: ignore[arg-type]
         self._proxy_stack = ServerErrorMiddleware(stack, handler=error_handler)
         return self._proxy_stack
 

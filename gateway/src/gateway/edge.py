@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
 from opentelemetry import trace
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import route_table
@@ -48,7 +50,38 @@ _FORWARDED_PREFIX = b"x-forwarded-prefix"
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
 
+@dataclass(slots=True)
+class Passage:
+    """One request at the edge: what the edge settled on, and what its access line says."""
+
+    method: str
+    path: str
+    rid: bytes
+    client: str
+    route: Route | None
+    headers: list[tuple[bytes, bytes]]  # as the service sees them: the id set, spoofs gone
+    fields: dict[str, Any]
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request the edge answers itself, as problem+json."""
+
+    status: int
+    detail: str
+    kind: str | None = None
+    headers: dict[str, str] | None = None
+
+    def response(self, scope: Scope) -> Response:
+        return problem_response(Request(scope), self.status, self.detail, kind=self.kind,
+                                headers=self.headers)
+
+
 class Edge:
+    """The edge's steps, for the ASGI middleware (``__call__``) and the gateway's own
+    HTTP protocol (``gateway.server``) alike: ``enter``, ``admit``, ``leave``."""
+
     def __init__(self, app: ASGIApp, *, table: RouteTable, authenticator: EdgeAuthenticator,
                  limits: RateLimits, addresses: ClientAddresses, metrics_networks: Networks,
                  recorder: AccessRecorder) -> None:
@@ -64,27 +97,11 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = perf_counter()
-        peer = scope["client"][0] if scope.get("client") else "-"
-        given_id: bytes | None = None
-        forwarded_for: list[bytes] = []
-        for key, value in scope["headers"]:
-            if key == REQUEST_ID:
-                given_id = value
-            elif key == _FORWARDED_FOR:
-                forwarded_for.append(value)
-        rid = given_id if given_id and _VALID_ID.fullmatch(given_id) else _new_id()
-        client = self.addresses.client(peer, forwarded_for)
-        drop = (_DROP_TRUSTED if forwarded_for and self.addresses.trusts(peer)
-                else _DROP_UNTRUSTED)
-        scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in drop]
-        scope["headers"].append((REQUEST_ID, rid))
-
-        method, path = scope["method"], scope["path"]
-        route = self.table.match(method, path)
+        passage = self.enter(scope["method"], scope["path"], scope["headers"],
+                             scope["client"][0] if scope.get("client") else "-")
+        scope["headers"] = passage.headers
+        rid, route = passage.rid, passage.route
         status = 500
-        fields: dict[str, Any] = {"request_id": rid.decode("latin-1"), "method": method,
-                                  "path": path, "subject": "-", "client": client}
 
         async def send_observed(message: Message) -> None:
             nonlocal status
@@ -98,45 +115,71 @@ class Edge:
             await send(message)
 
         try:
-            refusal = await self._admit(scope, route, client, fields)
+            refusal = await self.admit(passage)
             if refusal is not None:
-                await refusal(scope, receive, send_observed)
+                await refusal.response(scope)(scope, receive, send_observed)
             else:
                 await self.app(scope, receive, send_observed)
         finally:
-            self.recorder.record(route or self.recorder.unmatched, status,
-                                 perf_counter() - started, fields)
+            self.leave(passage, status)
 
-    async def _admit(self, scope: Scope, route: Route | None, client: str,
-                     fields: dict[str, Any]) -> Any:
-        """None when the request may go on; otherwise the problem response to send."""
+    def enter(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
+              peer: str) -> Passage:
+        """The request's id, client address, route and the headers a service may see."""
+        started = perf_counter()
+        given_id: bytes | None = None
+        forwarded_for: list[bytes] = []
+        for key, value in headers:
+            if key == REQUEST_ID:
+                given_id = value
+            elif key == _FORWARDED_FOR:
+                forwarded_for.append(value)
+        rid = given_id if given_id and _VALID_ID.fullmatch(given_id) else new_request_id()
+        client = self.addresses.client(peer, forwarded_for)
+        drop = (_DROP_TRUSTED if forwarded_for and self.addresses.trusts(peer)
+                else _DROP_UNTRUSTED)
+        kept = [(k, v) for k, v in headers if k not in drop]
+        kept.append((REQUEST_ID, rid))
+        fields: dict[str, Any] = {"request_id": rid.decode("latin-1"), "method": method,
+                                  "path": path, "subject": "-", "client": client}
+        return Passage(method, path, rid, client, self.table.match(method, path), kept,
+                       fields, started)
+
+    async def admit(self, passage: Passage) -> Refusal | None:
+        """None when the request may go on; otherwise how the edge refuses it."""
+        route, method, path, client = passage.route, passage.method, passage.path, passage.client
         if route is None:
-            allowed = self.table.allowed_methods(scope["path"])
+            allowed = self.table.allowed_methods(path)
             if allowed:
-                return _problem(scope, 405, f"{scope['method']} is not allowed on "
-                                f"{scope['path']}", headers={"Allow": ", ".join(allowed)})
-            return _problem(scope, 404, f"no resource at {scope['method']} {scope['path']}")
+                return Refusal(405, f"{method} is not allowed on {path}",
+                               headers={"Allow": ", ".join(allowed)})
+            return Refusal(404, f"no resource at {method} {path}")
         if route.access == route_table.PROBE:
             return None
         if route.access == route_table.INTERNAL:
             if self.metrics_networks.contains(client):
                 return None
-            return _problem(scope, 404, f"no resource at {scope['method']} {scope['path']}")
+            return Refusal(404, f"no resource at {method} {path}")
         if (wait := await self.limits.over("address", route.rate_class, client)) is not None:
-            return _too_many(scope, wait, "this client address")
+            return _too_many(wait, "this client address")
         try:
-            principal = await self.authenticator.principal(scope["headers"])
+            principal = await self.authenticator.principal(passage.headers)
         except Problem as exc:
-            return _problem(scope, exc.status, exc.detail, kind=exc.kind, headers=exc.headers)
+            return Refusal(exc.status, exc.detail, exc.kind, exc.headers)
         if principal is not None:
-            fields["subject"] = principal.sub
-        if not route.public and (refusal := _authorise(scope, route, principal)):
+            passage.fields["subject"] = principal.sub
+        if not route.public and (refusal := _authorise(route, principal)):
             return refusal
         if principal is not None and (
                 wait := await self.limits.over("subject", route.rate_class,
                                                principal.sub)) is not None:
-            return _too_many(scope, wait, "this caller")
+            return _too_many(wait, "this caller")
         return None
+
+    def leave(self, passage: Passage, status: int) -> None:
+        """The request's access line and metrics, once its answer is sent."""
+        self.recorder.record(passage.route or self.recorder.unmatched, status,
+                             perf_counter() - passage.started, passage.fields)
 
 
 # A client's X-Forwarded-Prefix never reaches a service; its X-Forwarded-For only from a
@@ -145,7 +188,8 @@ _DROP_TRUSTED = frozenset({REQUEST_ID, _FORWARDED_PREFIX})
 _DROP_UNTRUSTED = _DROP_TRUSTED | {_FORWARDED_FOR}
 
 
-def _new_id() -> bytes:
+def new_request_id() -> bytes:
+    """A fresh request id: 32 hex digits."""
     return os.urandom(16).hex().encode()
 
 
@@ -161,21 +205,16 @@ def _name_span(scope: Scope, route: Route) -> None:
         span.set_attribute("http.route", route.template)
 
 
-def _authorise(scope: Scope, route: Route, principal: Principal | None) -> Any:
+def _authorise(route: Route, principal: Principal | None) -> Refusal | None:
     if principal is None:
-        return _problem(scope, 401, "a valid bearer token is required", kind="unauthenticated",
-                        headers={"WWW-Authenticate": "Bearer"})
+        return Refusal(401, "a valid bearer token is required", "unauthenticated",
+                       {"WWW-Authenticate": "Bearer"})
     if principal.roles.isdisjoint(route.roles):
-        return _problem(scope, 403, "this action needs one of the roles: "
-                        + ", ".join(sorted(route.roles)), kind="forbidden")
+        return Refusal(403, "this action needs one of the roles: "
+                       + ", ".join(sorted(route.roles)), "forbidden")
     return None
 
 
-def _too_many(scope: Scope, wait: int, who: str) -> Any:
-    return _problem(scope, 429, f"too many requests from {who}; retry in {wait} s",
-                    kind="rate-limited", headers={"Retry-After": str(wait)})
-
-
-def _problem(scope: Scope, status: int, detail: str, *, kind: str | None = None,
-             headers: dict[str, str] | None = None) -> Any:
-    return problem_response(Request(scope), status, detail, kind=kind, headers=headers)
+def _too_many(wait: int, who: str) -> Refusal:
+    return Refusal(429, f"too many requests from {who}; retry in {wait} s", "rate-limited",
+                   {"Retry-After": str(wait)})

@@ -39,6 +39,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from opentelemetry.propagate import inject
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import get_route_path
 from starlette.types import Receive, Scope, Send
 
@@ -210,27 +211,36 @@ class ProxyApp:
         if query := scope.get("query_string"):
             target += "?" + query.decode("latin-1")
         body = await _body(receive)
+        client = scope.get("client")
+        headers = forward_headers(scope["headers"], client[0] if client else None,
+                                  scope.get("scheme", "http"), up.name)
         try:
-            answer = await _send(up, method, target, _forward_headers(scope, up.name), body)
+            answer = await forward(up, method, target, headers, body)
         except UpstreamError as exc:
-            await _Problem(up, exc)(scope, receive, send)
+            await failure_response(up, exc, scope)(scope, receive, send)
             return
-        length = str(len(answer.body)).encode("latin-1")
-        headers = [] if answer.status in _NO_BODY else [(b"content-length", length)]
-        for name, value in answer.headers:
-            if name not in _NOT_RETURNED:
-                headers.append((name, value))
-            elif name == b"content-length" and method == "HEAD":
-                # No body, but the length of the one a GET gets (not the 0 of the empty body).
-                headers[0] = (b"content-length", value)
         await send({"type": "http.response.start", "status": answer.status,
-                    "headers": headers})
+                    "headers": answer_headers(answer, method)})
         await send({"type": "http.response.body",
                     "body": b"" if method == "HEAD" else answer.body})
 
 
-async def _send(up: Upstream, method: str, target: str, headers: list[tuple[bytes, bytes]],
-                body: bytes) -> Answer:
+def answer_headers(answer: Answer, method: str) -> list[tuple[bytes, bytes]]:
+    """The headers of an upstream's answer as the gateway returns them: its own
+    ``content-length``, none of the hop-by-hop ones, nor the upstream's date and server."""
+    length = str(len(answer.body)).encode("latin-1")
+    headers = [] if answer.status in _NO_BODY else [(b"content-length", length)]
+    for name, value in answer.headers:
+        if name not in _NOT_RETURNED:
+            headers.append((name, value))
+        elif name == b"content-length" and method == "HEAD":
+            # No body, but the length of the one a GET gets (not the 0 of the empty body).
+            headers[0] = (b"content-length", value)
+    return headers
+
+
+async def forward(up: Upstream, method: str, target: str,
+                  headers: list[tuple[bytes, bytes]], body: bytes) -> Answer:
     """Send a request, and once more if it met a kept-alive connection the upstream closed."""
     try:
         return await up.sender.request(method, target, headers, body, timeout=up.timeout)
@@ -248,33 +258,25 @@ def _replayable(method: str, headers: list[tuple[bytes, bytes]]) -> bool:
     )
 
 
-class _Problem:
-    """An ASGI app answering one upstream failure as problem+json."""
-
-    def __init__(self, up: Upstream, exc: UpstreamError) -> None:
-        self.up, self.exc = up, exc
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        up, exc, request = self.up, self.exc, Request(scope, receive)
-        if isinstance(exc, NotSent):
-            log.warning("upstream %s unavailable: %s", up.name, exc)
-            response = problem_response(
-                request, 503, f"the {up.name} service is unavailable; nothing was sent to "
-                "it, retry later", kind="unavailable", title="Service unavailable",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                extensions={"upstream": up.name})
-        elif isinstance(exc, UpstreamTimeout):
-            log.warning("upstream %s timed out: %s", up.name, exc)
-            response = problem_response(
-                request, 504, f"the {up.name} service did not answer in time",
-                kind="gateway-timeout", title="Gateway timeout",
-                extensions={"upstream": up.name})
-        else:
-            log.warning("upstream %s failed mid-request: %s", up.name, exc)
-            response = problem_response(
-                request, 502, f"the {up.name} service broke off its answer",
-                kind="bad-gateway", title="Bad gateway", extensions={"upstream": up.name})
-        await response(scope, receive, send)
+def failure_response(up: Upstream, exc: UpstreamError, scope: Scope) -> Response:
+    """An upstream failure as problem+json, naming the service and nothing of its own."""
+    request = Request(scope)
+    if isinstance(exc, NotSent):
+        log.warning("upstream %s unavailable: %s", up.name, exc)
+        return problem_response(
+            request, 503, f"the {up.name} service is unavailable; nothing was sent to "
+            "it, retry later", kind="unavailable", title="Service unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            extensions={"upstream": up.name})
+    if isinstance(exc, UpstreamTimeout):
+        log.warning("upstream %s timed out: %s", up.name, exc)
+        return problem_response(
+            request, 504, f"the {up.name} service did not answer in time",
+            kind="gateway-timeout", title="Gateway timeout", extensions={"upstream": up.name})
+    log.warning("upstream %s failed mid-request: %s", up.name, exc)
+    return problem_response(
+        request, 502, f"the {up.name} service broke off its answer",
+        kind="bad-gateway", title="Bad gateway", extensions={"upstream": up.name})
 
 
 async def _body(receive: Receive) -> bytes:
@@ -299,8 +301,10 @@ def _upstream_path(scope: Scope) -> str:
     return quote(get_route_path(scope) or "/")
 
 
-def _forward_headers(scope: Scope, prefix: str) -> list[tuple[bytes, bytes]]:
-    incoming: list[tuple[bytes, bytes]] = scope["headers"]
+def forward_headers(incoming: list[tuple[bytes, bytes]], client: str | None, scheme: str,
+                    prefix: str) -> list[tuple[bytes, bytes]]:
+    """The request's headers as the service gets them: hop-by-hop ones dropped, the
+    current span's trace context, and the gateway's ``X-Forwarded-*``."""
     drop = _NOT_FORWARDED
     prior_for: list[bytes] = []
     host: bytes | None = None
@@ -316,11 +320,10 @@ def _forward_headers(scope: Scope, prefix: str) -> list[tuple[bytes, bytes]]:
     context: dict[str, str] = {}
     inject(context)  # the gateway's span: the service's span becomes its child
     headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in context.items())
-    client = scope.get("client")
-    chain = b", ".join([*prior_for, *([client[0].encode("latin-1")] if client else [])])
+    chain = b", ".join([*prior_for, *([client.encode("latin-1")] if client else [])])
     if chain:
         headers.append((b"x-forwarded-for", chain))
-    headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
+    headers.append((b"x-forwarded-proto", scheme.encode("latin-1")))
     if host:
         headers.append((b"x-forwarded-host", host))
     headers.append((b"x-forwarded-prefix", f"/{prefix}".encode("latin-1")))

@@ -4,33 +4,93 @@ FastAPI's own request span (``FastAPI(telemetry=...)``) is built for an app's ro
 reads the request's headers into a ``Headers`` object, parses the authority, names
 attributes, keeps exception telemetry, and costs about as much CPU as the rest of the
 hop together (``bench/_hop.py``: 341 → 196 µs a proxied GET without it). A proxied request
-needs less: the trace context from its headers, one span named by the route (the edge
-renames it by the route table's template), the answer's status, and the span current
-while the proxy injects its context into the request it sends on. The gateway's own
-routes (``/ready``, ``/openapi.json``...) keep FastAPI's span.
+needs less: the trace context from its headers, one span named by the route table's
+template, the answer's status, and the span current while the proxy injects its context
+into the request it sends on. The gateway's own routes (``/ready``, ``/openapi.json``...)
+keep FastAPI's span.
+
+A span is recorded only when spans are exported (``servicekit.telemetry.exporting``:
+OTLP configured). Otherwise the trace is still continued, as W3C Trace Context asks of
+a hop: the request gets a span id of its own under the caller's trace (or a new trace),
+which the access line names and the service's span takes as its parent, without the
+SDK building a span that nobody would read (a sixth of the hop's CPU, bench/README.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit.telemetry import exporting
 
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 _tracer = trace.get_tracer("gateway")
+_ids = RandomIdGenerator()
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)  # as the SDK's default sampler marks a new trace
+
+
+class ServerSpan:
+    """A proxied request's span, current from its start until ``end``."""
+
+    __slots__ = ("span", "_token")
+
+    def __init__(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        carrier = {k.decode("latin-1"): v.decode("latin-1")
+                   for k, v in headers if k in _TRACE_HEADERS}
+        parent = propagate.extract(carrier) if carrier else None
+        if exporting():
+            self.span: Span = _tracer.start_span(
+                method, context=parent, kind=SpanKind.SERVER,
+                attributes={"http.request.method": method, "url.path": path})
+        else:
+            self.span = _unrecorded_child(parent)
+        self._token = otel_context.attach(trace.set_span_in_context(self.span, parent))
+
+    def name(self, method: str, template: str) -> None:
+        """Named by the route table's template (``GET /ipshare/v1/distributions/{id}``)."""
+        if self.span.is_recording():
+            self.span.update_name(f"{method} {template}")
+            self.span.set_attribute("http.route", template)
+
+    def end(self, status: int, exc: BaseException | None = None) -> None:
+        span = self.span
+        if exc is not None:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        if status:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500 and exc is None:
+                span.set_status(Status(StatusCode.ERROR))
+        otel_context.detach(self._token)
+        span.end()
+
+
+def _unrecorded_child(parent: otel_context.Context | None) -> Span:
+    """A span id of its own under the caller's trace (a new trace without one)."""
+    caller = trace.get_current_span(parent).get_span_context() if parent else None
+    if caller is not None and caller.is_valid:
+        return NonRecordingSpan(SpanContext(caller.trace_id, _ids.generate_span_id(), False,
+                                            caller.trace_flags, caller.trace_state))
+    return NonRecordingSpan(SpanContext(_ids.generate_trace_id(), _ids.generate_span_id(),
+                                        False, _SAMPLED))
 
 
 async def traced(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """Run ``app`` on a proxied request inside its SERVER span, child of the caller's."""
-    carrier = {k.decode("latin-1"): v.decode("latin-1")
-               for k, v in scope["headers"] if k in _TRACE_HEADERS}
-    parent = propagate.extract(carrier) if carrier else None
-    method = scope["method"]
-    span = _tracer.start_span(
-        method, context=parent, kind=SpanKind.SERVER,
-        attributes={"http.request.method": method, "url.path": scope["path"]})
-    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    span = ServerSpan(scope["method"], scope["path"], scope["headers"])
     status = 0
 
     async def send_observed(message: Message) -> None:
@@ -42,13 +102,6 @@ async def traced(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> No
     try:
         await app(scope, receive, send_observed)
     except BaseException as exc:
-        span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        span.end(status, exc)
         raise
-    finally:
-        if status:
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
-        otel_context.detach(token)
-        span.end()
+    span.end(status)

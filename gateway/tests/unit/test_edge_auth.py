@@ -21,7 +21,7 @@ from devkit.jwt_attacks import ATTACKS, forged_token, revocation_file, signed
 from gateway import route_table
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from gateway.tests.conftest import Bearer
+from gateway.tests.conftest import Bearer, open_gateway
 from servicekit.auth import ROLES
 
 NO_LIMITS = {f"rate_limit_{c}_per_{p}": "" for c in ("read", "write")
@@ -54,11 +54,12 @@ def revoked(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(key_dir: Path, upstreams: Upstreams, revoked: Path) -> Iterator[TestClient]:
+def client(key_dir: Path, upstreams: Upstreams, revoked: Path,
+           way: str) -> Iterator[TestClient]:
     mock = httpx.MockTransport(upstreams)
     settings = GatewaySettings(dev_key_dir=key_dir, revocation_file=revoked, **NO_LIMITS)
     app = create_app(settings, transports={"grants": mock, "sandbox": mock, "ipshare": mock})
-    with TestClient(app) as client:
+    with open_gateway(app, way) as client:
         yield client
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -21,7 +20,7 @@ from opentelemetry.trace import SpanKind
 from gateway.access import AccessFormatter
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from gateway.tests.conftest import Bearer
+from gateway.tests.conftest import Bearer, open_gateway
 from grants.app import create_app as create_grants
 from grants.app import migrate as migrate_grants
 from grants.settings import GrantsSettings
@@ -36,17 +35,18 @@ CALL = {"title": "Tidal energy", "budget_vnd": 5_000_000_000, "max_award_vnd": 1
 @pytest.fixture(scope="module")
 def spans() -> Iterator[InMemorySpanExporter]:
     """Every span this process ends, from the gateway and the service alike."""
-    from servicekit.telemetry import setup_tracing
+    from servicekit.telemetry import export_spans, setup_tracing
 
     setup_tracing("gateway-tests")
     exporter = InMemorySpanExporter()
-    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    export_spans(SimpleSpanProcessor(exporter))
     yield exporter
     exporter.shutdown()
 
 
 @pytest.fixture
-def system(tmp_path: Path, key_dir: Path) -> Iterator[tuple[TestClient, InProcessBus]]:
+def system(tmp_path: Path, key_dir: Path,
+           way: str) -> Iterator[tuple[TestClient, InProcessBus]]:
     """The proxy gateway in front of a real grants service (in-process bus)."""
     url = f"sqlite:///{tmp_path / 'grants.db'}"
     migrate_grants(url)
@@ -55,7 +55,7 @@ def system(tmp_path: Path, key_dir: Path) -> Iterator[tuple[TestClient, InProces
                                           relay_poll_seconds=0.05), bus=bus)
     app = create_app(GatewaySettings(dev_key_dir=key_dir),
                      transports={"grants": httpx.ASGITransport(app=grants)})
-    with TestClient(grants), TestClient(app) as client:  # grants' lifespan: its relay
+    with TestClient(grants), open_gateway(app, way) as client:  # grants' lifespan: its relay
         yield client, bus
     bus.close()
 
@@ -119,7 +119,7 @@ def test_a_request_id_is_echoed_and_reaches_the_service(
 
 
 def test_each_request_leaves_one_json_access_line(
-    key_dir: Path, bearer: Bearer, caplog: pytest.LogCaptureFixture
+    key_dir: Path, bearer: Bearer, caplog: pytest.LogCaptureFixture, way: str
 ) -> None:
     app = create_app(GatewaySettings(dev_key_dir=key_dir),
                      transports={"ipshare": httpx.MockTransport(
@@ -127,7 +127,7 @@ def test_each_request_leaves_one_json_access_line(
     access = logging.getLogger("gateway.access")  # its own handler; caplog listens too
     access.addHandler(caplog.handler)
     try:
-        with TestClient(app) as client:
+        with open_gateway(app, way) as client:
             client.post("/ipshare/v1/agreements/a-7/income", json={},
                         headers={**bearer("finance", sub="fin-9"), "X-Request-Id": "rid-1",
                                  "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"})

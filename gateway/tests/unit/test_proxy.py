@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from devkit.localservers import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from gateway.tests.conftest import Bearer
+from gateway.tests.conftest import Bearer, open_gateway
 from grants.app import create_app as create_grants
 from grants.app import migrate as migrate_grants
 from grants.settings import GrantsSettings
@@ -61,13 +61,13 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-def client(tmp_path: Path, recorder: Recorder) -> Iterator[TestClient]:
+def client(tmp_path: Path, recorder: Recorder, way: str) -> Iterator[TestClient]:
     mock = httpx.MockTransport(recorder)
     app = create_app(
         settings(tmp_path, grants_url="http://grants.internal:8101/"),
         transports={"grants": mock, "sandbox": mock, "ipshare": mock},
     )
-    with TestClient(app, base_url="http://api.most.test") as client:
+    with open_gateway(app, way, base_url="http://api.most.test") as client:
         yield client
 
 
@@ -116,7 +116,7 @@ def test_a_trace_starts_at_the_gateway_when_the_caller_sends_none(
 
 
 def test_hop_by_hop_headers_are_dropped_and_forwarding_headers_added(
-    client: TestClient, recorder: Recorder, bearer: Bearer
+    client: TestClient, recorder: Recorder, bearer: Bearer, way: str
 ) -> None:
     client.get(
         "/ipshare/v1/assets",
@@ -129,7 +129,7 @@ def test_hop_by_hop_headers_are_dropped_and_forwarding_headers_added(
     assert "x-secret-hop" not in sent
     assert sent["host"] == "127.0.0.1:8103"  # the upstream's, not the caller's
     # The peer is no trusted proxy: what the client says it forwarded for is dropped.
-    assert sent["x-forwarded-for"] == "testclient"
+    assert sent["x-forwarded-for"] == ("testclient" if way == "asgi" else "127.0.0.1")
     assert sent["x-forwarded-proto"] == "http"
     assert sent["x-forwarded-host"] == "api.most.test"
     assert sent["x-forwarded-prefix"] == "/ipshare"
@@ -157,10 +157,10 @@ def test_unknown_prefix_is_404_problem_json_and_never_forwarded(
     assert recorder.requests == []
 
 
-def test_unreachable_upstream_is_503_problem_json(tmp_path: Path) -> None:
+def test_unreachable_upstream_is_503_problem_json(tmp_path: Path, way: str) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     app = create_app(settings(tmp_path, grants_url=closed))
-    with TestClient(app) as client:
+    with open_gateway(app, way) as client:
         response = client.get("/grants/v1/calls")
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
@@ -171,10 +171,10 @@ def test_unreachable_upstream_is_503_problem_json(tmp_path: Path) -> None:
     assert "127.0.0.1" not in response.text
 
 
-def test_upstream_timeout_is_504_problem_json(tmp_path: Path) -> None:
+def test_upstream_timeout_is_504_problem_json(tmp_path: Path, way: str) -> None:
     app = create_app(settings(tmp_path),
                      transports={"grants": raising(httpx.ReadTimeout("slow"))})
-    with TestClient(app) as client:
+    with open_gateway(app, way) as client:
         response = client.get("/grants/v1/calls")
     assert response.status_code == 504
     assert response.headers["content-type"] == "application/problem+json"
@@ -230,14 +230,15 @@ def test_the_document_says_what_ready_answers_in_each_case(tmp_path: Path) -> No
         assert said in ready["description"], said
 
 
-def test_dev_token_from_the_gateway_is_accepted_by_grants_behind_it(tmp_path: Path) -> None:
+def test_dev_token_from_the_gateway_is_accepted_by_grants_behind_it(tmp_path: Path,
+                                                                    way: str) -> None:
     url = f"sqlite:///{tmp_path / 'grants.db'}"
     migrate_grants(url)
     grants = create_grants(GrantsSettings(database_url=url, dev_key_dir=tmp_path / "keys"),
                            background=False)
     app = create_app(settings(tmp_path),
                      transports={"grants": httpx.ASGITransport(app=grants)})
-    with TestClient(app) as client:
+    with open_gateway(app, way) as client:
         token = client.post("/dev/tokens", json={"sub": "pm-2", "org": "DOST-HN",
                                                  "roles": ["program_manager"]})
         auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
@@ -264,10 +265,11 @@ def test_a_head_answer_keeps_the_length_of_the_get(client: TestClient) -> None:
     assert head.headers["content-length"] == get.headers["content-length"] != "0"
 
 
-def test_a_service_down_and_the_gateway_not_ready_are_one_problem_type(tmp_path: Path) -> None:
+def test_a_service_down_and_the_gateway_not_ready_are_one_problem_type(tmp_path: Path,
+                                                                      way: str) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     app = create_app(settings(tmp_path, grants_url=closed))
-    with TestClient(app) as client:
+    with open_gateway(app, way) as client:
         down, not_ready = client.get("/grants/v1/calls"), client.get("/ready")
     assert (down.status_code, not_ready.status_code) == (503, 503)
     assert down.json()["type"] == not_ready.json()["type"] == (

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from devkit.localservers import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from gateway.tests.conftest import Bearer
+from gateway.tests.conftest import Bearer, open_gateway
 
 
 class Upstream(socketserver.ThreadingTCPServer):
@@ -76,9 +76,9 @@ def running(**behaviour: object) -> Iterator[Upstream]:
         thread.join()
 
 
-def gateway(tmp_path: Path, url: str, **settings: object) -> TestClient:
-    return TestClient(create_app(GatewaySettings(dev_key_dir=tmp_path / "keys",
-                                                 grants_url=url, **settings)))
+def gateway(tmp_path: Path, url: str, way: str, **settings: object) -> TestClient:
+    return open_gateway(create_app(GatewaySettings(dev_key_dir=tmp_path / "keys",
+                                                   grants_url=url, **settings)), way)
 
 
 def assert_problem_without_internals(response, status: int, upstream_url: str) -> None:
@@ -92,9 +92,9 @@ def assert_problem_without_internals(response, status: int, upstream_url: str) -
 
 
 def test_a_slow_service_is_504_in_the_configured_time_and_a_post_is_sent_once(
-    tmp_path: Path, bearer: Bearer
+    tmp_path: Path, bearer: Bearer, way: str
 ) -> None:
-    with running(slow=3.0) as slow, gateway(tmp_path, slow.url,
+    with running(slow=3.0) as slow, gateway(tmp_path, slow.url, way,
                                              upstream_timeout_seconds=0.5) as client:
         started = time.monotonic()
         read = client.get("/grants/v1/calls")
@@ -106,9 +106,10 @@ def test_a_slow_service_is_504_in_the_configured_time_and_a_post_is_sent_once(
     assert slow.received == ["GET /v1/calls", "POST /v1/calls"]  # neither sent twice
 
 
-def test_a_dead_service_is_503_with_retry_after(tmp_path: Path, bearer: Bearer) -> None:
+def test_a_dead_service_is_503_with_retry_after(tmp_path: Path, bearer: Bearer,
+                                               way: str) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    with gateway(tmp_path, dead) as client:
+    with gateway(tmp_path, dead, way) as client:
         read = client.get("/grants/v1/calls/c-1")
         write = client.post("/grants/v1/calls", json={}, headers=bearer("program_manager"))
     for response in (read, write):
@@ -117,9 +118,9 @@ def test_a_dead_service_is_503_with_retry_after(tmp_path: Path, bearer: Bearer) 
 
 
 def test_a_service_breaking_off_its_answer_is_502_and_a_post_is_not_repeated(
-    tmp_path: Path, bearer: Bearer
+    tmp_path: Path, bearer: Bearer, way: str
 ) -> None:
-    with running(broken=True) as broken, gateway(tmp_path, broken.url) as client:
+    with running(broken=True) as broken, gateway(tmp_path, broken.url, way) as client:
         response = client.post("/grants/v1/calls", json={}, headers=bearer("program_manager"))
     assert_problem_without_internals(response, 502, broken.url)
     assert broken.received == ["POST /v1/calls"]
@@ -127,11 +128,12 @@ def test_a_service_breaking_off_its_answer_is_502_and_a_post_is_not_repeated(
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
 def test_a_body_over_the_limit_is_413_and_never_reaches_the_service(
-    tmp_path: Path, bearer: Bearer, chunked: bool
+    tmp_path: Path, bearer: Bearer, chunked: bool, way: str
 ) -> None:
     body = b'{"title": "' + b"x" * 70_000 + b'"}'
     content = (body[i:i + 8192] for i in range(0, len(body), 8192)) if chunked else body
-    with running() as service, gateway(tmp_path, service.url, max_body_bytes=65_536) as client:
+    with running() as service, gateway(tmp_path, service.url, way,
+                                       max_body_bytes=65_536) as client:
         response = client.post("/grants/v1/calls", content=content,
                                headers={**bearer("program_manager"), "x-request-id": "r-413",
                                         "content-type": "application/json"})

@@ -45,11 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false",
                         help="no uvicorn access line (an app that writes its own)")
+    parser.add_argument("--http", default="auto",
+                        help="uvicorn's HTTP protocol: auto, or module:Class (the gateway's)")
+    parser.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false",
+                        help="ignore X-Forwarded-* (an app that decides whom to trust)")
     args = parser.parse_args(argv)
     sock = socket.socket(fileno=args.fd)  # family and type read from the descriptor
     ready_fd = os.environ.pop(READY_FD_ENV, None)
     config = uvicorn.Config(args.factory, factory=True, lifespan="on",
-                            log_level=args.log_level, access_log=args.access_log)
+                            log_level=args.log_level, access_log=args.access_log,
+                            http=args.http, proxy_headers=args.proxy_headers)
     server = NotifyingServer(config, int(ready_fd) if ready_fd else None)
     logging.getLogger("uvicorn.error").info("serving %s on %s:%d", args.factory,
                                             *sock.getsockname()[:2])

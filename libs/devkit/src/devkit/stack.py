@@ -65,6 +65,7 @@ from servicekit.settings import default_var_dir
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
 PROGRAMS = ("gateway", *SERVICES)
+GATEWAY_PROTOCOL = "gateway.server:GatewayProtocol"
 DEFAULT_PORTS = {"gateway": 8000, "grants": 8101, "sandbox": 8102, "ipshare": 8103}
 PORT_ENV = {"gateway": "PORT", **{s: f"STACK_{s.upper()}_PORT" for s in SERVICES}}
 WORKERS_ENV = {name: f"STACK_WORKERS_{name.upper()}" for name in PROGRAMS}
@@ -371,8 +372,8 @@ def _program(layout: Layout, name: str, port: int, workers: int,
              env: dict[str, str]) -> dict[str, Any]:
     """A supervisor program: ``name``'s app on ``port`` in ``workers`` uvicorn processes."""
     argv = [sys.executable, "-m", "devkit.serve", f"{name}.app:create_app", "--fd", "{fd}"]
-    if name == "gateway":  # it writes its own JSON access line (gateway.access)
-        argv.append("--no-access-log")
+    if name == "gateway":  # as its image runs it (gateway.server)
+        argv += ["--no-access-log", "--no-proxy-headers", "--http", GATEWAY_PROTOCOL]
     return {"name": name, "port": port, "workers": workers, "env": env,
             "log": str(layout.logs.resolve() / f"{name}.log"), "argv": argv}
 

@@ -14,7 +14,7 @@ from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -45,12 +45,30 @@ def setup_tracing(service_name: str, otlp_endpoint: str | None = None) -> None:
         if _tracing_ready:
             return
         provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-        if otlp_endpoint:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
         trace.set_tracer_provider(provider)
         _tracing_ready = True
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        export_spans(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+
+
+_exporting = False
+
+
+def export_spans(processor: SpanProcessor) -> None:
+    """Every span ended from now on goes to ``processor`` too (OTLP; tests' exporters)."""
+    global _exporting
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        raise RuntimeError("setup_tracing() installs the SDK tracer provider first")
+    provider.add_span_processor(processor)
+    _exporting = True
+
+
+def exporting() -> bool:
+    """Whether ended spans go anywhere: a span nobody exports need not be recorded."""
+    return _exporting
 
 
 def current_traceparent() -> str | None:

@@ -1,0 +1,222 @@
+"""The gateway's own server protocol (``gateway.server``) on a real socket: what HTTP/1.1
+asks of a server beyond one request and one answer, and its failures.
+
+The answers themselves (routing, headers, problems, the auth matrix) are tested on both
+ways through the gateway by the other modules (``way`` in ``conftest``).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from gateway.tests.conftest import Bearer, served
+
+
+class Upstream:
+    """A service that answers every request 200 with its method and path, after
+    ``delay`` seconds (a thread of its own, so the gateway's loop is not held)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.bodies: list[bytes] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(f"{request.method} {request.url.path}")
+        self.bodies.append(request.content)
+        return httpx.Response(200 if request.method != "POST" else 201,
+                              json={"answered": f"{request.method} {request.url.path}"})
+
+
+@pytest.fixture
+def upstream() -> Upstream:
+    return Upstream()
+
+
+@pytest.fixture
+def address(key_dir: Path, upstream: Upstream) -> Iterator[tuple[str, int]]:
+    """The gateway served with its protocol in front of ``upstream``: host and port."""
+    mock = httpx.MockTransport(upstream)
+    settings = GatewaySettings(dev_key_dir=key_dir, max_body_bytes=1024)
+    app = create_app(settings, transports={"grants": mock, "sandbox": mock, "ipshare": mock})
+    with served(app) as client:
+        url = client.base_url
+        yield str(url.host), int(url.port or 80)
+
+
+def exchange(address: tuple[str, int], raw: bytes, answers: int,
+             half_close: bool = False) -> list[bytes]:
+    """Send ``raw`` on one connection; the ``answers`` answers read back, each whole."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(raw)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        return read_answers(sock, answers)
+
+
+def read_answers(sock: socket.socket, count: int) -> list[bytes]:
+    buffer, answers = b"", []
+    while len(answers) < count:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buffer[:head_end].decode("latin-1").lower()
+            length = next((int(line.split(":", 1)[1]) for line in head.split("\r\n")
+                           if line.startswith("content-length:")), 0)
+            if head.startswith("http/1.1 100"):
+                length = 0
+            if len(buffer) >= head_end + 4 + length:
+                answers.append(buffer[:head_end + 4 + length])
+                buffer = buffer[head_end + 4 + length:]
+                continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buffer += chunk
+    return answers
+
+
+def request(method: str, path: str, *headers: str, body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "host: api.most.test", *headers]
+    if body or method == "POST":
+        lines.append(f"content-length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_a_kept_alive_connection_carries_proxied_and_own_requests_in_turn(
+    address: tuple[str, int], upstream: Upstream
+) -> None:
+    with socket.create_connection(address, timeout=10) as sock:
+        for path in ("/grants/v1/calls", "/health", "/grants/v1/calls?status=open",
+                     "/grants/v1/calls/c-1", "/health"):
+            sock.sendall(request("GET", path))
+            [answer] = read_answers(sock, 1)
+            assert status(answer) == 200, answer
+            assert b"x-request-id: " in answer.lower()
+    assert upstream.seen == ["GET /v1/calls", "GET /v1/calls", "GET /v1/calls/c-1"]
+
+
+def test_pipelined_requests_are_answered_in_the_order_they_were_sent(
+    address: tuple[str, int], bearer: Bearer
+) -> None:
+    auth = "authorization: " + bearer("program_manager")["Authorization"]
+    raw = (request("GET", "/grants/v1/calls/first", "x-request-id: r-1")
+           + request("GET", "/health", "x-request-id: r-2")
+           + request("POST", "/grants/v1/calls", auth, "x-request-id: r-3", body=b"{}")
+           + request("GET", "/grants/v1/calls/last", "x-request-id: r-4"))
+    answers = exchange(address, raw, 4)
+    assert [status(a) for a in answers] == [200, 200, 201, 200]
+    assert [a.lower().split(b"x-request-id: ")[1][:3] for a in answers] == [
+        b"r-1", b"r-2", b"r-3", b"r-4"]
+    assert b"/v1/calls/first" in answers[0] and b"/v1/calls/last" in answers[3]
+
+
+def test_expect_100_continue_is_answered_once_the_request_is_admitted(
+    address: tuple[str, int], bearer: Bearer, upstream: Upstream
+) -> None:
+    auth = "authorization: " + bearer("program_manager")["Authorization"]
+    head = request("POST", "/grants/v1/calls", auth, "expect: 100-continue",
+                   "content-length: 2")[:-2] + b"\r\n"  # the head alone
+    head = head.replace(b"content-length: 0\r\n", b"")
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(head)
+        [interim] = read_answers(sock, 1)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b"{}")
+        [answer] = read_answers(sock, 1)
+    assert status(answer) == 201
+    assert upstream.bodies == [b"{}"]
+
+
+def test_a_refused_request_expecting_100_continue_gets_its_refusal_and_no_go_ahead(
+    address: tuple[str, int], upstream: Upstream
+) -> None:
+    raw = request("POST", "/grants/v1/calls", "expect: 100-continue", "content-length: 2")
+    raw = raw.replace(b"content-length: 0\r\n", b"")
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(raw)
+        [answer] = read_answers(sock, 1)
+    assert status(answer) == 401
+    assert upstream.seen == []
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "chunked"])
+def test_a_body_past_the_limit_is_413_and_the_connection_closed(
+    address: tuple[str, int], bearer: Bearer, upstream: Upstream, declared: bool
+) -> None:
+    auth = "authorization: " + bearer("program_manager")["Authorization"]
+    body = b"x" * 4000
+    if declared:
+        raw = request("POST", "/grants/v1/calls", auth, body=body)
+    else:
+        chunks = b"".join(b"%x\r\n%s\r\n" % (500, body[i:i + 500])
+                          for i in range(0, len(body), 500))
+        raw = (request("POST", "/grants/v1/calls", auth, "transfer-encoding: chunked")
+               .replace(b"content-length: 0\r\n", b"") + chunks + b"0\r\n\r\n")
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(raw)
+        [answer] = read_answers(sock, 1)
+        assert sock.recv(1) == b""  # closed: the rest of the body is not read
+    assert status(answer) == 413
+    assert b"application/problem+json" in answer and b"connection: close" in answer
+    assert upstream.seen == []
+
+
+def test_a_request_the_parser_cannot_read_is_400_problem_json_with_a_request_id(
+    address: tuple[str, int],
+) -> None:
+    [answer] = exchange(address, b"FOO /grants/v1/calls HTTP/1.1\r\nhost: x\r\n\r\n", 1)
+    assert status(answer) == 400
+    head = answer.lower()
+    assert b"content-type: application/problem+json" in head
+    assert b"x-request-id: " in head and b"connection: close" in head
+
+
+def test_a_client_gone_before_its_body_arrives_reaches_no_service_and_is_logged_499(
+    address: tuple[str, int], bearer: Bearer, upstream: Upstream,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    auth = "authorization: " + bearer("program_manager")["Authorization"]
+    head = request("POST", "/grants/v1/calls", auth, "x-request-id: gone-1",
+                   body=b"x" * 100)[:-90]  # the head, and 10 bytes of the 100 declared
+    access = logging.getLogger("gateway.access")
+    access.addHandler(caplog.handler)
+    try:
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(head)
+        deadline = time.monotonic() + 5
+        while not any(getattr(r, "request_id", None) == "gone-1" for r in caplog.records):
+            assert time.monotonic() < deadline, "no access line for the request"
+            time.sleep(0.02)
+        [answer] = exchange(address, request("GET", "/grants/v1/calls"), 1)  # still serving
+    finally:
+        access.removeHandler(caplog.handler)
+    [line] = [r for r in caplog.records if getattr(r, "request_id", None) == "gone-1"]
+    assert (line.status, line.route) == (499, "/grants/v1/calls")
+    assert status(answer) == 200
+    assert upstream.seen == ["GET /v1/calls"]
+
+
+def test_a_subject_past_its_rate_limit_is_429_on_this_way_too(
+    key_dir: Path, upstream: Upstream, bearer: Bearer
+) -> None:
+    settings = GatewaySettings(dev_key_dir=key_dir, rate_limit_read_per_subject="2/minute")
+    mock = httpx.MockTransport(upstream)
+    with served(create_app(settings, transports={"grants": mock})) as client:
+        answers = [client.get("/grants/v1/calls", headers=bearer("auditor", sub="a-1"))
+                   for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2].headers["content-type"] == "application/problem+json"
+    assert int(answers[2].headers["retry-after"]) >= 1
+    assert len(upstream.seen) == 2
