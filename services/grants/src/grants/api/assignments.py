@@ -12,11 +12,12 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from grants import access, events
-from grants.api.applications import call_of, visible
 from grants.api.deps import ProgramManager, Reviewer
 from grants.domain.assignments import OPEN, Assignment, AssignmentStatus
+from grants.handlers.applications import call_of, visible
 from grants.models import AssignmentRow
 from grants.repository import (
+    SqlRepository,
     add_assignment,
     assignment_from_row,
     assignments_of,
@@ -81,14 +82,15 @@ def assigned_to(session: Session, assignment_id: str,
                      "known conflict is refused with its reason")
 def assign_reviewer(application_id: str, body: AssignmentCreate, user: ProgramManager,
                     uow: UnitOfWorkDep):
-    _, app = visible(uow.session, application_id, user, for_update=True)
+    repo = SqlRepository(uow.session)
+    app = visible(repo, user, application_id, for_update=True)
     if not access.acts_for_agency(user, app.agency_id):
         raise Forbidden("programme managers assign reviewers only to their own agency's "
                         "applications")
     earlier = [a for _, a in assignments_of(uow.session, [app.id])]
     assignment = Assignment.assign(
         id=str(uuid.uuid4()), application=app,
-        call=call_of(uow.session, app, for_share=True),
+        call=call_of(repo, app, for_share=True),
         reviewer_id=body.reviewer_id, reviewer_org=body.reviewer_org, name=body.name,
         due_on=body.due_on, assigned_by=user.sub, earlier=earlier, today=uow.today,
         now=uow.now)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from grants import access
 from grants.api.deps import CallHistoryReader, ProgramManager, RepositoryDep
 from grants.domain.calls import Call, CallStatus, ReviewTier
+from grants.handlers import CALL
 from grants.handlers import calls as handlers
 from grants.handlers.calls import CallTerms
 from grants.models import CallRow
@@ -118,4 +119,4 @@ def read_call(call_id: str, session: SessionDep, principal: OptionalPrincipal,
 def read_call_history(call_id: str, session: SessionDep, user: CallHistoryReader,
                       limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
     handlers.visible_call(SqlRepository(session), user, call_id)
-    return history(session, handlers.CALL, call_id, limit=limit, cursor=cursor)
+    return history(session, CALL, call_id, limit=limit, cursor=cursor)

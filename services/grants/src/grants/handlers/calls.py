@@ -8,14 +8,12 @@ from datetime import datetime
 
 from grants import access, events
 from grants.domain.calls import Call, ReviewMode, ReviewTier
-from grants.handlers import new_id
-from grants.handlers.assignments import release_open
+from grants.handlers import CALL, new_id
+from grants.handlers.releases import release_open
 from grants.repository import Repository
 from servicekit.auth import Principal
 from servicekit.problems import Forbidden, NotFound
 from servicekit.unit_of_work import AbstractUnitOfWork
-
-CALL = "call"
 
 
 @dataclass(frozen=True)

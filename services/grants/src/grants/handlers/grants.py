@@ -21,15 +21,12 @@ from grants.domain.grants import (
     Result,
     ResultKind,
 )
-from grants.handlers import new_id
+from grants.handlers import GRANT, new_id
 from grants.repository import Repository
 from servicekit.auth import Principal
 from servicekit.decisions import grants_register
 from servicekit.problems import Forbidden, NotFound
 from servicekit.unit_of_work import AbstractUnitOfWork
-
-GRANT = "grant"
-
 
 # --- loading -------------------------------------------------------------------------------
 

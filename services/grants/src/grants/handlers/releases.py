@@ -1,14 +1,12 @@
-"""Reviewer assignments (calls reviewed by assignment): the programme manager assigns;
-the assignee declares whether they have a conflict of interest, or declines; a
-withdrawal, a decision or a cancelled call releases what is still open."""
+"""The release of reviewer assignments still open (assigned or accepted) when their
+application is withdrawn or decided, or their call cancelled."""
 
 from __future__ import annotations
 
 from grants import events
+from grants.handlers import ASSIGNMENT
 from grants.repository import Repository
 from servicekit.unit_of_work import AbstractUnitOfWork
-
-ASSIGNMENT = "assignment"
 
 
 def release_open(uow: AbstractUnitOfWork, repo: Repository, reason: str, *,
