@@ -3,27 +3,19 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
-from sqlmodel import Session
 
-from grants import access, events
-from grants.api.deps import ProgramManager, Reviewer
+from grants import access
+from grants.api.deps import ProgramManager, RepositoryDep, Reviewer
 from grants.domain.assignments import OPEN, Assignment, AssignmentStatus
-from grants.handlers.applications import call_of, visible
+from grants.handlers import ASSIGNMENT
+from grants.handlers import assignments as handlers
 from grants.models import AssignmentRow
-from grants.repository import (
-    SqlRepository,
-    add_assignment,
-    assignment_from_row,
-    assignments_of,
-    load_assignment,
-    save_assignment,
-)
+from grants.repository import SqlRepository, assignment_from_row
 from grants.schemas import (
     AssignmentCreate,
     AssignmentPage,
@@ -35,12 +27,9 @@ from servicekit.audit import HistoryPage, history
 from servicekit.auth import Principal, require_roles
 from servicekit.clock import as_utc
 from servicekit.paging import DEFAULT_LIMIT, Limit, keyset_page
-from servicekit.problems import Forbidden, NotFound
 from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWork, UnitOfWorkDep
 
 router = APIRouter(prefix="/v1", tags=["assignments"])
-
-AGGREGATE = "assignment"
 # The contract's readers of the queue: a reviewer (their own), a programme manager (their
 # agency's), an auditor (all).
 QueueReader = Annotated[Principal, Depends(require_roles("reviewer", "program_manager",
@@ -58,22 +47,11 @@ def to_read(row: AssignmentRow, a: Assignment, today: date) -> AssignmentRead:
         updated_at=as_utc(row.updated_at))
 
 
-def readable(session: Session, assignment_id: str, p: Principal, *,
-             for_update: bool = False) -> tuple[AssignmentRow, Assignment]:
-    loaded = load_assignment(session, assignment_id, for_update=for_update)
-    if loaded is None or not access.assignment_reader(p, loaded[1]):
-        raise NotFound(f"assignment {assignment_id} not found")
-    return loaded
-
-
-def assigned_to(session: Session, assignment_id: str,
-                p: Principal) -> tuple[AssignmentRow, Assignment]:
-    """The assignment, locked, when ``p`` is its assignee (token ``sub`` and ``org`` as
-    assigned); 404 to anyone else."""
-    loaded = load_assignment(session, assignment_id, for_update=True)
-    if loaded is None or not loaded[1].is_assignee(p.sub, p.org):
-        raise NotFound(f"assignment {assignment_id} not found")
-    return loaded
+def answer(uow: UnitOfWork, repo: SqlRepository, assignment: Assignment,
+           status_code: int = 200):
+    """Commit an assignment command with the assignment as the API shows it."""
+    return uow.commit(to_read(repo.assignment_row(assignment), assignment, uow.today),
+                      status_code=status_code)
 
 
 @router.post("/applications/{application_id}/assignments", status_code=201,
@@ -81,26 +59,11 @@ def assigned_to(session: Session, assignment_id: str,
              summary="Assign a reviewer with a due date (calls reviewed by assignment); a "
                      "known conflict is refused with its reason")
 def assign_reviewer(application_id: str, body: AssignmentCreate, user: ProgramManager,
-                    uow: UnitOfWorkDep):
-    repo = SqlRepository(uow.session)
-    app = visible(repo, user, application_id, for_update=True)
-    if not access.acts_for_agency(user, app.agency_id):
-        raise Forbidden("programme managers assign reviewers only to their own agency's "
-                        "applications")
-    earlier = [a for _, a in assignments_of(uow.session, [app.id])]
-    assignment = Assignment.assign(
-        id=str(uuid.uuid4()), application=app,
-        call=call_of(repo, app, for_share=True),
-        reviewer_id=body.reviewer_id, reviewer_org=body.reviewer_org, name=body.name,
-        due_on=body.due_on, assigned_by=user.sub, earlier=earlier, today=uow.today,
-        now=uow.now)
-    row = add_assignment(uow.session, assignment, now=uow.now)
-    uow.record(AGGREGATE, assignment.id, "assign", to_status=assignment.status.value,
-               new=True,
-               data={"application_id": app.id, "reviewer_id": assignment.reviewer_id,
-                     "reviewer_org": assignment.reviewer_org, "due_on": assignment.due_on})
-    events.publish(uow, assignment.events)
-    return uow.commit(to_read(row, assignment, uow.today), status_code=201)
+                    uow: UnitOfWorkDep, repo: RepositoryDep):
+    assignment = handlers.assign_reviewer(
+        uow, repo, user, application_id, reviewer_id=body.reviewer_id,
+        reviewer_org=body.reviewer_org, name=body.name, due_on=body.due_on)
+    return answer(uow, repo, assignment, status_code=201)
 
 
 @router.get("/assignments", response_model=AssignmentPage,
@@ -129,46 +92,31 @@ def read_assignments(session: SessionDep, user: QueueReader, today: TodayDep,
             summary="One assignment (the assignee, the agency's programme managers, auditors)")
 def read_assignment(assignment_id: str, session: SessionDep, user: QueueReader,
                     today: TodayDep) -> AssignmentRead:
-    row, assignment = readable(session, assignment_id, user)
-    return to_read(row, assignment, today)
+    repo = SqlRepository(session)
+    assignment = handlers.readable(repo, user, assignment_id)
+    return to_read(repo.assignment_row(assignment), assignment, today)
 
 
 @router.get("/assignments/{assignment_id}/history", response_model=HistoryPage,
             summary="The assignment's audit trail: who declared what, when")
 def read_assignment_history(assignment_id: str, session: SessionDep, user: QueueReader,
                             limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
-    readable(session, assignment_id, user)
-    return history(session, AGGREGATE, assignment_id, limit=limit, cursor=cursor)
-
-
-def _finish(uow: UnitOfWork, row: AssignmentRow, assignment: Assignment, action: str, *,
-            before: str, reason: str, data: dict):
-    save_assignment(row, assignment, now=uow.now)
-    uow.record(AGGREGATE, assignment.id, action, from_status=before,
-               to_status=assignment.status.value, reason=reason,
-               data={"application_id": assignment.application_id, **data})
-    events.publish(uow, assignment.events)
-    return uow.commit(to_read(row, assignment, uow.today))
+    handlers.readable(SqlRepository(session), user, assignment_id)
+    return history(session, ASSIGNMENT, assignment_id, limit=limit, cursor=cursor)
 
 
 @router.post("/assignments/{assignment_id}/declaration", response_model=AssignmentRead,
              summary="The assignee declares, once, whether they have a conflict of interest; "
                      "a conflict releases the assignment")
-def declare(assignment_id: str, body: Declaration, user: Reviewer, uow: UnitOfWorkDep):
-    row, assignment = assigned_to(uow.session, assignment_id, user)
-    before = assignment.status.value
-    assignment.declare(conflict_of_interest=body.conflict_of_interest,
-                       statement=body.statement, now=uow.now)
-    return _finish(uow, row, assignment, "declare", before=before, reason=body.statement,
-                   data={"conflict_of_interest": body.conflict_of_interest,
-                         "statement": body.statement})
+def declare(assignment_id: str, body: Declaration, user: Reviewer, uow: UnitOfWorkDep,
+            repo: RepositoryDep):
+    return answer(uow, repo, handlers.declare(
+        uow, repo, user, assignment_id, conflict_of_interest=body.conflict_of_interest,
+        statement=body.statement))
 
 
 @router.post("/assignments/{assignment_id}/decline", response_model=AssignmentRead,
              summary="The assignee declines, before reviewing, with a reason")
-def decline(assignment_id: str, body: Reason, user: Reviewer, uow: UnitOfWorkDep):
-    row, assignment = assigned_to(uow.session, assignment_id, user)
-    before = assignment.status.value
-    assignment.decline(body.reason, uow.now)
-    return _finish(uow, row, assignment, "decline", before=before, reason=body.reason,
-                   data={})
+def decline(assignment_id: str, body: Reason, user: Reviewer, uow: UnitOfWorkDep,
+            repo: RepositoryDep):
+    return answer(uow, repo, handlers.decline(uow, repo, user, assignment_id, body.reason))
