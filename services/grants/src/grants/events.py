@@ -24,7 +24,7 @@ from grants.domain.grants import (
     ResultRegistered,
     TrancheReleased,
 )
-from servicekit.unit_of_work import UnitOfWork
+from servicekit.unit_of_work import AbstractUnitOfWork
 
 # Domain event class → (contract name, aggregate id attribute).
 NAMES: dict[type, tuple[str, str]] = {
@@ -52,7 +52,7 @@ DISTRIBUTION_REVERSED = "vn.gov.most.ipshare.distribution.reversed.v1"
 IPSHARE_TOPIC = "ipshare.events.v1"
 
 
-def publish(uow: UnitOfWork, events: list[Any]) -> None:
+def publish(uow: AbstractUnitOfWork, events: list[Any]) -> None:
     for event in events:
         name, key_attr = NAMES[type(event)]
         uow.emit(name, getattr(event, key_attr), asdict(event))

@@ -49,8 +49,10 @@ def drafted_call(*, review_mode: ReviewMode = ReviewMode.OPEN,
                       review_mode=review_mode, requires_endorsement=requires_endorsement)
 
 
-def open_call(**kwargs: object) -> Call:
-    call = drafted_call(**kwargs)  # type: ignore[arg-type]
+def open_call(*, review_mode: ReviewMode = ReviewMode.OPEN,
+              requires_endorsement: bool = False) -> Call:
+    """call-1, opened."""
+    call = drafted_call(review_mode=review_mode, requires_endorsement=requires_endorsement)
     call.open(NOW)
     return call
 

@@ -18,6 +18,7 @@ from grants.domain.grants import (
     GrantStatus,
     PartialCompletion,
 )
+from grants.handlers import GRANT
 from grants.handlers import grants as handlers
 from grants.models import ApplicationRow, BreachRow, GrantRow, ResultRow
 from grants.repository import SqlRepository, grant_view, grant_views
@@ -48,7 +49,6 @@ from servicekit.unit_of_work import SessionDep, TodayDep, UnitOfWork, UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["grants"])
 
-AGGREGATE = "grant"
 # Whoever may ever see a grant: its team, its institution, the ministry roles, finance.
 GrantReader = Annotated[Principal, Depends(require_roles(
     "researcher", "institution", "program_manager", "reviewer", "auditor", "admin",
@@ -210,7 +210,7 @@ def close_grant(grant_id: str, body: GrantClose, user: ProgramManager, uow: Unit
 def read_grant_history(grant_id: str, session: SessionDep, user: CurrentPrincipal,
                        limit: Limit = 100, cursor: str | None = None) -> HistoryPage:
     handlers.visible_grant(SqlRepository(session), user, grant_id)
-    return history(session, AGGREGATE, grant_id, limit=limit, cursor=cursor)
+    return history(session, GRANT, grant_id, limit=limit, cursor=cursor)
 
 
 def _grants_page(session: Session, user: Principal, today: date, *, status: str | None,
