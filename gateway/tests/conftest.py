@@ -100,3 +100,22 @@ def open_gateway(app: Any, way: str, base_url: str = "http://testserver") -> Any
 def way(request: pytest.FixtureRequest) -> str:
     """Each of the two ways through the gateway (``open_gateway``)."""
     return str(request.param)
+
+
+@pytest.fixture
+def access_lines(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[dict[str, Any]]]:
+    """The gateway's access lines from here on: ``access_lines()`` flushes and parses them."""
+    import io
+    import json
+
+    from gateway.access import ACCESS_LOG
+
+    ACCESS_LOG.flush()
+    stream = io.StringIO()
+    monkeypatch.setattr(ACCESS_LOG, "stream", stream)
+
+    def read() -> list[dict[str, Any]]:
+        ACCESS_LOG.flush()
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    return read

@@ -37,13 +37,13 @@ from typing import Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
-from opentelemetry.propagate import inject
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import get_route_path
 from starlette.types import Receive, Scope, Send
 
 from gateway.settings import GatewaySettings
+from gateway.spans import trace_headers
 from gateway.upstream import (
     Answer,
     BrokenAnswer,
@@ -74,7 +74,7 @@ HOP_BY_HOP = frozenset(
 # The trace context the gateway's own span replaces (gateway.edge), and the forwarding
 # headers the proxy sets itself (a client's X-Forwarded-For only reaches here from a
 # trusted proxy: gateway.edge).
-_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 _FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
                          b"x-forwarded-prefix"})
 _NOT_FORWARDED = (HOP_BY_HOP | _TRACE_HEADERS | _FORWARDING
@@ -317,9 +317,7 @@ def forward_headers(incoming: list[tuple[bytes, bytes]], client: str | None, sch
         elif k == b"host" and host is None:
             host = v
     headers = [(k, v) for k, v in incoming if k not in drop]
-    context: dict[str, str] = {}
-    inject(context)  # the gateway's span: the service's span becomes its child
-    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in context.items())
+    headers.extend(trace_headers())  # the gateway's span: the service's span its child
     chain = b", ".join([*prior_for, *([client.encode("latin-1")] if client else [])])
     if chain:
         headers.append((b"x-forwarded-for", chain))

@@ -78,6 +78,21 @@ class ServerSpan:
         span.end()
 
 
+def trace_headers() -> list[tuple[bytes, bytes]]:
+    """The W3C ``traceparent`` (and ``tracestate``) of the current span, for the request
+    the gateway sends on: the service's span becomes its child. What the OpenTelemetry
+    propagator writes, without its generic carrier; the caller's ``baggage`` goes on as
+    it came."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return []
+    headers = [(b"traceparent", b"00-%032x-%016x-%02x" % (
+        context.trace_id, context.span_id, context.trace_flags))]
+    if context.trace_state:
+        headers.append((b"tracestate", context.trace_state.to_header().encode("latin-1")))
+    return headers
+
+
 def _unrecorded_child(parent: otel_context.Context | None) -> Span:
     """A span id of its own under the caller's trace (a new trace without one)."""
     caller = trace.get_current_span(parent).get_span_context() if parent else None

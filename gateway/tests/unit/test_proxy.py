@@ -100,10 +100,13 @@ def test_the_callers_trace_goes_on_through_the_gateways_own_span(
     client: TestClient, recorder: Recorder
 ) -> None:
     trace_id, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
-    client.get("/grants/v1/calls", headers={"traceparent": f"00-{trace_id}-{caller_span}-01"})
-    version, sent_trace, parent, flags = recorder.requests[0].headers["traceparent"].split("-")
+    client.get("/grants/v1/calls", headers={"traceparent": f"00-{trace_id}-{caller_span}-01",
+                                            "tracestate": "vendor=a1", "baggage": "case=7"})
+    sent = recorder.requests[0].headers
+    version, sent_trace, parent, flags = sent["traceparent"].split("-")
     assert (version, sent_trace, flags) == ("00", trace_id, "01")
     assert parent != caller_span  # the gateway's span sits between the caller and the service
+    assert (sent["tracestate"], sent["baggage"]) == ("vendor=a1", "case=7")
 
 
 def test_a_trace_starts_at_the_gateway_when_the_caller_sends_none(

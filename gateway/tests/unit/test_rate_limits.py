@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -202,3 +203,22 @@ def test_a_revocation_in_the_shared_store_reaches_every_replica(
         assert codes == (401, 401)
         other = bearer("auditor", sub="stays")
         assert a.get("/grants/v1/portfolio", headers=other).status_code == 200
+
+
+def test_in_memory_counters_expire_without_a_thread_per_hit() -> None:
+    from gateway.ratelimits import RateLimits
+
+    limits = RateLimits(GatewaySettings(rate_limit_read_per_address="1/second"))
+    started = threading.active_count()
+
+    async def hits() -> list[int | None]:
+        return [await limits.over("address", "read", f"198.51.100.{i % 50}")
+                for i in range(500)]
+
+    answers = asyncio.run(hits())
+    assert answers[:50] == [None] * 50 and all(a is not None for a in answers[50:])
+    assert threading.active_count() <= started  # limits' own would start one every 10 ms
+    assert len(limits.storage.storage) == 50
+    time.sleep(2.1)  # past the counters' expiry (twice the window) and the sweep's time
+    asyncio.run(limits.over("address", "read", "203.0.113.1"))
+    assert [k for k in limits.storage.storage if "198.51.100." in k] == []  # swept

@@ -7,11 +7,11 @@ ways through the gateway by the other modules (``way`` in ``conftest``).
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -185,25 +185,19 @@ def test_a_request_the_parser_cannot_read_is_400_problem_json_with_a_request_id(
 
 def test_a_client_gone_before_its_body_arrives_reaches_no_service_and_is_logged_499(
     address: tuple[str, int], bearer: Bearer, upstream: Upstream,
-    caplog: pytest.LogCaptureFixture,
+    access_lines: Callable[[], list[dict[str, Any]]],
 ) -> None:
     auth = "authorization: " + bearer("program_manager")["Authorization"]
     head = request("POST", "/grants/v1/calls", auth, "x-request-id: gone-1",
                    body=b"x" * 100)[:-90]  # the head, and 10 bytes of the 100 declared
-    access = logging.getLogger("gateway.access")
-    access.addHandler(caplog.handler)
-    try:
-        with socket.create_connection(address, timeout=10) as sock:
-            sock.sendall(head)
-        deadline = time.monotonic() + 5
-        while not any(getattr(r, "request_id", None) == "gone-1" for r in caplog.records):
-            assert time.monotonic() < deadline, "no access line for the request"
-            time.sleep(0.02)
-        [answer] = exchange(address, request("GET", "/grants/v1/calls"), 1)  # still serving
-    finally:
-        access.removeHandler(caplog.handler)
-    [line] = [r for r in caplog.records if getattr(r, "request_id", None) == "gone-1"]
-    assert (line.status, line.route) == (499, "/grants/v1/calls")
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(head)
+    deadline = time.monotonic() + 5
+    while not (gone := [line for line in access_lines() if line["request_id"] == "gone-1"]):
+        assert time.monotonic() < deadline, "no access line for the request"
+        time.sleep(0.02)
+    [answer] = exchange(address, request("GET", "/grants/v1/calls"), 1)  # still serving
+    assert (gone[0]["status"], gone[0]["route"]) == (499, "/grants/v1/calls")
     assert status(answer) == 200
     assert upstream.seen == ["GET /v1/calls"]
 
