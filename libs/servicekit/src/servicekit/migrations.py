@@ -59,12 +59,14 @@ def run_env(service_metadata: MetaData, url_variable: str) -> None:
             context.run_migrations()
         return
     engine = create_db_engine(url) if sqlite else sa.create_engine(url, poolclass=pool.NullPool)
-    with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=sqlite, compare_type=True)
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, target_metadata=target_metadata,
+                              render_as_batch=sqlite, compare_type=True)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()  # a failed migration too: SQLite's pool keeps its file open
 
 
 # --- the kit's tables, schema version 1 (frozen: change by adding kit_v2) ---------------

@@ -116,32 +116,28 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if migrate is not None and settings.migrate_on_start:
-            migrate(settings.database_url)
-        if jwks is not None:
-            await jwks.refresh(forced=False)  # the keys before traffic
-        if is_psycopg(engine.dialect):
-            kit.pipeline_pool = await open_pool(
-                engine, size=settings.db_pool_size,
-                timeout=settings.db_pool_timeout_seconds, name=f"{name}-pipelined")
-        if background:
-            kit.start_background()
-        refresher = asyncio.create_task(jwks.keep_fresh()) if jwks is not None else None
-        try:
-            yield
-        finally:
-            if refresher is not None:
-                refresher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await refresher
-            if background:
-                kit.stop_background()
-            if kit.pipeline_pool is not None:
-                pool, kit.pipeline_pool = kit.pipeline_pool, None
-                await pool.close()
+        # Each part's release is pushed as it starts (before it, for one that may start
+        # halfway): at shutdown, or when a later part fails to start, what started is
+        # released, in reverse order.
+        async with contextlib.AsyncExitStack() as started:
+            started.callback(engine.dispose)
             if owns_bus:
-                bus.close()
-            engine.dispose()
+                started.callback(bus.close)
+            if migrate is not None and settings.migrate_on_start:
+                migrate(settings.database_url)
+            if jwks is not None:
+                await jwks.refresh(forced=False)  # the keys before traffic
+            if is_psycopg(engine.dialect):
+                kit.pipeline_pool = await open_pool(
+                    engine, size=settings.db_pool_size,
+                    timeout=settings.db_pool_timeout_seconds, name=f"{name}-pipelined")
+                started.push_async_callback(_close_pipeline_pool, kit)
+            if background:
+                started.callback(kit.stop_background)
+                kit.start_background()
+            if jwks is not None:
+                started.push_async_callback(_cancel, asyncio.create_task(jwks.keep_fresh()))
+            yield
 
     # No redirect for a trailing slash: behind the gateway's proxy its Location would name
     # the service's own address, which clients must not go to; the path is a 404 instead.
@@ -163,6 +159,18 @@ def create_service_app(
     observe_outbox(app, name, relay.oldest_unsent_age)
     app.include_router(health_router(kit))
     return app
+
+
+async def _close_pipeline_pool(kit: Kit) -> None:
+    pool, kit.pipeline_pool = kit.pipeline_pool, None
+    if pool is not None:
+        await pool.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 READY_DESCRIPTION = (
