@@ -133,7 +133,3 @@ class GatewaySettings(BaseSettings):
             if self.jwt_public_key_file is None and not self.jwt_jwks_url:
                 raise ValueError("prod profile needs jwt_jwks_url or jwt_public_key_file")
         return self
-
-
-def get_settings() -> GatewaySettings:
-    return GatewaySettings()

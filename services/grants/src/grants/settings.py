@@ -11,7 +11,3 @@ class GrantsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GRANTS_", extra="ignore")
 
     service_name: str = "grants"
-
-
-def get_settings() -> GrantsSettings:
-    return GrantsSettings()

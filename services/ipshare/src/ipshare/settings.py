@@ -11,7 +11,3 @@ class IpshareSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IPSHARE_", extra="ignore")
 
     service_name: str = "ipshare"
-
-
-def get_settings() -> IpshareSettings:
-    return IpshareSettings()

@@ -20,7 +20,3 @@ class SandboxSettings(ServiceSettings):
     # How often the scheduler runs its jobs (sandbox.scheduler); 0: never (another
     # process runs them). Its actions fall on business days, so a minute is prompt.
     scheduler_seconds: float = Field(default=60.0, ge=0)
-
-
-def get_settings() -> SandboxSettings:
-    return SandboxSettings()
