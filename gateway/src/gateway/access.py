@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 import orjson
 from opentelemetry import trace
+from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gateway.routes import Route, RouteTable
@@ -98,7 +99,10 @@ class AccessRecorder:
         for route in [*table.routes, self.unmatched]:
             route.instruments["latency"] = self._latency.labels(route.method, route.template)
 
-    def record(self, route: Route, status: int, seconds: float, fields: dict[str, Any]) -> None:
+    def record(self, route: Route, status: int, seconds: float, fields: dict[str, Any],
+               span: Span | None = None) -> None:
+        """The request's metrics and access line; its trace ids are ``span``'s (the
+        current span's by default)."""
         route.instruments["latency"].observe(seconds)
         counter = route.instruments.get(status)
         if counter is None:
@@ -111,7 +115,7 @@ class AccessRecorder:
                 "level": "INFO", "logger": log.name, "message": "access", **fields,
                 "route": route.template, "status": status,
                 "latency_ms": round(seconds * 1000, 3)}
-        context = trace.get_current_span().get_span_context()
+        context = (span or trace.get_current_span()).get_span_context()
         if context.is_valid:
             line["trace_id"] = format(context.trace_id, "032x")
             line["span_id"] = format(context.span_id, "016x")

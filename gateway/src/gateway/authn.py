@@ -33,6 +33,21 @@ class EdgeAuthenticator:
         self.verifier = verifier
         self.jwks = jwks
 
+    def immediate(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        """Whether ``principal_now`` can answer: no key to fetch for this token."""
+        if self.jwks is None:
+            return True
+        try:
+            token = bearer_token(headers)
+        except Unauthenticated:
+            return True
+        return token is None or self.verifier.remembers(token)
+
+    def principal_now(self, headers: Sequence[tuple[bytes, bytes]]) -> Principal | None:
+        """``principal`` when ``immediate``."""
+        token = bearer_token(headers)
+        return None if token is None else self.verifier.verify(token)
+
     async def principal(self, headers: Sequence[tuple[bytes, bytes]]) -> Principal | None:
         """The verified caller, ``None`` without a token; :class:`Unauthenticated` for
         a token that is malformed, expired, not for this platform, revoked..."""

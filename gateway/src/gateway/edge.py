@@ -31,6 +31,7 @@ from time import perf_counter
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.trace import Span
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -145,41 +146,81 @@ class Edge:
         return Passage(method, path, rid, client, self.table.match(method, path), kept,
                        fields, started)
 
+    def immediate(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Whether ``admit_now`` can decide: counters in memory, no key to fetch."""
+        return self.limits.immediate and self.authenticator.immediate(headers)
+
     async def admit(self, passage: Passage) -> Refusal | None:
         """None when the request may go on; otherwise how the edge refuses it."""
-        route, method, path, client = passage.route, passage.method, passage.path, passage.client
-        if route is None:
-            allowed = self.table.allowed_methods(path)
-            if allowed:
-                return Refusal(405, f"{method} is not allowed on {path}",
-                               headers={"Allow": ", ".join(allowed)})
-            return Refusal(404, f"no resource at {method} {path}")
-        if route.access == route_table.PROBE:
-            return None
-        if route.access == route_table.INTERNAL:
-            if self.metrics_networks.contains(client):
-                return None
-            return Refusal(404, f"no resource at {method} {path}")
-        if (wait := await self.limits.over("address", route.rate_class, client)) is not None:
+        if self.immediate(passage.headers):
+            return self.admit_now(passage)
+        decided, refusal = self._by_route(passage)
+        if decided:
+            return refusal
+        rate_class = passage.route.rate_class  # type: ignore[union-attr]
+        if (wait := await self.limits.over("address", rate_class, passage.client)) is not None:
             return _too_many(wait, "this client address")
         try:
             principal = await self.authenticator.principal(passage.headers)
         except Problem as exc:
             return Refusal(exc.status, exc.detail, exc.kind, exc.headers)
-        if principal is not None:
-            passage.fields["subject"] = principal.sub
-        if not route.public and (refusal := _authorise(route, principal)):
+        if refusal := self._by_caller(passage, principal):
             return refusal
         if principal is not None and (
-                wait := await self.limits.over("subject", route.rate_class,
-                                               principal.sub)) is not None:
+                wait := await self.limits.over("subject", rate_class, principal.sub)):
             return _too_many(wait, "this caller")
         return None
 
-    def leave(self, passage: Passage, status: int) -> None:
-        """The request's access line and metrics, once its answer is sent."""
+    def admit_now(self, passage: Passage) -> Refusal | None:
+        """``admit`` when ``immediate``: the same steps, in the same order, none waiting."""
+        decided, refusal = self._by_route(passage)
+        if decided:
+            return refusal
+        rate_class = passage.route.rate_class  # type: ignore[union-attr]
+        if (wait := self.limits.over_now("address", rate_class, passage.client)) is not None:
+            return _too_many(wait, "this client address")
+        try:
+            principal = self.authenticator.principal_now(passage.headers)
+        except Problem as exc:
+            return Refusal(exc.status, exc.detail, exc.kind, exc.headers)
+        if refusal := self._by_caller(passage, principal):
+            return refusal
+        if principal is not None and (
+                wait := self.limits.over_now("subject", rate_class, principal.sub)):
+            return _too_many(wait, "this caller")
+        return None
+
+    def _by_route(self, passage: Passage) -> tuple[bool, Refusal | None]:
+        """Whether the route alone decides (no row: 404 or 405; probes and the metrics),
+        and how."""
+        route, method, path = passage.route, passage.method, passage.path
+        if route is None:
+            allowed = self.table.allowed_methods(path)
+            if allowed:
+                return True, Refusal(405, f"{method} is not allowed on {path}",
+                                     headers={"Allow": ", ".join(allowed)})
+            return True, Refusal(404, f"no resource at {method} {path}")
+        if route.access == route_table.PROBE:
+            return True, None
+        if route.access == route_table.INTERNAL:
+            if self.metrics_networks.contains(passage.client):
+                return True, None
+            return True, Refusal(404, f"no resource at {method} {path}")
+        return False, None
+
+    def _by_caller(self, passage: Passage, principal: Principal | None) -> Refusal | None:
+        """The caller named on the access line, and refused without one of the roles."""
+        if principal is not None:
+            passage.fields["subject"] = principal.sub
+        route = passage.route
+        assert route is not None
+        return None if route.public else _authorise(route, principal)
+
+    def leave(self, passage: Passage, status: int, span: Span | None = None) -> None:
+        """The request's access line and metrics, once its answer is sent (trace ids:
+        ``span``'s, else the current span's)."""
         self.recorder.record(passage.route or self.recorder.unmatched, status,
-                             perf_counter() - passage.started, passage.fields)
+                             perf_counter() - passage.started, passage.fields, span)
 
 
 # A client's X-Forwarded-Prefix never reaches a service; its X-Forwarded-For only from a

@@ -213,7 +213,7 @@ class ProxyApp:
         body = await _body(receive)
         client = scope.get("client")
         headers = forward_headers(scope["headers"], client[0] if client else None,
-                                  scope.get("scheme", "http"), up.name)
+                                  scope.get("scheme", "http"), up.name, trace_headers())
         try:
             answer = await forward(up, method, target, headers, body)
         except UpstreamError as exc:
@@ -245,11 +245,21 @@ async def forward(up: Upstream, method: str, target: str,
     try:
         return await up.sender.request(method, target, headers, body, timeout=up.timeout)
     except ClosedBeforeAnswer as exc:
-        if not (exc.reused and _replayable(method, headers)):
+        if not resend(up, method, target, headers, exc):
             raise
-        log.info("upstream %s closed a kept-alive connection (%s); sending %s %s again",
-                 up.name, exc, method, target.split("?", 1)[0])
     return await up.sender.request(method, target, headers, body, timeout=up.timeout)
+
+
+def resend(up: Upstream, method: str, target: str, headers: list[tuple[bytes, bytes]],
+           exc: UpstreamError) -> bool:
+    """Whether a request that got ``exc`` is sent once more: its kept-alive connection
+    closed before any answer, and it is safe to repeat (see the module's docstring)."""
+    if not (isinstance(exc, ClosedBeforeAnswer) and exc.reused
+            and _replayable(method, headers)):
+        return False
+    log.info("upstream %s closed a kept-alive connection (%s); sending %s %s again",
+             up.name, exc, method, target.split("?", 1)[0])
+    return True
 
 
 def _replayable(method: str, headers: list[tuple[bytes, bytes]]) -> bool:
@@ -302,9 +312,9 @@ def _upstream_path(scope: Scope) -> str:
 
 
 def forward_headers(incoming: list[tuple[bytes, bytes]], client: str | None, scheme: str,
-                    prefix: str) -> list[tuple[bytes, bytes]]:
+                    prefix: str, trace: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The request's headers as the service gets them: hop-by-hop ones dropped, the
-    current span's trace context, and the gateway's ``X-Forwarded-*``."""
+    gateway span's ``trace`` context, and the gateway's ``X-Forwarded-*``."""
     drop = _NOT_FORWARDED
     prior_for: list[bytes] = []
     host: bytes | None = None
@@ -317,7 +327,7 @@ def forward_headers(incoming: list[tuple[bytes, bytes]], client: str | None, sch
         elif k == b"host" and host is None:
             host = v
     headers = [(k, v) for k, v in incoming if k not in drop]
-    headers.extend(trace_headers())  # the gateway's span: the service's span its child
+    headers.extend(trace)  # the gateway's span: the service's span its child
     chain = b", ".join([*prior_for, *([client.encode("latin-1")] if client else [])])
     if chain:
         headers.append((b"x-forwarded-for", chain))

@@ -42,7 +42,6 @@ _SYNC_STRATEGIES = {
     "sliding-window-counter": sync_strategies.SlidingWindowCounterRateLimiter,
     "moving-window": sync_strategies.MovingWindowRateLimiter,
 }
-Limiter = strategies.RateLimiter | sync_strategies.RateLimiter
 
 
 SWEEP_SECONDS = 1.0
@@ -70,16 +69,18 @@ def build_storage(settings: GatewaySettings) -> Storage | sync_storage.Storage:
 
 
 class RateLimits:
-    """``over(per, route_class, who)``: None within the limits, else the seconds to wait."""
+    """``over(per, route_class, who)``: None within the limits, else the seconds to wait;
+    ``over_now`` the same without waiting, when the counters are ``immediate`` (memory)."""
 
     def __init__(self, settings: GatewaySettings,
                  storage: Storage | sync_storage.Storage | None = None) -> None:
         self.storage = storage or build_storage(settings)
-        self._limiter: Limiter
+        self._sync: sync_strategies.RateLimiter | None = None
+        self._async: strategies.RateLimiter | None = None
         if isinstance(self.storage, sync_storage.Storage):
-            self._limiter = _SYNC_STRATEGIES[settings.rate_limit_strategy](self.storage)
+            self._sync = _SYNC_STRATEGIES[settings.rate_limit_strategy](self.storage)
         else:
-            self._limiter = _STRATEGIES[settings.rate_limit_strategy](self.storage)
+            self._async = _STRATEGIES[settings.rate_limit_strategy](self.storage)
         self._limits: dict[tuple[str, str], list[RateLimitItem]] = {
             key: parse_many(value) if value else []
             for key, value in settings.rate_limits().items()
@@ -87,24 +88,36 @@ class RateLimits:
         self._failing = False
         self._next_sweep = time.monotonic() + SWEEP_SECONDS
 
-    async def over(self, per: str, route_class: str, who: str) -> int | None:
-        """Count one request of ``who`` (a subject or an address); the ``Retry-After``
-        seconds when that goes past one of its limits."""
-        limiter = self._limiter
+    @property
+    def immediate(self) -> bool:
+        """Whether counting waits for nothing (in memory): ``over_now`` may be used."""
+        return self._sync is not None
+
+    def over_now(self, per: str, route_class: str, who: str) -> int | None:
+        """``over`` for counters in memory."""
+        limiter = self._sync
+        assert limiter is not None, "over_now needs the in-memory counters"
         if isinstance(self.storage, SweptMemoryStorage) and (
                 (now := time.monotonic()) >= self._next_sweep):
             self._next_sweep = now + SWEEP_SECONDS
             self.storage.sweep()
         for item in self._limits[(per, route_class)]:
+            if not limiter.hit(item, per, route_class, who):
+                stats = limiter.get_window_stats(item, per, route_class, who)
+                return max(1, math.ceil(stats.reset_time - time.time()))
+        return None
+
+    async def over(self, per: str, route_class: str, who: str) -> int | None:
+        """Count one request of ``who`` (a subject or an address); the ``Retry-After``
+        seconds when that goes past one of its limits."""
+        limiter = self._async
+        if limiter is None:
+            return self.over_now(per, route_class, who)
+        for item in self._limits[(per, route_class)]:
             try:
-                if isinstance(limiter, sync_strategies.RateLimiter):
-                    if limiter.hit(item, per, route_class, who):
-                        continue
-                    stats = limiter.get_window_stats(item, per, route_class, who)
-                else:
-                    if await limiter.hit(item, per, route_class, who):
-                        continue
-                    stats = await limiter.get_window_stats(item, per, route_class, who)
+                if await limiter.hit(item, per, route_class, who):
+                    continue
+                stats = await limiter.get_window_stats(item, per, route_class, who)
             except StorageError as exc:
                 self._store_failed(exc)
                 return None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -38,9 +39,16 @@ from starlette.requests import Request
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from gateway.edge import REQUEST_ID, Edge, Passage, Refusal, new_request_id
-from gateway.proxy import Upstream, answer_headers, failure_response, forward, forward_headers
-from gateway.spans import ServerSpan
-from gateway.upstream import BrokenAnswer, UpstreamError
+from gateway.proxy import (
+    Upstream,
+    answer_headers,
+    failure_response,
+    forward,
+    forward_headers,
+    resend,
+)
+from gateway.spans import ServerSpan, trace_headers
+from gateway.upstream import Answer, BrokenAnswer, Pool, UpstreamError
 from servicekit.limits import BodyTooLarge
 from servicekit.problems import PROBLEM_JSON, TYPE_BASE, problem_response
 
@@ -64,7 +72,7 @@ class _Exchange:
 
     __slots__ = ("method", "path", "raw_path", "query", "headers", "keep_alive",
                  "upstream", "response_complete", "disconnected", "expect_continue",
-                 "body", "received", "too_large", "_arrived", "_waiter")
+                 "body", "received", "too_large", "started", "_arrived", "_waiter")
 
     def __init__(self, method: str, path: str, raw_path: bytes, query: bytes,
                  headers: list[tuple[bytes, bytes]], keep_alive: bool, upstream: Upstream,
@@ -73,6 +81,7 @@ class _Exchange:
         self.headers, self.keep_alive, self.upstream = headers, keep_alive, upstream
         self.expect_continue = expect_continue
         self.response_complete = self.disconnected = self.too_large = False
+        self.started = False  # being served
         self.body: list[bytes] = []
         self.received = 0
         self._arrived = False  # the whole body, or the client gone
@@ -121,6 +130,13 @@ class GatewayProtocol(HttpToolsProtocol):
         self.transport.write(b"".join(head) + body)
         self.transport.close()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        exchange = self.cycle
+        super().connection_lost(exc)
+        if isinstance(exchange, _Exchange) and not exchange.started:
+            exchange.started = True  # gone before its body had all come: logged 499
+            self._spawn(self._serve(self._fast, exchange))  # type: ignore[arg-type]
+
     # -- parser callbacks
 
     def on_headers_complete(self) -> None:
@@ -153,9 +169,9 @@ class GatewayProtocol(HttpToolsProtocol):
                     and int(value) > fast.max_body_bytes):
                 exchange.too_large = True
         self.cycle = exchange  # type: ignore[assignment]
-        task = self.loop.create_task(self._serve(fast, exchange))
-        task.add_done_callback(self.tasks.discard)
-        self.tasks.add(task)
+        if exchange.too_large or exchange.expect_continue:  # answered before its body
+            exchange.started = True
+            self._spawn(self._serve(fast, exchange))
 
     def on_body(self, body: bytes) -> None:
         exchange = self.cycle
@@ -170,6 +186,9 @@ class GatewayProtocol(HttpToolsProtocol):
             exchange.body.clear()
             self.flow.pause_reading()
             exchange.body_complete()
+            if not exchange.started:
+                exchange.started = True
+                self._spawn(self._serve(self._fast, exchange))  # type: ignore[arg-type]
             return
         exchange.body.append(body)
 
@@ -179,64 +198,154 @@ class GatewayProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         exchange.body_complete()
+        if not exchange.started:
+            exchange.started = True
+            self._begin(self._fast, exchange)  # type: ignore[arg-type]
 
     # -- a proxied request
 
-    async def _serve(self, fast: FastPath, exchange: _Exchange) -> None:
+    def _begin(self, fast: FastPath, exchange: _Exchange) -> None:
+        """Serve a whole request: at once when nothing in it waits (the edge decides in
+        memory, a kept-alive connection is free), its answer written from the upstream
+        connection's own callback; in a task otherwise."""
         edge = fast.edge
-        peer = self.client[0] if self.client else "-"
-        passage = edge.enter(exchange.method, exchange.path, exchange.headers, peer)
-        span = ServerSpan(exchange.method, exchange.path, exchange.headers)
-        status, failure = 500, None
+        if not edge.immediate(exchange.headers):
+            self._spawn(self._serve(fast, exchange))
+            return
+        passage, span = self._enter(fast, exchange)
         try:
-            if passage.route is not None:
-                span.name(passage.route.method, passage.route.template)
-            status = await self._answer(exchange, passage)
-        except Exception as exc:  # a 500, logged, as the app's own handler answers it
-            log.exception("unhandled error on %s %s", exchange.method, exchange.path)
-            failure = exc
-            status = self._respond_with(exchange, passage, problem_response(
-                Request(self._request_scope(exchange, passage)), 500,
-                "an unexpected error occurred; it has been logged"))
-        finally:
-            edge.leave(passage, status)  # inside the span: the access line names it
-            span.end(status, failure)
+            refusal = edge.admit_now(passage)
+            if refusal is not None:
+                self._finish(passage, span, self._refuse(exchange, passage, refusal))
+            else:
+                self._forward_now(exchange, passage, span, b"".join(exchange.body))
+        except Exception as exc:  # noqa: BLE001 - answered 500, logged by _crashed
+            self._crashed(exchange, passage, span, exc)
 
-    async def _answer(self, exchange: _Exchange, passage: Passage) -> int:
-        """Refuse, forward or fail the request; the status answered."""
-        refusal = await self._fast.edge.admit(passage)  # type: ignore[union-attr]
-        if refusal is None and exchange.too_large:
-            refusal = _too_large(self._fast.max_body_bytes)  # type: ignore[union-attr]
-        if refusal is not None:
-            exchange.keep_alive = exchange.keep_alive and not exchange.too_large
-            return self._respond_with(exchange, passage,
-                                      refusal.response(self._request_scope(exchange, passage)))
-        if exchange.expect_continue and not self.transport.is_closing():
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = await exchange.whole_body(self.loop)
-        if body is None:
-            return CLIENT_CLOSED
-        if exchange.too_large:  # a body sent in chunks, past the limit
-            exchange.keep_alive = False
-            return self._respond_with(exchange, passage, _too_large(
-                self._fast.max_body_bytes).response(  # type: ignore[union-attr]
-                    self._request_scope(exchange, passage)))
+    async def _serve(self, fast: FastPath, exchange: _Exchange) -> None:
+        """Serve a request that waits for something: the edge's shared store or a key,
+        its body's go-ahead (``Expect: 100-continue``), or a body past the limit."""
+        passage, span = self._enter(fast, exchange)
+        try:
+            refusal = await fast.edge.admit(passage)
+            if refusal is None and exchange.too_large:
+                refusal = _too_large(fast.max_body_bytes)
+            if refusal is not None:
+                self._finish(passage, span, self._refuse(exchange, passage, refusal))
+                return
+            if exchange.expect_continue and not self.transport.is_closing():
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = await exchange.whole_body(self.loop)
+            if body is None:
+                self._finish(passage, span, CLIENT_CLOSED)
+            elif exchange.too_large:  # a body sent in chunks, past the limit
+                self._finish(passage, span, self._refuse(exchange, passage,
+                                                         _too_large(fast.max_body_bytes)))
+            else:
+                await self._forward(exchange, passage, span, body)
+        except Exception as exc:  # noqa: BLE001 - answered 500, logged by _crashed
+            self._crashed(exchange, passage, span, exc)
+
+    def _forward_now(self, exchange: _Exchange, passage: Passage, span: ServerSpan,
+                     body: bytes) -> None:
+        up = exchange.upstream
+        target, headers = self._outgoing(exchange, passage, span)
+
+        def then(answer: Answer | None, error: UpstreamError | None) -> None:
+            try:
+                if error is not None and resend(up, exchange.method, target, headers, error):
+                    self._spawn(self._forward(exchange, passage, span, body, target, headers,
+                                              again=True))
+                else:
+                    self._finish(passage, span, self._answered(exchange, passage, answer, error))
+            except Exception as exc:  # noqa: BLE001 - answered 500, logged by _crashed
+                self._crashed(exchange, passage, span, exc)
+
+        sender = up.sender
+        if not (isinstance(sender, Pool) and sender.try_send(
+                exchange.method, target, headers, body, timeout=up.timeout, then=then)):
+            self._spawn(self._forward(exchange, passage, span, body, target, headers))
+
+    async def _forward(self, exchange: _Exchange, passage: Passage, span: ServerSpan,
+                       body: bytes, target: str | None = None,
+                       headers: list[tuple[bytes, bytes]] | None = None, *,
+                       again: bool = False) -> None:
+        """Forward through ``proxy.forward`` (which sends once more when it may), or send
+        ``again`` a request whose first sending met a closed connection."""
+        try:
+            up = exchange.upstream
+            if target is None or headers is None:
+                target, headers = self._outgoing(exchange, passage, span)
+            answer, error = None, None
+            try:
+                if again:
+                    answer = await up.sender.request(exchange.method, target, headers, body,
+                                                     timeout=up.timeout)
+                else:
+                    answer = await forward(up, exchange.method, target, headers, body)
+            except UpstreamError as exc:
+                error = exc
+            self._finish(passage, span, self._answered(exchange, passage, answer, error))
+        except Exception as exc:  # noqa: BLE001 - answered 500, logged by _crashed
+            self._crashed(exchange, passage, span, exc)
+
+    def _enter(self, fast: FastPath, exchange: _Exchange) -> tuple[Passage, ServerSpan]:
+        passage = fast.edge.enter(exchange.method, exchange.path, exchange.headers,
+                                  self.client[0] if self.client else "-")
+        span = ServerSpan(exchange.method, exchange.path, exchange.headers)
+        if passage.route is not None:
+            span.name(passage.route.method, passage.route.template)
+        return passage, span
+
+    def _outgoing(self, exchange: _Exchange, passage: Passage,
+                  span: ServerSpan) -> tuple[str, list[tuple[bytes, bytes]]]:
+        """The request's target on the upstream and the headers it is sent with."""
         up = exchange.upstream
         target = up.base_path + exchange.raw_path[len(up.name) + 1:].decode("latin-1")
         if exchange.query:
             target += "?" + exchange.query.decode("latin-1")
-        headers = forward_headers(passage.headers, self.client[0] if self.client else None,
-                                  self.scheme or "http", up.name)
-        try:
-            answer = await forward(up, exchange.method, target, headers, body)
-            if answer.status not in STATUS_LINE:
-                raise BrokenAnswer(f"status {answer.status} is not HTTP")
-        except UpstreamError as exc:
+        return target, forward_headers(passage.headers, self.client[0] if self.client else None,
+                                       self.scheme or "http", up.name, trace_headers(span.span))
+
+    def _answered(self, exchange: _Exchange, passage: Passage, answer: Answer | None,
+                  error: UpstreamError | None) -> int:
+        """The upstream's answer written back (its failure as a problem); the status."""
+        if answer is not None and answer.status not in STATUS_LINE:
+            error = BrokenAnswer(f"status {answer.status} is not HTTP")
+        if error is not None or answer is None:
+            assert error is not None
             return self._respond_with(exchange, passage, failure_response(
-                up, exc, self._request_scope(exchange, passage)))
+                exchange.upstream, error, self._request_scope(exchange, passage)))
         self._write(exchange, passage, answer.status, answer_headers(answer, exchange.method),
                     answer.body)
         return answer.status
+
+    def _refuse(self, exchange: _Exchange, passage: Passage, refusal: Refusal) -> int:
+        if exchange.too_large:  # the rest of its body is not read: the connection closes
+            exchange.keep_alive = False
+        return self._respond_with(exchange, passage,
+                                  refusal.response(self._request_scope(exchange, passage)))
+
+    def _crashed(self, exchange: _Exchange, passage: Passage, span: ServerSpan,
+                 exc: Exception) -> None:
+        log.exception("unhandled error on %s %s", exchange.method, exchange.path)
+        status = 500
+        if not exchange.response_complete:
+            status = self._respond_with(exchange, passage, problem_response(
+                Request(self._request_scope(exchange, passage)), 500,
+                "an unexpected error occurred; it has been logged"))
+        self._finish(passage, span, status, exc)
+
+    def _finish(self, passage: Passage, span: ServerSpan, status: int,
+                failure: Exception | None = None) -> None:
+        """The access line and metrics, under the request's span; the span ended."""
+        self._fast.edge.leave(passage, status, span.span)  # type: ignore[union-attr]
+        span.end(status, failure)
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(job)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)  # the server waits for it at shutdown
 
     def _respond_with(self, exchange: _Exchange, passage: Passage, response: Any) -> int:
         self._write(exchange, passage, response.status_code, response.raw_headers,

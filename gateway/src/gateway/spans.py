@@ -43,9 +43,10 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)  # as the SDK's default sampler marks 
 
 
 class ServerSpan:
-    """A proxied request's span, current from its start until ``end``."""
+    """A proxied request's span. The gateway's protocol passes it where it is needed
+    (``trace_headers``, the access line); ``traced`` makes it current for the ASGI app."""
 
-    __slots__ = ("span", "_token")
+    __slots__ = ("span", "_parent", "_token")
 
     def __init__(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> None:
         carrier = {k.decode("latin-1"): v.decode("latin-1")
@@ -57,7 +58,12 @@ class ServerSpan:
                 attributes={"http.request.method": method, "url.path": path})
         else:
             self.span = _unrecorded_child(parent)
-        self._token = otel_context.attach(trace.set_span_in_context(self.span, parent))
+        self._parent = parent
+        self._token: object | None = None
+
+    def activate(self) -> None:
+        """Make the span current (until ``end``), for code that reads the current one."""
+        self._token = otel_context.attach(trace.set_span_in_context(self.span, self._parent))
 
     def name(self, method: str, template: str) -> None:
         """Named by the route table's template (``GET /ipshare/v1/distributions/{id}``)."""
@@ -74,16 +80,17 @@ class ServerSpan:
             span.set_attribute("http.response.status_code", status)
             if status >= 500 and exc is None:
                 span.set_status(Status(StatusCode.ERROR))
-        otel_context.detach(self._token)
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
         span.end()
 
 
-def trace_headers() -> list[tuple[bytes, bytes]]:
-    """The W3C ``traceparent`` (and ``tracestate``) of the current span, for the request
-    the gateway sends on: the service's span becomes its child. What the OpenTelemetry
-    propagator writes, without its generic carrier; the caller's ``baggage`` goes on as
-    it came."""
-    context = trace.get_current_span().get_span_context()
+def trace_headers(span: Span | None = None) -> list[tuple[bytes, bytes]]:
+    """The W3C ``traceparent`` (and ``tracestate``) of ``span`` (the current one by
+    default), for the request the gateway sends on: the service's span becomes its
+    child. What the OpenTelemetry propagator writes, without its generic carrier; the
+    caller's ``baggage`` goes on as it came."""
+    context = (span or trace.get_current_span()).get_span_context()
     if not context.is_valid:
         return []
     headers = [(b"traceparent", b"00-%032x-%016x-%02x" % (
@@ -106,6 +113,7 @@ def _unrecorded_child(parent: otel_context.Context | None) -> Span:
 async def traced(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """Run ``app`` on a proxied request inside its SERVER span, child of the caller's."""
     span = ServerSpan(scope["method"], scope["path"], scope["headers"])
+    span.activate()
     status = 0
 
     async def send_observed(message: Message) -> None:

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import httptools
 
@@ -57,6 +59,16 @@ class BrokenAnswer(UpstreamError):
     pass
 
 
+class Waiter(Protocol):
+    """Who is told an exchange's outcome: a future, or a callback (``Pool.try_send``)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Answer, /) -> None: ...
+
+    def set_exception(self, exc: BaseException, /) -> None: ...
+
+
 @dataclass(slots=True)
 class Answer:
     status: int
@@ -71,7 +83,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        self._answer: asyncio.Future[Answer] | None = None
+        self._answer: Waiter | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._parser: httptools.HttpResponseParser | None = None
         self._head_only = False
         self._received = False
@@ -101,12 +114,14 @@ class _Connection(asyncio.Protocol):
         answer = self._answer
         if answer is None or answer.done():
             return
+        if (self._received and self._headers_done and self._parser is not None
+                and not self._has_length()):
+            self._complete(keep_alive=False)  # a body delimited by the connection's end
+            return
+        self._settle()
         if not self._received:
             answer.set_exception(ClosedBeforeAnswer("the upstream closed the connection "
                                                     "before answering"))
-        elif (self._headers_done and self._parser is not None
-              and not self._has_length()):
-            self._complete(keep_alive=False)  # a body delimited by the connection's end
         else:
             answer.set_exception(BrokenAnswer("the upstream closed the connection "
                                               "mid-answer"))
@@ -130,25 +145,37 @@ class _Connection(asyncio.Protocol):
 
     # -- the request
 
-    async def exchange(self, request: bytes, *, head_only: bool, timeout: float) -> Answer:
+    def start(self, request: bytes, *, head_only: bool, timeout: float,
+              waiter: Waiter) -> None:
+        """Send ``request``; its answer (or failure) goes to ``waiter``."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        self._answer = answer = loop.create_future()
+        self._answer = waiter
         self._parser = httptools.HttpResponseParser(self)
         self._head_only, self._received, self._headers_done = head_only, False, False
         self._headers, self._body = [], []
         self.transport.write(request)
-        timer = loop.call_later(timeout, self._time_out)
+        self._timer = asyncio.get_running_loop().call_later(timeout, self._time_out)
+
+    async def exchange(self, request: bytes, *, head_only: bool, timeout: float) -> Answer:
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.start(request, head_only=head_only, timeout=timeout, waiter=answer)
         try:
             return await answer
         finally:
-            timer.cancel()
-            self._answer = self._parser = None
+            self._settle()
 
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    def _settle(self) -> Waiter | None:
+        """The exchange is over: no timer, no parser; the waiter still to be told."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter, self._answer, self._parser = self._answer, None, None
+        return waiter
 
     def _keep_alive(self) -> bool:
         assert self._parser is not None
@@ -165,18 +192,54 @@ class _Connection(asyncio.Protocol):
         assert self._parser is not None
         if not keep_alive:
             self.close()
-        answer.set_result(Answer(self._parser.get_status_code(), self._headers,
-                                 b"".join(self._body)))
+        result = Answer(self._parser.get_status_code(), self._headers, b"".join(self._body))
+        self._settle()
+        answer.set_result(result)
 
     def _fail(self, exc: UpstreamError) -> None:
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_exception(exc)
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+        answer = self._settle()
+        if answer is not None and not answer.done():
+            answer.set_exception(exc)
 
     def _time_out(self) -> None:
         self._fail(UpstreamTimeout("no answer in time"))
+
+
+Then = Callable[[Answer | None, UpstreamError | None], None]
+
+
+class _Callback:
+    """The waiter of ``Pool.try_send``: the slot and connection go back to the pool, then
+    ``then`` hears the outcome."""
+
+    __slots__ = ("pool", "connection", "then", "_done")
+
+    def __init__(self, pool: Pool, connection: _Connection, then: Then) -> None:
+        self.pool, self.connection, self.then = pool, connection, then
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, answer: Answer, /) -> None:
+        self._done = True
+        self.pool._give_slot()
+        try:
+            self.then(answer, None)
+        finally:
+            self.pool._keep(self.connection)  # after: nothing reuses it from within then
+
+    def set_exception(self, exc: BaseException, /) -> None:
+        self._done = True
+        self.connection.close()
+        self.pool._give_slot()
+        if isinstance(exc, ClosedBeforeAnswer):
+            exc.reused = True  # try_send only sends on kept-alive connections
+        assert isinstance(exc, UpstreamError)
+        self.then(None, exc)
 
 
 class Pool:
@@ -191,7 +254,8 @@ class Pool:
         self.connect_timeout, self.pool_timeout = connect_timeout, pool_timeout
         self._max = max_connections
         self._idle: list[_Connection] = []  # the most recently used last
-        self._slots: asyncio.Semaphore | None = None
+        self._busy = 0  # slots taken, of max_connections
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
 
     async def request(self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]],
@@ -200,24 +264,8 @@ class Pool:
 
         ``headers`` are sent as given after ``host``; ``content-length`` is added for a
         body or a method that carries one."""
-        head = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode("latin-1"),
-                                                    target.encode("latin-1"), self.authority)]
-        head.extend(b"%s: %s\r\n" % pair for pair in headers)
-        if body or method in ("POST", "PUT", "PATCH"):
-            head.append(b"content-length: %d\r\n" % len(body))
-        head.append(b"\r\n")
-        request = b"".join(head) + body
-        slots = self._slots
-        if slots is None:
-            slots = self._slots = asyncio.Semaphore(self._max)
-        if slots.locked():
-            try:
-                async with asyncio.timeout(self.pool_timeout):
-                    await slots.acquire()
-            except TimeoutError:
-                raise NotSent(f"no connection free within {self.pool_timeout:g} s") from None
-        else:
-            await slots.acquire()
+        request = self._encode(method, target, headers, body)
+        await self._take_slot()
         try:
             connection, reused = await self._connection()
             try:
@@ -229,21 +277,86 @@ class Pool:
             except BaseException:
                 connection.close()
                 raise
-            if not connection.closed and not self._closed:
-                connection.idle_since = asyncio.get_running_loop().time()
-                self._idle.append(connection)
+            self._keep(connection)
             return answer
         finally:
-            slots.release()
+            self._give_slot()
 
-    async def _connection(self) -> tuple[_Connection, bool]:
-        """A kept-alive connection that is still good, else a new one."""
+    def try_send(self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]],
+                 body: bytes, *, timeout: float, then: Then) -> bool:
+        """``request`` without waiting, when a slot and a kept-alive connection are free
+        now: the outcome goes to ``then(answer, None)`` or ``then(None, error)``, called
+        from the connection's own callbacks. False, and nothing sent, otherwise."""
+        if self._closed or self._busy >= self._max or self._waiters:
+            return False
+        connection = self._idle_connection()
+        if connection is None:
+            return False
+        self._busy += 1
+        connection.start(self._encode(method, target, headers, body),
+                         head_only=method == "HEAD", timeout=timeout,
+                         waiter=_Callback(self, connection, then))
+        return True
+
+    def _encode(self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]],
+                body: bytes) -> bytes:
+        head = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode("latin-1"),
+                                                    target.encode("latin-1"), self.authority)]
+        head.extend(b"%s: %s\r\n" % pair for pair in headers)
+        if body or method in ("POST", "PUT", "PATCH"):
+            head.append(b"content-length: %d\r\n" % len(body))
+        head.append(b"\r\n")
+        return b"".join(head) + body
+
+    async def _take_slot(self) -> None:
+        """One of the ``max_connections`` slots, waiting up to ``pool_timeout``, first
+        come first served."""
+        if self._busy < self._max and not self._waiters:
+            self._busy += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.pool_timeout):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._give_slot()  # handed over just as the wait ended: pass it on
+            else:
+                self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise NotSent(f"no connection free within {self.pool_timeout:g} s") from None
+            raise
+
+    def _give_slot(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes to the longest waiting
+                return
+        self._busy -= 1
+
+    def _keep(self, connection: _Connection) -> None:
+        """A connection whose exchange is over, kept for the next request if it can be."""
+        if not connection.closed and not self._closed:
+            connection.idle_since = asyncio.get_running_loop().time()
+            self._idle.append(connection)
+
+    def _idle_connection(self) -> _Connection | None:
+        """The most recently used kept-alive connection that is still good."""
         now = asyncio.get_running_loop().time()
         while self._idle:
             connection = self._idle.pop()
             if not connection.closed and now - connection.idle_since < self.keepalive_expiry:
-                return connection, True
+                return connection
             connection.close()
+        return None
+
+    async def _connection(self) -> tuple[_Connection, bool]:
+        """A kept-alive connection that is still good, else a new one."""
+        connection = self._idle_connection()
+        if connection is not None:
+            return connection, True
         return await self._connect(), False
 
     async def _connect(self) -> _Connection:

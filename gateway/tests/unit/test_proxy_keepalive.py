@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from gateway.tests.conftest import Bearer
+from gateway.tests.conftest import Bearer, open_gateway
 
 
 class StaleAfter(socketserver.ThreadingTCPServer):
@@ -93,9 +93,9 @@ def stale(request: pytest.FixtureRequest) -> Iterator[StaleAfter]:
 
 
 @pytest.fixture
-def client(tmp_path: Path, stale: StaleAfter) -> Iterator[TestClient]:
+def client(tmp_path: Path, stale: StaleAfter, way: str) -> Iterator[TestClient]:
     settings = GatewaySettings(dev_key_dir=tmp_path / "keys", grants_url=stale.url)
-    with TestClient(create_app(settings)) as client:
+    with open_gateway(create_app(settings), way) as client:
         first = client.get("/grants/v1/calls/first")
         assert first.status_code == 200  # and leaves a kept-alive connection
         yield client
@@ -132,10 +132,11 @@ def test_post_with_idempotency_key_is_sent_again_once(
     assert stale.received == ["GET /v1/calls/first", "POST /v1/calls", "POST /v1/calls"]
 
 
-def test_a_new_connection_dropped_unanswered_is_not_retried(tmp_path: Path) -> None:
+def test_a_new_connection_dropped_unanswered_is_not_retried(tmp_path: Path,
+                                                           way: str) -> None:
     with serving(answers=0) as never:
         settings = GatewaySettings(dev_key_dir=tmp_path / "keys", grants_url=never.url)
-        with TestClient(create_app(settings)) as client:
+        with open_gateway(create_app(settings), way) as client:
             response = client.get("/grants/v1/calls")
         assert response.status_code == 502
         assert never.received == ["GET /v1/calls"]

@@ -8,6 +8,8 @@ ways through the gateway by the other modules (``way`` in ``conftest``).
 from __future__ import annotations
 
 import socket
+import socketserver
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -214,3 +216,72 @@ def test_a_subject_past_its_rate_limit_is_429_on_this_way_too(
     assert answers[2].headers["content-type"] == "application/problem+json"
     assert int(answers[2].headers["retry-after"]) >= 1
     assert len(upstream.seen) == 2
+
+
+class _Echo(socketserver.StreamRequestHandler):
+    """Answers each request on a kept-alive connection with its method, path and body;
+    ``/slow`` after 2 s."""
+
+    def handle(self) -> None:
+        while line := self.rfile.readline().decode("latin-1").strip():
+            length = 0
+            while header := self.rfile.readline().strip():
+                name, _, value = header.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            body = self.rfile.read(length)
+            method, path, _ = line.split(" ")
+            if path.endswith("/slow"):
+                time.sleep(2.0)
+            answer = b"%s %s %s" % (method.encode(), path.encode(), body)
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
+                                 b"content-length: %d\r\n\r\n%s" % (len(answer), answer))
+            except OSError:
+                return  # the gateway gave up on it
+
+
+@pytest.fixture
+def echo(key_dir: Path) -> Iterator[httpx.Client]:
+    """The gateway served with its protocol in front of a real keep-alive upstream, so
+    that requests after the first go out on the pool's kept-alive connections."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    settings = GatewaySettings(dev_key_dir=key_dir, grants_url=url,
+                               upstream_timeout_seconds=0.5)
+    try:
+        with served(create_app(settings)) as client:
+            yield client
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_requests_on_kept_alive_upstream_connections_get_their_own_answers(
+    echo: httpx.Client, bearer: Bearer
+) -> None:
+    auth = bearer("program_manager")
+    answers = [echo.get(f"/grants/v1/calls/c-{i}?n={i}") for i in range(20)]
+    posted = echo.post("/grants/v1/calls", content=b'{"n": 1}', headers=auth)
+    head = echo.head("/grants/v1/calls/c-1")
+    assert [a.text for a in answers] == [f"GET /v1/calls/c-{i}?n={i} " for i in range(20)]
+    assert (posted.status_code, posted.text) == (200, 'POST /v1/calls {"n": 1}')
+    assert (head.status_code, head.content, head.headers["content-length"]) == (
+        200, b"", str(len("HEAD /v1/calls/c-1 ")))
+
+
+def test_a_slow_answer_on_a_kept_alive_connection_is_504_and_the_next_is_served(
+    echo: httpx.Client,
+) -> None:
+    assert echo.get("/grants/v1/calls/warm").status_code == 200
+    started = time.monotonic()
+    slow = echo.get("/grants/v1/calls/slow")
+    elapsed = time.monotonic() - started
+    after = echo.get("/grants/v1/calls/after")
+    assert slow.status_code == 504 and slow.json()["upstream"] == "grants"
+    assert elapsed < 1.5
+    assert (after.status_code, after.text) == (200, "GET /v1/calls/after ")

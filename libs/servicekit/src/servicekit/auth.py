@@ -176,6 +176,10 @@ class TokenVerifier:
     def from_pem_file(cls, path: Path, **kw: Any) -> TokenVerifier:
         return cls([path.read_bytes()], **kw)
 
+    def remembers(self, token: str) -> bool:
+        """Whether ``token`` verified before: ``verify`` needs no key for it."""
+        return token in self._signed
+
     def verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthenticated(f"token is longer than {MAX_TOKEN_BYTES} bytes")
