@@ -60,7 +60,8 @@ WAYS = ["asgi", "protocol"]
 
 
 @contextmanager
-def served(app: Any, base_url: str = "http://testserver") -> Iterator[httpx.Client]:
+def served(app: Any, base_url: str = "http://testserver",
+           keep_alive_seconds: float = 5) -> Iterator[httpx.Client]:
     """``app`` served by uvicorn with the gateway's protocol on a loopback port, in a
     thread; a client of it whose ``Host`` is ``base_url``'s, as a TestClient's."""
     import uvicorn
@@ -69,7 +70,7 @@ def served(app: Any, base_url: str = "http://testserver") -> Iterator[httpx.Clie
 
     config = uvicorn.Config(app, host="127.0.0.1", port=0, http=GatewayProtocol,
                             proxy_headers=False, access_log=False, lifespan="on",
-                            log_level="warning")
+                            log_level="warning", timeout_keep_alive=keep_alive_seconds)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from gateway.routes import Route, RouteTable
 
 log = logging.getLogger("gateway.access")
+_log = logging.getLogger(__name__)
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
            30.0)
@@ -50,35 +51,40 @@ class AccessLog:
         self._lines: list[str] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._lock = threading.Lock()  # the served gateway's loop, and exit, may flush
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # the served gateway's loop, tests' and exit flush
         atexit.register(self.flush)
 
     def write(self, fields: dict[str, Any]) -> None:
         line = orjson.dumps(fields).decode()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # written outside an event loop: nothing to wait with
+            loop = None
         with self._lock:
             self._lines.append(line)
             self._size += len(line) + 1
-            full = self._size >= BUFFER_BYTES
-        if full:
+            later = loop is not None and self._size < BUFFER_BYTES
+            if later and (self._timer is None or self._timer_loop is not loop):
+                # the first line since the last write (or a timer on a loop now gone)
+                self._timer = loop.call_later(FLUSH_SECONDS, self.flush)  # type: ignore[union-attr]
+                self._timer_loop = loop
+        if not later:
             self.flush()
-        elif self._timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # written outside an event loop: nothing to wait with
-                self.flush()
-                return
-            self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
 
     def flush(self) -> None:
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            timer, self._timer, self._timer_loop = self._timer, None, None
             lines, self._lines, self._size = self._lines, [], 0
-        if lines:
-            stream = self.stream or sys.stderr
-            stream.write("\n".join(lines) + "\n")
-            stream.flush()
+            if lines:
+                stream = self.stream or sys.stderr
+                try:
+                    stream.write("\n".join(lines) + "\n")
+                    stream.flush()
+                except (OSError, ValueError) as exc:  # stderr closed or gone: say so once
+                    _log.warning("%d access lines lost: %r", len(lines), exc)
+        if timer is not None:
+            timer.cancel()
 
 
 ACCESS_LOG = AccessLog()  # one per process, however many gateways it builds

@@ -83,6 +83,8 @@ _NOT_FORWARDED = (HOP_BY_HOP | _TRACE_HEADERS | _FORWARDING
 _NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 # RFC 9110 §9.2.2; TRACE too, but nothing behind the gateway serves it.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# The status recorded for a request whose client went away before its body came (nginx's).
+CLIENT_CLOSED = 499
 # Answers without a body, and so without a Content-Length of their own (RFC 9110 §8.6).
 _NO_BODY = frozenset({204, 304})
 
@@ -211,6 +213,10 @@ class ProxyApp:
         if query := scope.get("query_string"):
             target += "?" + query.decode("latin-1")
         body = await _body(receive)
+        if body is None:  # the client went away mid-body: nothing is sent on for it
+            await send({"type": "http.response.start", "status": CLIENT_CLOSED,
+                        "headers": []})  # recorded by the edge; never written
+            return
         client = scope.get("client")
         headers = forward_headers(scope["headers"], client[0] if client else None,
                                   scope.get("scheme", "http"), up.name, trace_headers())
@@ -228,8 +234,10 @@ class ProxyApp:
 def answer_headers(answer: Answer, method: str) -> list[tuple[bytes, bytes]]:
     """The headers of an upstream's answer as the gateway returns them: its own
     ``content-length``, none of the hop-by-hop ones, nor the upstream's date and server."""
+    if answer.status in _NO_BODY:
+        return [(n, v) for n, v in answer.headers if n not in _NOT_RETURNED]
     length = str(len(answer.body)).encode("latin-1")
-    headers = [] if answer.status in _NO_BODY else [(b"content-length", length)]
+    headers = [(b"content-length", length)]
     for name, value in answer.headers:
         if name not in _NOT_RETURNED:
             headers.append((name, value))
@@ -289,16 +297,16 @@ def failure_response(up: Upstream, exc: UpstreamError, scope: Scope) -> Response
         kind="bad-gateway", title="Bad gateway", extensions={"upstream": up.name})
 
 
-async def _body(receive: Receive) -> bytes:
+async def _body(receive: Receive) -> bytes | None:
+    """The whole request body; None when the client went away before it all came."""
     chunks = []
     while True:
         message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            break
+        if message["type"] != "http.request":
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
 def _upstream_path(scope: Scope) -> str:

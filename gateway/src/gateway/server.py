@@ -40,6 +40,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from gateway.edge import REQUEST_ID, Edge, Passage, Refusal, new_request_id
 from gateway.proxy import (
+    CLIENT_CLOSED,
     Upstream,
     answer_headers,
     failure_response,
@@ -54,7 +55,6 @@ from servicekit.problems import PROBLEM_JSON, TYPE_BASE, problem_response
 
 log = logging.getLogger(__name__)
 
-CLIENT_CLOSED = 499  # the status recorded for a request whose client went away (nginx's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,11 @@ class _Exchange:
     def set(self) -> None:
         self.body_complete()
 
+    @property
+    def arrived(self) -> bool:
+        """The whole body is in (or the client is gone)."""
+        return self._arrived
+
     def body_complete(self) -> None:
         self._arrived = True
         if self._waiter is not None and not self._waiter.done():
@@ -114,6 +119,7 @@ class GatewayProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fast = fast_path_of(self.app) if self.limit_concurrency is None else None
+        self._trailers = False  # the current message's header fields are complete
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser cannot read (an unknown method, a malformed line): 400
@@ -135,11 +141,29 @@ class GatewayProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
         if isinstance(exchange, _Exchange) and not exchange.started:
             exchange.started = True  # gone before its body had all come: logged 499
-            self._spawn(self._serve(self._fast, exchange))  # type: ignore[arg-type]
+            try:
+                passage, span = self._enter(self._fast, exchange)  # type: ignore[arg-type]
+                self._finish(passage, span, CLIENT_CLOSED)
+            except Exception:
+                log.exception("recording a request whose client went away")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._trailers = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._trailers:  # a chunked body's trailer fields are not request headers
+            super().on_header(name, value)
 
     # -- parser callbacks
 
     def on_headers_complete(self) -> None:
+        self._trailers = True
+        # An answer written while the previous request was parsed armed the keep-alive
+        # timer: this request is not idle time. On a closing connection, nothing is served.
+        self._unset_keepalive_if_required()
+        if self.transport.is_closing():
+            return
         fast = self._fast
         cycle = self.cycle
         if fast is None or (cycle is not None and not cycle.response_complete):
@@ -207,14 +231,18 @@ class GatewayProtocol(HttpToolsProtocol):
     def _begin(self, fast: FastPath, exchange: _Exchange) -> None:
         """Serve a whole request: at once when nothing in it waits (the edge decides in
         memory, a kept-alive connection is free), its answer written from the upstream
-        connection's own callback; in a task otherwise."""
-        edge = fast.edge
-        if not edge.immediate(exchange.headers):
-            self._spawn(self._serve(fast, exchange))
-            return
-        passage, span = self._enter(fast, exchange)
+        connection's own callback; in a task otherwise. Nothing escapes into the parser."""
         try:
-            refusal = edge.admit_now(passage)
+            if not fast.edge.immediate(exchange.headers):
+                self._spawn(self._serve(fast, exchange))
+                return
+            passage, span = self._enter(fast, exchange)
+        except Exception:
+            log.exception("unhandled error on %s %s", exchange.method, exchange.path)
+            self.transport.close()  # no request id to answer with: the client sees a close
+            return
+        try:
+            refusal = fast.edge.admit_now(passage)
             if refusal is not None:
                 self._finish(passage, span, self._refuse(exchange, passage, refusal))
             else:
@@ -225,7 +253,12 @@ class GatewayProtocol(HttpToolsProtocol):
     async def _serve(self, fast: FastPath, exchange: _Exchange) -> None:
         """Serve a request that waits for something: the edge's shared store or a key,
         its body's go-ahead (``Expect: 100-continue``), or a body past the limit."""
-        passage, span = self._enter(fast, exchange)
+        try:
+            passage, span = self._enter(fast, exchange)
+        except Exception:
+            log.exception("unhandled error on %s %s", exchange.method, exchange.path)
+            self.transport.close()
+            return
         try:
             refusal = await fast.edge.admit(passage)
             if refusal is None and exchange.too_large:
@@ -321,8 +354,8 @@ class GatewayProtocol(HttpToolsProtocol):
         return answer.status
 
     def _refuse(self, exchange: _Exchange, passage: Passage, refusal: Refusal) -> int:
-        if exchange.too_large:  # the rest of its body is not read: the connection closes
-            exchange.keep_alive = False
+        if exchange.too_large or not exchange.arrived:
+            exchange.keep_alive = False  # the rest of its body is not read: the connection closes
         return self._respond_with(exchange, passage,
                                   refusal.response(self._request_scope(exchange, passage)))
 
@@ -330,17 +363,24 @@ class GatewayProtocol(HttpToolsProtocol):
                  exc: Exception) -> None:
         log.exception("unhandled error on %s %s", exchange.method, exchange.path)
         status = 500
-        if not exchange.response_complete:
-            status = self._respond_with(exchange, passage, problem_response(
-                Request(self._request_scope(exchange, passage)), 500,
-                "an unexpected error occurred; it has been logged"))
+        try:
+            if not exchange.response_complete:
+                status = self._respond_with(exchange, passage, problem_response(
+                    Request(self._request_scope(exchange, passage)), 500,
+                    "an unexpected error occurred; it has been logged"))
+        except Exception:
+            log.exception("answering 500 failed; closing the connection")
+            self.transport.close()
         self._finish(passage, span, status, exc)
 
     def _finish(self, passage: Passage, span: ServerSpan, status: int,
                 failure: Exception | None = None) -> None:
         """The access line and metrics, under the request's span; the span ended."""
-        self._fast.edge.leave(passage, status, span.span)  # type: ignore[union-attr]
-        span.end(status, failure)
+        try:
+            self._fast.edge.leave(passage, status, span.span)  # type: ignore[union-attr]
+            span.end(status, failure)
+        except Exception:
+            log.exception("recording %s %s failed", passage.method, passage.path)
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(job)
@@ -355,9 +395,9 @@ class GatewayProtocol(HttpToolsProtocol):
     def _write(self, exchange: _Exchange, passage: Passage, status: int,
                headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """The whole answer in one write; then the connection is kept or closed."""
-        exchange.response_complete = True
         transport = self.transport
         if exchange.disconnected or transport.is_closing():
+            exchange.response_complete = True
             return
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:  # date, server
@@ -371,6 +411,7 @@ class GatewayProtocol(HttpToolsProtocol):
         head.append(b"\r\n")
         if exchange.method != "HEAD":
             head.append(body)
+        exchange.response_complete = True
         transport.write(b"".join(head))
         if not exchange.keep_alive:
             transport.close()

@@ -289,13 +289,18 @@ class Pool:
         from the connection's own callbacks. False, and nothing sent, otherwise."""
         if self._closed or self._busy >= self._max or self._waiters:
             return False
+        request = self._encode(method, target, headers, body)
         connection = self._idle_connection()
         if connection is None:
             return False
         self._busy += 1
-        connection.start(self._encode(method, target, headers, body),
-                         head_only=method == "HEAD", timeout=timeout,
-                         waiter=_Callback(self, connection, then))
+        try:
+            connection.start(request, head_only=method == "HEAD", timeout=timeout,
+                             waiter=_Callback(self, connection, then))
+        except BaseException:
+            connection.close()
+            self._give_slot()
+            raise
         return True
 
     def _encode(self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]],
@@ -322,7 +327,7 @@ class Pool:
         except BaseException as exc:
             if waiter.done() and not waiter.cancelled():
                 self._give_slot()  # handed over just as the wait ended: pass it on
-            else:
+            elif waiter in self._waiters:  # (a release may have dropped it already)
                 self._waiters.remove(waiter)
             if isinstance(exc, TimeoutError):
                 raise NotSent(f"no connection free within {self.pool_timeout:g} s") from None
@@ -338,7 +343,9 @@ class Pool:
 
     def _keep(self, connection: _Connection) -> None:
         """A connection whose exchange is over, kept for the next request if it can be."""
-        if not connection.closed and not self._closed:
+        if self._closed:
+            connection.close()
+        elif not connection.closed:
             connection.idle_since = asyncio.get_running_loop().time()
             self._idle.append(connection)
 

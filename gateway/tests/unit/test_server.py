@@ -150,6 +150,21 @@ def test_a_refused_request_expecting_100_continue_gets_its_refusal_and_no_go_ahe
         sock.sendall(raw)
         [answer] = read_answers(sock, 1)
     assert status(answer) == 401
+    assert b"connection: close" in answer  # its body, unread, cannot pass for a request
+    assert upstream.seen == []
+
+
+def test_trailer_fields_of_a_chunked_body_are_not_taken_for_request_headers(
+    address: tuple[str, int], bearer: Bearer, upstream: Upstream
+) -> None:
+    auth = bearer("program_manager")["Authorization"]
+    raw = (request("POST", "/grants/v1/calls", "transfer-encoding: chunked")
+           .replace(b"content-length: 0\r\n", b"")
+           + b"2\r\n{}\r\n0\r\nauthorization: " + auth.encode()
+           + b"\r\nx-request-id: from-a-trailer\r\n\r\n")
+    [answer] = exchange(address, raw, 1)
+    assert status(answer) == 401
+    assert b"from-a-trailer" not in answer
     assert upstream.seen == []
 
 
@@ -285,3 +300,26 @@ def test_a_slow_answer_on_a_kept_alive_connection_is_504_and_the_next_is_served(
     assert slow.status_code == 504 and slow.json()["upstream"] == "grants"
     assert elapsed < 1.5
     assert (after.status_code, after.text) == (200, "GET /v1/calls/after ")
+
+
+def test_a_request_pipelined_behind_a_refusal_is_not_cut_off_by_the_idle_timer(
+    key_dir: Path,
+) -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings = GatewaySettings(dev_key_dir=key_dir,
+                               grants_url=f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        with served(create_app(settings), keep_alive_seconds=1) as client:
+            address = (str(client.base_url.host), int(client.base_url.port or 80))
+            raw = (request("GET", "/grants/v1/no-such-thing")
+                   + request("GET", "/grants/v1/calls/slow"))  # 2 s, past the idle 1 s
+            answers = exchange(address, raw, 2)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert [status(a) for a in answers] == [404, 200]
+    assert answers[1].endswith(b"GET /v1/calls/slow ")
