@@ -10,7 +10,8 @@ front of it; then, for ``--pairs`` rounds, drives each variant in turn (the orde
 reversed every other round) with the bench's callback client at ``--concurrency``
 keep-alive connections for ``--seconds``, and takes the variant process's user + system
 CPU from ``/proc`` over the requests it answered. A variant is a factory in this module
-(``as_is`` is the gateway as it is), ``@uvicorn`` (default) or ``@granian`` its server;
+(``as_is`` is the gateway as it is), ``@uvicorn`` (default: uvicorn with the gateway's own
+protocol, as the stack runs it), ``@asgi`` (uvicorn's own protocol) or ``@granian`` its server;
 ``direct`` is the stand-in upstream without a gateway (its CPU is the upstream's);
 ``raw`` is the least a Python hop costs (an httptools server protocol handing requests
 to the gateway's upstream pool: no edge, no ASGI), the floor the others are judged by.
