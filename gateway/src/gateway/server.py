@@ -6,20 +6,23 @@ the gateway's hop cost a GET of one distribution about a third of its throughput
 uvicorn's ASGI cycle (a scope, receive and send per message, the middleware chain) was
 a good part of it (bench/README.md). So a request under the prefix of a proxied
 service (``/ipshare/...``) is parsed by uvicorn's httptools parser as every request is,
-then served here in one task: the edge's steps (``gateway.edge.Edge``: ``enter``,
-``admit``, ``leave``: request id, route table, rate limits, token, access line,
-metrics), the body limit, the request's span (``gateway.spans``), the upstream pool
-(``gateway.proxy.forward``), and the answer written to the socket at once. The rules
-are the ASGI path's own (the same ``Edge``, ``forward_headers``, ``answer_headers`` and
-``failure_response``), so an answer does not depend on the way its request took.
+then served here: the edge's steps (``gateway.edge.Edge``: ``enter``, ``admit``,
+``leave``: request id, route table, rate limits, token, access line, metrics), the body
+limit, the request's span (``gateway.spans``), the upstream pool, and the answer written
+to the socket at once. When nothing in it waits (counters in memory, a token already
+verified, a free kept-alive upstream connection) that happens in callbacks: the parser's
+sends it on, the upstream connection's writes the answer back. Otherwise it is served
+in a task. The rules are the ASGI path's own (the same ``Edge``, ``forward_headers``,
+``answer_headers``, ``resend`` and ``failure_response``), so an answer does not depend
+on the way its request took.
 
 Everything else goes to the ASGI app as uvicorn serves it: the gateway's own routes,
 the services it mounts itself (``make run``), a request pipelined behind one still being
 answered (uvicorn queues it behind this one), an upgrade, a server with a concurrency
 limit.
 
-Run the gateway with ``http=GatewayProtocol`` (``python -m gateway proxy``, the image,
-``make stack``). This subclasses uvicorn's ``HttpToolsProtocol``, whose internals are
+Run the gateway with ``http=GatewayProtocol`` (``python -m gateway.server``, the image,
+``make stack``, ``make run``). This subclasses uvicorn's ``HttpToolsProtocol``, whose internals are
 not a public API: the uvicorn version is pinned, and ``gateway/tests/unit/test_server.py``
 serves every case through it.
 """
@@ -54,7 +57,6 @@ from servicekit.limits import BodyTooLarge
 from servicekit.problems import PROBLEM_JSON, TYPE_BASE, problem_response
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,7 @@ class _Exchange:
         return self
 
     def set(self) -> None:
+        """The client went away (``disconnected`` is set): nothing more will come."""
         self.body_complete()
 
     @property
@@ -114,7 +117,8 @@ class _Exchange:
 
 
 class GatewayProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol; a proxied request is served by ``_serve``."""
+    """uvicorn's HTTP/1.1 protocol; a proxied request is served by ``_begin`` (or
+    ``_serve``, when it waits for something)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
