@@ -68,18 +68,23 @@ class GatewayApp(FastAPI):
         self._proxy_edge, self._proxy_body_limit = edge, max_body_bytes
         self._proxy_stack: ASGIApp | None = None
         self._edge: Edge | None = None
+        self._fast_path: FastPath | None = None
 
     def fast_path(self) -> FastPath | None:
         """What ``gateway.server.GatewayProtocol`` needs to serve the proxied requests
-        itself: the same edge, upstreams and body limit as this app's own way through."""
+        itself: the same edge, upstreams and body limit as this app's own way through.
+        Built once; every connection's protocol asks."""
         proxies = getattr(self, "_proxies", None)
         if not proxies:
             return None
-        if self._proxy_stack is None:
-            self._build_proxy_stack()
-        assert self._edge is not None
-        return FastPath(self._edge, {p.encode("latin-1"): proxy.upstream
-                                     for p, proxy in proxies.items()}, self._proxy_body_limit)
+        if self._fast_path is None:
+            if self._proxy_stack is None:
+                self._build_proxy_stack()
+            assert self._edge is not None
+            self._fast_path = FastPath(self._edge, {p.encode("latin-1"): proxy.upstream
+                                                    for p, proxy in proxies.items()},
+                                       self._proxy_body_limit)
+        return self._fast_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         proxies = getattr(self, "_proxies", None)

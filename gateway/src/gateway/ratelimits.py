@@ -32,15 +32,11 @@ from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
+# The strategy settings name, by its class name in limits (sync and async alike).
 _STRATEGIES = {
-    "fixed-window": strategies.FixedWindowRateLimiter,
-    "sliding-window-counter": strategies.SlidingWindowCounterRateLimiter,
-    "moving-window": strategies.MovingWindowRateLimiter,
-}
-_SYNC_STRATEGIES = {
-    "fixed-window": sync_strategies.FixedWindowRateLimiter,
-    "sliding-window-counter": sync_strategies.SlidingWindowCounterRateLimiter,
-    "moving-window": sync_strategies.MovingWindowRateLimiter,
+    "fixed-window": "FixedWindowRateLimiter",
+    "sliding-window-counter": "SlidingWindowCounterRateLimiter",
+    "moving-window": "MovingWindowRateLimiter",
 }
 
 
@@ -77,10 +73,11 @@ class RateLimits:
         self.storage = storage or build_storage(settings)
         self._sync: sync_strategies.RateLimiter | None = None
         self._async: strategies.RateLimiter | None = None
+        strategy = _STRATEGIES[settings.rate_limit_strategy]
         if isinstance(self.storage, sync_storage.Storage):
-            self._sync = _SYNC_STRATEGIES[settings.rate_limit_strategy](self.storage)
+            self._sync = getattr(sync_strategies, strategy)(self.storage)
         else:
-            self._async = _STRATEGIES[settings.rate_limit_strategy](self.storage)
+            self._async = getattr(strategies, strategy)(self.storage)
         self._limits: dict[tuple[str, str], list[RateLimitItem]] = {
             key: parse_many(value) if value else []
             for key, value in settings.rate_limits().items()

@@ -15,7 +15,6 @@ import logging
 import socket
 import socketserver
 import struct
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from devkit.testing import in_thread
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.tests.conftest import Bearer, open_gateway
@@ -75,15 +75,8 @@ class _Handler(socketserver.StreamRequestHandler):
 
 @contextmanager
 def serving(answers: int, reset: bool = False) -> Iterator[StaleAfter]:
-    server = StaleAfter(answers, reset)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_thread(StaleAfter(answers, reset)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture(params=["fin", "reset"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devkit.testing import in_thread
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.tests.conftest import Bearer, served
@@ -256,24 +256,22 @@ class _Echo(socketserver.StreamRequestHandler):
                 return  # the gateway gave up on it
 
 
+def echo_server() -> socketserver.ThreadingTCPServer:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    return server
+
+
 @pytest.fixture
 def echo(key_dir: Path) -> Iterator[httpx.Client]:
     """The gateway served with its protocol in front of a real keep-alive upstream, so
     that requests after the first go out on the pool's kept-alive connections."""
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    settings = GatewaySettings(dev_key_dir=key_dir, grants_url=url,
-                               upstream_timeout_seconds=0.5)
-    try:
+    with in_thread(echo_server()) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = GatewaySettings(dev_key_dir=key_dir, grants_url=url,
+                                   upstream_timeout_seconds=0.5)
         with served(create_app(settings)) as client:
             yield client
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_requests_on_kept_alive_upstream_connections_get_their_own_answers(
@@ -305,21 +303,13 @@ def test_a_slow_answer_on_a_kept_alive_connection_is_504_and_the_next_is_served(
 def test_a_request_pipelined_behind_a_refusal_is_not_cut_off_by_the_idle_timer(
     key_dir: Path,
 ) -> None:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings = GatewaySettings(dev_key_dir=key_dir,
-                               grants_url=f"http://127.0.0.1:{server.server_address[1]}")
-    try:
+    with in_thread(echo_server()) as server:
+        settings = GatewaySettings(dev_key_dir=key_dir,
+                                   grants_url=f"http://127.0.0.1:{server.server_address[1]}")
         with served(create_app(settings), keep_alive_seconds=1) as client:
             address = (str(client.base_url.host), int(client.base_url.port or 80))
             raw = (request("GET", "/grants/v1/no-such-thing")
                    + request("GET", "/grants/v1/calls/slow"))  # 2 s, past the idle 1 s
             answers = exchange(address, raw, 2)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     assert [status(a) for a in answers] == [404, 200]
     assert answers[1].endswith(b"GET /v1/calls/slow ")

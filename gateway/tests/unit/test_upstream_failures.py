@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devkit.localservers import free_port
+from devkit.testing import in_thread
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.tests.conftest import Bearer, open_gateway
@@ -65,15 +65,8 @@ class _Handler(socketserver.StreamRequestHandler):
 
 @contextmanager
 def running(**behaviour: object) -> Iterator[Upstream]:
-    server = Upstream(**behaviour)  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_thread(Upstream(**behaviour)) as server:  # type: ignore[arg-type]
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def gateway(tmp_path: Path, url: str, way: str, **settings: object) -> TestClient:

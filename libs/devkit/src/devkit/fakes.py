@@ -4,6 +4,7 @@ row kept in a dict instead of a database."""
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from datetime import datetime
 from types import SimpleNamespace
@@ -19,6 +20,14 @@ from servicekit.clock import BUSINESS_TIMEZONE, FixedClock
 from servicekit.decisions import DecisionNumber
 from servicekit.kit import Kit
 from servicekit.unit_of_work import AbstractUnitOfWork
+
+
+def stored(aggregate: Any) -> Any:
+    """A copy as a row keeps it, for fake repositories: without the events it has staged
+    (a handler publishes them to the unit of work)."""
+    kept = copy.deepcopy(aggregate)
+    kept.events.clear()
+    return kept
 
 
 class FakeUnitOfWork(AbstractUnitOfWork):

@@ -4,7 +4,6 @@ signed by its keys (or by a key it does not list)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +13,8 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from devkit.testing import in_thread
 
 ISSUER = "https://id.most.test/realms/most"
 AUDIENCE = "most-platform"
@@ -40,14 +41,8 @@ class IdentityProvider(ThreadingHTTPServer):
         server = cls()
         for kid in kids:
             server.add_key(kid)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with in_thread(server):
             yield server
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
 
     def add_key(self, kid: str) -> None:
         self.keys[kid] = new_key()

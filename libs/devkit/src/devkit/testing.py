@@ -32,6 +32,28 @@ from servicekit.db import normalise_url
 from servicekit.devtokens import DevIssuer
 
 
+class _Serving(Protocol):
+    def serve_forever(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def server_close(self) -> None: ...
+
+
+@contextmanager
+def in_thread(server: _Serving) -> Iterator[Any]:
+    """``server`` (a ``socketserver`` server) serving on a thread of its own for the
+    block; shut down, closed and joined after it."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 class DatabaseServer(Protocol):
     def url(self, dbname: str, driver: str = ...) -> str: ...
     def create_database(self, name: str, template: str | None = None) -> None: ...

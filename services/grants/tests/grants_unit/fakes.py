@@ -7,18 +7,11 @@ import copy
 from datetime import datetime
 from typing import Any
 
+from devkit.fakes import stored
 from grants.domain.applications import Application, ApplicationStatus, Review
 from grants.domain.assignments import ACTIVE, OPEN, Assignment
 from grants.domain.calls import Call
 from grants.domain.grants import Breach, Grant, Result
-
-
-def stored(aggregate: Any) -> Any:
-    """A copy as a row keeps it: without the events it has staged (a handler publishes
-    them to the unit of work)."""
-    kept = copy.deepcopy(aggregate)
-    kept.events.clear()
-    return kept
 
 
 class FakeRepository:

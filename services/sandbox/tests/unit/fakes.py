@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from devkit.fakes import stored
 from sandbox.domain.applications import Application
 from sandbox.domain.pilots import Pilot
 from sandbox.domain.supervision import Incident, Report
@@ -57,14 +58,6 @@ class FakeUnitOfWork:
 
     def event_names(self) -> list[str]:
         return [name for name, _, _ in self.events]
-
-
-def stored(aggregate: Any) -> Any:
-    """A copy as a row keeps it: without the events it has staged (a handler publishes
-    them to the unit of work)."""
-    kept = copy.deepcopy(aggregate)
-    kept.events.clear()
-    return kept
 
 
 class FakeRepository:
