@@ -57,18 +57,20 @@ class AccessLog:
 
     def write(self, fields: dict[str, Any]) -> None:
         line = orjson.dumps(fields).decode()
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # written outside an event loop: nothing to wait with
-            loop = None
         with self._lock:
             self._lines.append(line)
             self._size += len(line) + 1
-            later = loop is not None and self._size < BUFFER_BYTES
-            if later and (self._timer is None or self._timer_loop is not loop):
-                # the first line since the last write (or a timer on a loop now gone)
-                self._timer = loop.call_later(FLUSH_SECONDS, self.flush)  # type: ignore[union-attr]
-                self._timer_loop = loop
+            later = self._size < BUFFER_BYTES
+            if later and (self._timer is None or not self._timer_loop.is_running()):  # type: ignore[union-attr]
+                # The first line since the last write (or a timer on a loop now gone).
+                # The running loop is looked up only here: each lookup calls getpid().
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # written outside an event loop: nothing to wait with
+                    later = False
+                else:
+                    self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
+                    self._timer_loop = loop
         if not later:
             self.flush()
 

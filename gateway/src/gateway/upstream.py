@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.idle_since = 0.0
         self._answer: Waiter | None = None
@@ -96,6 +98,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.loop = asyncio.get_running_loop()  # once: each lookup is a getpid() call
 
     def data_received(self, data: bytes) -> None:
         if self._answer is None or self._parser is None:
@@ -148,13 +151,13 @@ class _Connection(asyncio.Protocol):
     def start(self, request: bytes, *, head_only: bool, timeout: float,
               waiter: Waiter) -> None:
         """Send ``request``; its answer (or failure) goes to ``waiter``."""
-        assert self.transport is not None
+        assert self.transport is not None and self.loop is not None
         self._answer = waiter
         self._parser = httptools.HttpResponseParser(self)
         self._head_only, self._received, self._headers_done = head_only, False, False
         self._headers, self._body = [], []
         self.transport.write(request)
-        self._timer = asyncio.get_running_loop().call_later(timeout, self._time_out)
+        self._timer = self.loop.call_later(timeout, self._time_out)
 
     async def exchange(self, request: bytes, *, head_only: bool, timeout: float) -> Answer:
         answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
@@ -346,12 +349,12 @@ class Pool:
         if self._closed:
             connection.close()
         elif not connection.closed:
-            connection.idle_since = asyncio.get_running_loop().time()
+            connection.idle_since = time.monotonic()
             self._idle.append(connection)
 
     def _idle_connection(self) -> _Connection | None:
         """The most recently used kept-alive connection that is still good."""
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
             if not connection.closed and now - connection.idle_since < self.keepalive_expiry:

@@ -222,3 +222,33 @@ def test_in_memory_counters_expire_without_a_thread_per_hit() -> None:
     time.sleep(2.1)  # past the counters' expiry (twice the window) and the sweep's time
     asyncio.run(limits.over("address", "read", "203.0.113.1"))
     assert [k for k in limits.storage.storage if "198.51.100." in k] == []  # swept
+
+
+@pytest.mark.parametrize("limit", ["3/second", "5 per 2 seconds", "10/minute"])
+def test_the_swept_counter_decides_exactly_as_limits_own(
+        limit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's one-call sliding-window counter and ``limits``' ``MemoryStorage``
+    give the same answer to every hit of the same callers at the same instants, across
+    window boundaries, gaps longer than two windows and both windows' weights."""
+    import random
+
+    from limits import parse
+    from limits.storage import MemoryStorage
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    from gateway.ratelimits import SweptMemoryStorage
+
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])  # both read time.time()
+    item = parse(limit)
+    theirs = SlidingWindowCounterRateLimiter(MemoryStorage())
+    ours = SlidingWindowCounterRateLimiter(SweptMemoryStorage())
+    draw = random.Random(19)
+    decisions = []
+    for _ in range(3000):
+        clock[0] += draw.choice([0.0, 0.001, 0.05, 0.3, 0.9, item.get_expiry() * 2.5])
+        who = draw.choice(["a", "b", "c"])
+        mine = ours.hit(item, "address", "read", who)
+        assert mine == theirs.hit(item, "address", "read", who), (clock[0], who)
+        decisions.append(mine)
+    assert True in decisions and False in decisions  # both answers were exercised
