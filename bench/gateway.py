@@ -87,6 +87,7 @@ from income import (  # noqa: E402
 GOAL_THROUGHPUT = 0.85  # through the gateway / direct, at concurrency 16
 GOAL_ADDED_P50_MS = 1.0  # at concurrency 1
 GOAL_FLOOR = 0.45  # incomes through the gateway at c=16 / the floor on 4 connections
+BURNER = "direct GET c={c} beside a burner"
 ROOT = BENCH_DIR.parent
 
 
@@ -267,6 +268,56 @@ class Floor:
                 proc.kill()
 
 
+def _burn(commands: Any, results: Any) -> None:
+    """A stand-in for the gateway's CPU without its hop: for each ``(cores, start_at,
+    stop_at)`` it is sent, Python work (dict reads and writes over a working set) for
+    ``cores`` of every millisecond and asleep for the rest; it answers with the CPU it
+    used (less than asked when the machine does not give it its share)."""
+    table = {i: str(i) for i in range(50_000)}
+    results.put(None)  # ready
+    while (window := commands.get()) is not None:
+        cores, start_at, stop_at = window
+        while time.monotonic() < start_at:
+            time.sleep(0.001)
+        cpu0, busy, i = time.process_time(), min(cores, 1.0) * 0.001, 0
+        while (now := time.monotonic()) < stop_at:
+            until = now + busy
+            while time.monotonic() < until:
+                i = (i + 7919) % 50_000
+                table[i] = table[i][::-1]
+            time.sleep(0.001 - busy)
+        results.put(time.process_time() - cpu0)
+
+
+class Burner:
+    """``_burn`` in a process of its own, started once, run beside a phase's load."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.commands, self.results = ctx.Queue(), ctx.Queue()
+        self.proc = ctx.Process(target=_burn, args=(self.commands, self.results), daemon=True)
+        self.proc.start()
+        self.results.get(timeout=120)
+        self.asked: list[float] = []  # cores asked for, and used, round by round
+        self.used: list[float] = []
+
+    def beside(self, cores: float, seconds: float, run: Callable[[], Load]) -> Load:
+        start_at = time.monotonic()
+        self.commands.put((cores, start_at, start_at + seconds))
+        load = run()
+        cpu = self.results.get(timeout=seconds + 60)
+        load.helpers_cpu += cpu
+        self.asked.append(cores)
+        self.used.append(cpu / seconds)
+        return load
+
+    def stop(self) -> None:
+        self.commands.put(None)
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
 def fetch(port: int, path: str, token: str) -> bytes:
     import httpx
 
@@ -379,6 +430,18 @@ def _run(args: argparse.Namespace, stack: Stack, started: float) -> int:
     floor_name = f"floor c={args.floor_connections}"
     floor = Floor(floor_dsn, template, args.floor_connections)
     plan.append((floor_name, lambda: floor.run(args.seconds)))
+    # Direct, beside a process burning the CPU the gateway used through it so far: what
+    # sharing the cores with any process of that size costs, without a hop.
+    burner = Burner()
+
+    def beside_burner() -> Load:
+        through = phases[f"gateway GET c={c}"]
+        cores = through.cpu["gateway"] / through.seconds if through.seconds else 0.3
+        return burner.beside(cores, args.seconds,
+                             lambda: drive(targets["direct GET"], c, args.seconds))
+
+    plan.insert([name for name, _ in plan].index(f"gateway GET c={c}") + 1,
+                (BURNER.format(c=c), beside_burner))
     phases = {name: Phase(name) for name, _ in plan}
     try:
         for r in range(args.rounds):
@@ -388,9 +451,10 @@ def _run(args: argparse.Namespace, stack: Stack, started: float) -> int:
                 measure(phases[name], groups, run)
     finally:
         floor.stop()
+        burner.stop()
 
     posted = sum(p.requests for name, p in phases.items() if "POST" in name)
-    lines = report(args, phases, floor_name, pids)
+    lines = report(args, phases, floor_name, pids, burner)
     n_dist, ledger_total, unbalanced = check_books(service_dsn)
     errors = {name: p.errors for name, p in phases.items() if p.errors}
     lines += ["", f"Checks: {n_dist} distributions in ipshare's database (≥ {posted} 201s "
@@ -416,6 +480,23 @@ def _median_ratio(a: Phase, b: Phase) -> tuple[float, list[float]]:
     return statistics.median(rounds), rounds
 
 
+def beside_burner_lines(phases: dict[str, Phase], c: int, burner: Burner) -> list[str]:
+    """What sharing the cores with a process the gateway's size costs ipshare, no hop."""
+    alone, beside = phases[f"direct GET c={c}"], phases[BURNER.format(c=c)]
+    through = phases[f"gateway GET c={c}"]
+    ratio, rounds = _median_ratio(alone, beside)
+    return [
+        f"**Sharing the cores, without a hop**: direct GET at c={c} beside a process "
+        f"burning the CPU the gateway used through it (asked "
+        f"{', '.join(f'{x:.2f}' for x in burner.asked)} cores, it got "
+        f"{', '.join(f'{x:.2f}' for x in burner.used)}) ran at **{ratio:.2f}×** direct "
+        f"alone (rounds {', '.join(f'{x:.2f}' for x in rounds)}); ipshare's CPU per "
+        f"request was {alone.per_request_us('ipshare'):.0f} µs alone, "
+        f"{beside.per_request_us('ipshare'):.0f} beside it and "
+        f"{through.per_request_us('ipshare'):.0f} through the gateway. That ratio is about "
+        "the most any gateway using that much CPU could reach on these cores."]
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f}"
 
@@ -429,7 +510,7 @@ def servers_us(phase: Phase) -> float:
 
 
 def report(args: argparse.Namespace, phases: dict[str, Phase], floor_name: str,
-           pids: dict[str, list[int]]) -> list[str]:
+           pids: dict[str, list[int]], burner: Burner) -> list[str]:
     c = args.concurrency
     lines = [
         f"## Gateway bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -488,6 +569,8 @@ def report(args: argparse.Namespace, phases: dict[str, Phase], floor_name: str,
         "",
         "Goals: " + "; ".join(verdicts) + ".",
         "",
+        *beside_burner_lines(phases, c, burner),
+        "",
         "`ratio by CPU` is the throughput ratio a machine given over to these servers "
         "would show when they are CPU-bound: the servers' CPU per request direct over "
         "the same through the gateway (gateway, ipshare, PostgreSQL, Kafka; not the load "
@@ -495,7 +578,8 @@ def report(args: argparse.Namespace, phases: dict[str, Phase], floor_name: str,
         "share of the cores as much as its cost.",
         "",
         "CPU per phase in cores (CPU seconds / wall seconds); `bench` is the load generator "
-        "(and the floor's writer processes), `other` the rest of the machine's busy time:",
+        "(and the floor's writer processes, or the burner), `other` the rest of the "
+        "machine's busy time:",
         "",
         "| phase | req/s | gateway | ipshare | postgres | kafka | bench | other |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
