@@ -20,10 +20,13 @@ processes, the same request sent to ipshare directly and through the gateway:
 each at concurrency 1 and 16 (keep-alive connections), and the **floor**: the rows one
 posting writes (copied from ipshare's database, as ``income.py`` does), written by a
 bare psycopg loop on 4 connections (4 processes) into a second database of the same
-PostgreSQL. Every phase runs in interleaved rounds (the order reversed every other
-round), a few seconds each; a pair's ratio is the median of its rounds' ratios (the
-pooled one is printed beside it): on this shared VM the machine's speed drifts by tens
-of percent within minutes, so only figures taken seconds apart are compared.
+PostgreSQL; and the direct GET at concurrency 16 beside a **burner**, a stand-in process
+doing Python work for as many cores as the gateway used through the gateway, with no hop:
+what sharing the cores with a process of that size costs the service by itself. Every
+phase runs in interleaved rounds (the order reversed every other round), a few seconds
+each; a pair's ratio is the median of its rounds' ratios (the pooled one is printed
+beside it): on this shared VM the machine's speed drifts by tens of percent within
+minutes, so only figures taken seconds apart are compared.
 
 The goals (issue 19): through the gateway ≥ 0.85× direct throughput at concurrency 16,
 ≤ 1 ms added p50 at concurrency 1, and incomes through the gateway at concurrency 16
