@@ -135,6 +135,8 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        if self._interim():
+            return
         self._headers_done = True
         if self._head_only:  # no body follows, whatever the headers say
             self._complete(keep_alive=self._keep_alive())
@@ -143,8 +145,17 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if not self._head_only:
+        if not self._interim() and not self._head_only:
             self._complete(keep_alive=self._keep_alive())
+
+    def _interim(self) -> bool:
+        """Whether the message parsed is an interim 1xx answer (103 Early Hints, a 100
+        Continue): it is dropped, and the final answer that follows awaited."""
+        assert self._parser is not None
+        if 100 <= self._parser.get_status_code() < 200:
+            self._headers, self._body = [], []
+            return True
+        return False
 
     # -- the request
 

@@ -124,6 +124,24 @@ async def test_an_answer_to_head_ends_with_its_headers() -> None:
     assert server.connections == 1
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_interim_answers_are_dropped_and_the_final_one_returned(method: str) -> None:
+    hints = (b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+             b"HTTP/1.1 100 Continue\r\n\r\n")
+    head_only = OK[:OK.index(b"\r\n\r\n") + 4]
+    async with serving(lambda line: hints + (head_only if line.startswith("HEAD") else OK),
+                       ) as server:
+        upstream = pool(server)
+        answer = await upstream.request(method, "/a", [], b"", timeout=1)
+        again = await upstream.request("GET", "/a", [], b"", timeout=1)
+        await upstream.aclose()
+    assert answer.status == 200
+    assert answer.body == (b"" if method == "HEAD" else b'{"ok":true}')
+    assert [name for name, _ in answer.headers] == [b"content-type", b"content-length"]
+    assert (again.status, again.body) == (200, b'{"ok":true}')
+    assert server.connections == 1
+
+
 async def test_an_answer_without_a_length_ends_with_the_connection() -> None:
     until_close = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it"
     async with serving(lambda _: until_close) as server:
