@@ -125,9 +125,11 @@ class Edge:
             self.leave(passage, status)
 
     def enter(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
-              peer: str) -> Passage:
-        """The request's id, client address, route and the headers a service may see."""
-        started = perf_counter()
+              peer: str, started: float | None = None) -> Passage:
+        """The request's id, client address, route and the headers a service may see;
+        its latency is timed from ``started`` (``perf_counter``; by default, now)."""
+        if started is None:
+            started = perf_counter()
         given_id: bytes | None = None
         forwarded_for: list[bytes] = []
         for key, value in headers:

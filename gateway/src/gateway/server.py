@@ -33,6 +33,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 from urllib.parse import unquote
 
@@ -74,7 +75,7 @@ class _Exchange:
 
     __slots__ = ("method", "path", "raw_path", "query", "headers", "keep_alive",
                  "upstream", "response_complete", "disconnected", "expect_continue",
-                 "body", "received", "too_large", "started", "_arrived", "_waiter")
+                 "body", "received", "too_large", "started", "since", "_arrived", "_waiter")
 
     def __init__(self, method: str, path: str, raw_path: bytes, query: bytes,
                  headers: list[tuple[bytes, bytes]], keep_alive: bool, upstream: Upstream,
@@ -84,6 +85,7 @@ class _Exchange:
         self.expect_continue = expect_continue
         self.response_complete = self.disconnected = self.too_large = False
         self.started = False  # being served
+        self.since = perf_counter()  # its headers parsed: its latency is timed from here
         self.body: list[bytes] = []
         self.received = 0
         self._arrived = False  # the whole body, or the client gone
@@ -290,11 +292,15 @@ class GatewayProtocol(HttpToolsProtocol):
 
         def then(answer: Answer | None, error: UpstreamError | None) -> None:
             try:
-                if error is not None and resend(up, exchange.method, target, headers, error):
-                    self._spawn(self._forward(exchange, passage, span, body, target, headers,
-                                              again=True))
-                else:
-                    self._finish(passage, span, self._answered(exchange, passage, answer, error))
+                if error is not None:
+                    with span.current():
+                        again = resend(up, exchange.method, target, headers, error)
+                    if again:
+                        self._spawn(self._forward(exchange, passage, span, body, target,
+                                                  headers, again=True))
+                        return
+                self._finish(passage, span, self._answered(exchange, passage, span, answer,
+                                                           error))
             except Exception as exc:  # noqa: BLE001 - answered 500, logged by _crashed
                 self._crashed(exchange, passage, span, exc)
 
@@ -319,16 +325,17 @@ class GatewayProtocol(HttpToolsProtocol):
                     answer = await up.sender.request(exchange.method, target, headers, body,
                                                      timeout=up.timeout)
                 else:
-                    answer = await forward(up, exchange.method, target, headers, body)
+                    with span.current():  # forward logs a sending again
+                        answer = await forward(up, exchange.method, target, headers, body)
             except UpstreamError as exc:
                 error = exc
-            self._finish(passage, span, self._answered(exchange, passage, answer, error))
+            self._finish(passage, span, self._answered(exchange, passage, span, answer, error))
         except Exception as exc:  # noqa: BLE001 - answered 500, logged by _crashed
             self._crashed(exchange, passage, span, exc)
 
     def _enter(self, fast: FastPath, exchange: _Exchange) -> tuple[Passage, ServerSpan]:
         passage = fast.edge.enter(exchange.method, exchange.path, exchange.headers,
-                                  self.client[0] if self.client else "-")
+                                  self.client[0] if self.client else "-", exchange.since)
         span = ServerSpan(exchange.method, exchange.path, exchange.headers)
         if passage.route is not None:
             span.name(passage.route.method, passage.route.template)
@@ -344,15 +351,18 @@ class GatewayProtocol(HttpToolsProtocol):
         return target, forward_headers(passage.headers, self.client[0] if self.client else None,
                                        self.scheme or "http", up.name, trace_headers(span.span))
 
-    def _answered(self, exchange: _Exchange, passage: Passage, answer: Answer | None,
-                  error: UpstreamError | None) -> int:
-        """The upstream's answer written back (its failure as a problem); the status."""
+    def _answered(self, exchange: _Exchange, passage: Passage, span: ServerSpan,
+                  answer: Answer | None, error: UpstreamError | None) -> int:
+        """The upstream's answer written back (its failure as a problem, logged under the
+        request's trace); the status."""
         if answer is not None and answer.status not in STATUS_LINE:
             error = BrokenAnswer(f"status {answer.status} is not HTTP")
         if error is not None or answer is None:
             assert error is not None
-            return self._respond_with(exchange, passage, failure_response(
-                exchange.upstream, error, self._request_scope(exchange, passage)))
+            with span.current():
+                failure = failure_response(exchange.upstream, error,
+                                           self._request_scope(exchange, passage))
+            return self._respond_with(exchange, passage, failure)
         self._write(exchange, passage, answer.status, answer_headers(answer, exchange.method),
                     answer.body)
         return answer.status
@@ -365,7 +375,8 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def _crashed(self, exchange: _Exchange, passage: Passage, span: ServerSpan,
                  exc: Exception) -> None:
-        log.exception("unhandled error on %s %s", exchange.method, exchange.path)
+        with span.current():
+            log.exception("unhandled error on %s %s", exchange.method, exchange.path)
         status = 500
         try:
             if not exchange.response_complete:

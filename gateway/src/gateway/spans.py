@@ -18,7 +18,8 @@ SDK building a span that nobody would read (a sixth of the hop's CPU, bench/READ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -64,6 +65,16 @@ class ServerSpan:
     def activate(self) -> None:
         """Make the span current (until ``end``), for code that reads the current one."""
         self._token = otel_context.attach(trace.set_span_in_context(self.span, self._parent))
+
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """The span current for a block: what is logged in it names the request's trace
+        (the protocol serves a request in callbacks, outside any context of its own)."""
+        token = otel_context.attach(trace.set_span_in_context(self.span, self._parent))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
 
     def name(self, method: str, template: str) -> None:
         """Named by the route table's template (``GET /ipshare/v1/distributions/{id}``)."""

@@ -219,6 +219,26 @@ def test_a_client_gone_before_its_body_arrives_reaches_no_service_and_is_logged_
     assert upstream.seen == ["GET /v1/calls"]
 
 
+def test_a_request_is_timed_from_its_headers_not_from_its_last_body_byte(
+    address: tuple[str, int], bearer: Bearer,
+    access_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    auth = "authorization: " + bearer("program_manager")["Authorization"]
+    raw = request("POST", "/grants/v1/calls", auth, "x-request-id: slow-body-1",
+                  body=b"x" * 100)
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(raw[:-50])
+        time.sleep(0.3)  # the client takes its time over the body
+        sock.sendall(raw[-50:])
+        [answer] = read_answers(sock, 1)
+    assert status(answer) == 201
+    deadline = time.monotonic() + 5
+    while not (line := [x for x in access_lines() if x["request_id"] == "slow-body-1"]):
+        assert time.monotonic() < deadline, "no access line for the request"
+        time.sleep(0.02)
+    assert line[0]["latency_ms"] >= 300  # as nginx's $request_time: from the first bytes
+
+
 def test_a_subject_past_its_rate_limit_is_429_on_this_way_too(
     key_dir: Path, upstream: Upstream, bearer: Bearer
 ) -> None:

@@ -3,15 +3,18 @@ limit: problem+json that names the service and never its address or error."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import socketserver
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry import trace
 
 from devkit.localservers import free_port
 from devkit.testing import in_thread
@@ -97,6 +100,36 @@ def test_a_slow_service_is_504_in_the_configured_time_and_a_post_is_sent_once(
     assert elapsed < 2.5
     assert_problem_without_internals(write, 504, slow.url)
     assert slow.received == ["GET /v1/calls", "POST /v1/calls"]  # neither sent twice
+
+
+class TracesOfRecords(logging.Handler):
+    """Each record's message with the trace current when it was logged (what the JSON
+    log lines' ``trace_id`` is taken from)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        context = trace.get_current_span().get_span_context()
+        self.seen.append((record.getMessage(),
+                          format(context.trace_id, "032x") if context.is_valid else None))
+
+
+def test_an_upstream_failure_is_logged_under_the_request_s_trace(
+    tmp_path: Path, way: str, access_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    records, logger = TracesOfRecords(), logging.getLogger("gateway.proxy")
+    logger.addHandler(records)
+    try:
+        with running(slow=3.0) as slow, gateway(tmp_path, slow.url, way,
+                                                 upstream_timeout_seconds=0.3) as client:
+            response = client.get("/grants/v1/calls", headers={"x-request-id": "slow-trace-1"})
+    finally:
+        logger.removeHandler(records)
+    assert response.status_code == 504
+    [line] = [x for x in access_lines() if x["request_id"] == "slow-trace-1"]
+    assert [t for message, t in records.seen if "timed out" in message] == [line["trace_id"]]
 
 
 def test_a_dead_service_is_503_with_retry_after(tmp_path: Path, bearer: Bearer,
