@@ -58,7 +58,7 @@ class SweptMemoryStorage(sync_storage.MemoryStorage):
         """``limits``' sliding-window counter (``MemoryStorage``'s: the same keys, counters
         and arithmetic) in one call on the event loop's thread, where the storage's own
         makes ten, each through its error wrapper and a per-key lock, for a race that one
-        thread cannot have. ``test_ratelimits`` holds the two to the same decisions."""
+        thread cannot have. ``test_rate_limits`` holds the two to the same decisions."""
         if amount > limit:
             return False
         now = time.time()
