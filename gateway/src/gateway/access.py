@@ -52,6 +52,7 @@ class AccessLog:
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._timer_thread = 0
         self._lock = threading.Lock()  # the served gateway's loop, tests' and exit flush
         atexit.register(self.flush)
 
@@ -61,16 +62,20 @@ class AccessLog:
             self._lines.append(line)
             self._size += len(line) + 1
             later = self._size < BUFFER_BYTES
-            if later and (self._timer is None or not self._timer_loop.is_running()):  # type: ignore[union-attr]
-                # The first line since the last write (or a timer on a loop now gone).
-                # The running loop is looked up only here: each lookup calls getpid().
+            timer_loop = self._timer_loop
+            if later and (self._timer is None or self._timer_thread != threading.get_ident()
+                          or not timer_loop.is_running()):  # type: ignore[union-attr]
+                # The first line since the last write, or one from another thread's loop
+                # (tests run several), or a timer on a loop now stopped: a timer on this
+                # loop. Looked up only then: each lookup of the running loop is a getpid().
                 try:
                     loop = asyncio.get_running_loop()
                 except RuntimeError:  # written outside an event loop: nothing to wait with
                     later = False
                 else:
-                    self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
-                    self._timer_loop = loop
+                    if self._timer is None or loop is not timer_loop:
+                        self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
+                        self._timer_loop, self._timer_thread = loop, threading.get_ident()
         if not later:
             self.flush()
 

@@ -24,6 +24,7 @@ Every refusal is problem+json. The gateway's ``/metrics`` answers only the netwo
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from dataclasses import dataclass
@@ -232,9 +233,14 @@ _DROP_UNTRUSTED = _DROP_TRUSTED | {_FORWARDED_FOR}
 
 
 def new_request_id() -> bytes:
-    """A fresh request id: 32 hex digits (from ``random``, as OpenTelemetry's trace ids
-    are: an id, not a secret, and no ``getrandom`` call per request)."""
-    return b"%032x" % random.getrandbits(128)
+    """A fresh request id: 32 hex digits (an id, not a secret: no ``getrandom`` call per
+    request), from a generator of its own, so that the ids a client sees tell nothing of
+    the trace ids OpenTelemetry draws from ``random``'s."""
+    return b"%032x" % _ids.getrandbits(128)
+
+
+_ids = random.Random()  # seeded from os.urandom
+os.register_at_fork(after_in_child=_ids.seed)  # a forked worker draws its own
 
 
 def _name_span(scope: Scope, route: Route) -> None:

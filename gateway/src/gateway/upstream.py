@@ -28,6 +28,7 @@ Failures are typed by what the caller may do about them:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ssl as _ssl
 import time
 from collections import deque
@@ -145,7 +146,8 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if not self._interim() and not self._head_only:
+        # (A HEAD's answer was complete with its headers, its parser let go.)
+        if not self._head_only and not self._interim():
             self._complete(keep_alive=self._keep_alive())
 
     def _interim(self) -> bool:
@@ -386,9 +388,12 @@ class Pool:
         for _attempt in range(2):  # once more: a worker restarting may refuse for a moment
             try:
                 async with asyncio.timeout(self.connect_timeout):
-                    _, protocol = await loop.create_connection(
+                    # In a context of its own: a connection's callbacks run in the context
+                    # it was opened in, and it outlives the request that opened it.
+                    _, protocol = await loop.create_task(loop.create_connection(
                         _Connection, self.host, self.port, ssl=self.ssl,
-                        server_hostname=self.host if self.ssl else None)
+                        server_hostname=self.host if self.ssl else None),
+                        context=contextvars.Context())
                 return protocol
             except TimeoutError:
                 raise NotSent(f"no connection within {self.connect_timeout:g} s") from None

@@ -166,3 +166,36 @@ def test_metrics_are_not_served_to_the_public(key_dir: Path) -> None:
     with TestClient(app, client=("203.0.113.50", 4000)) as client:
         response = client.get("/metrics")
     assert response.status_code == 404
+
+
+def test_access_lines_are_written_within_seconds_when_several_loops_log(
+) -> None:
+    """The flush timer follows the loops that write: a line logged on one loop while
+    another loop's timer is pending is written after that other loop has stopped."""
+    import asyncio
+    import io
+    import threading
+
+    from gateway.access import FLUSH_SECONDS, AccessLog
+
+    stream = io.StringIO()
+    access_log = AccessLog(stream)
+    stop_first = threading.Event()
+
+    async def first() -> None:
+        access_log.write({"from": "first"})  # its loop's timer is armed
+        await asyncio.to_thread(stop_first.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(first(),))
+    thread.start()
+    time.sleep(0.1)
+
+    async def second() -> str:
+        access_log.write({"from": "second"})  # while the first loop still runs
+        stop_first.set()
+        thread.join()  # the first loop, and the timer it held, gone
+        await asyncio.sleep(FLUSH_SECONDS + 0.5)
+        return stream.getvalue()
+
+    written = asyncio.run(second())
+    assert [json.loads(line)["from"] for line in written.splitlines()] == ["first", "second"]

@@ -4,6 +4,7 @@ on 127.0.0.1 that answers as each test scripts it, and counts the connections it
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -139,6 +140,39 @@ async def test_interim_answers_are_dropped_and_the_final_one_returned(method: st
     assert answer.body == (b"" if method == "HEAD" else b'{"ok":true}')
     assert [name for name, _ in answer.headers] == [b"content-type", b"content-length"]
     assert (again.status, again.body) == (200, b'{"ok":true}')
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("head", [b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+                                  b"HTTP/1.1 204 No Content\r\n\r\n",
+                                  b"HTTP/1.1 304 Not Modified\r\netag: x\r\n\r\n"])
+async def test_an_empty_answer_to_head_keeps_its_connection(head: bytes) -> None:
+    async with serving(lambda line: head if line.startswith("HEAD") else OK) as server:
+        upstream = pool(server)
+        answer = await upstream.request("HEAD", "/a", [], b"", timeout=1)
+        after = await upstream.request("GET", "/a", [], b"", timeout=1)
+        await upstream.aclose()
+    assert (answer.body, after.body) == (b"", b'{"ok":true}')
+    assert server.connections == 1
+
+
+async def test_a_connection_does_not_carry_the_context_of_the_request_that_opened_it(
+) -> None:
+    """Its callbacks run later for other requests: they must not see the first's span."""
+    seen = contextvars.ContextVar("seen", default="none")
+    async with serving(lambda _: OK) as server:
+        upstream = pool(server)
+
+        async def first() -> None:
+            seen.set("the request that opened the connection")
+            await upstream.request("GET", "/x", [], b"", timeout=1)
+
+        await asyncio.create_task(first())
+        later: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        assert upstream.try_send("GET", "/y", [], b"", timeout=1,
+                                 then=lambda answer, error: later.set_result(seen.get()))
+        assert await later == "none"
+        await upstream.aclose()
     assert server.connections == 1
 
 
