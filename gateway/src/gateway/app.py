@@ -34,7 +34,7 @@ from gateway.proxy import ProxyApp, Upstream
 from gateway.ratelimits import RateLimits
 from gateway.revocations import SharedRevocations, redis_url
 from gateway.routes import RouteTable
-from gateway.server import FastPath
+from gateway.server import FastPath, HeadLimits
 from gateway.settings import GatewaySettings
 from gateway.spans import traced
 from servicekit import devtokens, problems
@@ -61,6 +61,8 @@ class GatewayApp(FastAPI):
     mounts, and the middleware only those routes need. Each of the two is a good part
     of the gateway's CPU per proxied request (bench/README.md).
     """
+
+    head_limits = HeadLimits()  # what the gateway's protocol takes of a request's head
 
     def proxy_through(self, proxies: Mapping[str, ProxyApp], edge: Mapping[str, object],
                       max_body_bytes: int) -> None:
@@ -165,6 +167,7 @@ def build_gateway(
     app = GatewayApp(title=title, description=description, version="1.0.0", lifespan=_lifespan,
                   telemetry=TELEMETRY, redirect_slashes=False, openapi_url=None,
                   docs_url=None, redoc_url=None)
+    app.head_limits = HeadLimits(settings.max_header_bytes, settings.max_header_fields)
     problems.install(app)
     kit_openapi.install(app)  # its own operations declare the problems they answer
     app.add_middleware(HeadAsGet)  # its own GET routes answer HEAD, as the Allow says

@@ -7,10 +7,11 @@ define differently is renamed ``<service>.<Name>`` with every reference to it. O
 operations the route table admits appear (and links to them), with what the edge adds
 to them: the bearer security the table implies where the service states none
 (``x-roles`` naming the table's roles), and the answers the gateway itself gives, each
-``application/problem+json``: 401 (a token that does not verify, on public routes too),
-403 (no role of the row), 413 (a body over the limit), 429 (rate limit, with
-``Retry-After``), 502, 503 and 504 (the service broke off, is down, too slow). What a
-service already declares is kept as it is.
+``application/problem+json``: 400 (a request the gateway does not read: malformed or
+ambiguous framing, not exactly one ``Host``), 401 (a token that does not verify, on public
+routes too), 403 (no role of the row), 413 (a body over the limit), 429 (rate limit, with
+``Retry-After``), 431 (a head over the limits), 502, 503 and 504 (the service broke off,
+is down, too slow). What a service already declares is kept as it is.
 
 The services are asked for their documents (``GET /openapi.json`` on each) when the
 merged one is first wanted, and again after ``GATEWAY_OPENAPI_CACHE_SECONDS``.
@@ -56,11 +57,15 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying ag
                                 "schema": {"type": "integer"}}}
 # status -> (description, headers); which operations get which is decided in _edge_answers.
 GATEWAY_ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "400": ("Not an HTTP/1.1 request the gateway reads: malformed or ambiguous framing, or "
+            "not exactly one Host header field; the connection is closed", {}),
     "401": ("No valid bearer token (a token that is sent must verify, on public routes "
             "too)", {}),
     "403": ("The token holds none of the roles this operation needs", {}),
     "413": ("The request body is larger than the gateway takes", {}),
     "429": ("Too many requests from this caller or address", _RETRY_AFTER),
+    "431": ("The request line and header fields are larger, or more, than the gateway "
+            "takes; the connection is closed", {}),
     "502": ("The service broke off its answer", {}),
     "503": ("The service is unavailable; nothing was sent to it", _RETRY_AFTER),
     "504": ("The service did not answer in time", {}),
@@ -247,7 +252,7 @@ def _edge_answers(operation: dict[str, Any], route: Any, *, service: bool) -> No
             operation["security"] = [{}, {BEARER: []}]  # a token is optional, checked if sent
     if route.access == "roles":
         operation["x-roles"] = sorted(route.roles)
-    wanted = ["401", "429"]
+    wanted = ["400", "401", "429", "431"]
     if route.access == "roles":
         wanted.append("403")
     if "requestBody" in operation:

@@ -70,6 +70,20 @@ class FastPath:
     max_body_bytes: int
 
 
+@dataclass(frozen=True)
+class HeadLimits:
+    """How large a request's head may be: its line and header fields together in bytes,
+    and how many fields (``GATEWAY_MAX_HEADER_BYTES``, ``GATEWAY_MAX_HEADER_FIELDS``)."""
+
+    max_bytes: int = 65_536
+    max_fields: int = 100
+
+
+class _Refused(Exception):
+    """Raised in a parser callback: the request is answered ``_refusal`` and the
+    connection closed (``send_400_response``)."""
+
+
 class _Exchange:
     """One proxied request on a connection, as uvicorn's protocol sees a cycle."""
 
@@ -124,23 +138,53 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._fast = fast_path_of(self.app) if self.limit_concurrency is None else None
+        gateway = gateway_of(self.app)
+        self._fast: FastPath | None = (
+            gateway.fast_path() if gateway is not None and self.limit_concurrency is None
+            else None)
+        self._limits: HeadLimits = getattr(gateway, "head_limits", None) or HeadLimits()
         self._trailers = False  # the current message's header fields are complete
+        self._in_head = False  # a message begun, its header fields not all parsed yet
+        self._head_bytes = self._head_fields = self._hosts = self._unfinished = 0
+        self._refusal: tuple[int, str, str, str] | None = None
 
     def send_400_response(self, msg: str) -> None:
-        """A request the parser cannot read (an unknown method, a malformed line): 400
-        problem+json with a request id, as every answer of the gateway, then the
-        connection closes (what follows on it cannot be trusted)."""
-        body = orjson.dumps({"type": TYPE_BASE + "bad-request", "title": "Bad request",
-                             "status": 400, "detail": "the request is not HTTP/1.1 this "
-                             "gateway can read: " + msg.rstrip(".").lower()})
-        head = [STATUS_LINE[400]]
+        """A request the parser cannot read (an unknown method, a malformed line), or
+        one a callback refused (``_refusal``): problem+json with a request id, as every
+        answer of the gateway, then the connection closes (what follows on it cannot be
+        trusted)."""
+        refusal, self._refusal = self._refusal, None
+        self._refuse_unread(*(refusal or (
+            400, "bad-request", "Bad request",
+            "the request is not HTTP/1.1 this gateway can read: " + msg.rstrip(".").lower())))
+
+    def _refuse_unread(self, status: int, kind: str, title: str, detail: str) -> None:
+        body = orjson.dumps({"type": TYPE_BASE + kind, "title": title, "status": status,
+                             "detail": detail})
+        head = [STATUS_LINE[status]]
         head.extend(b"%s: %s\r\n" % pair for pair in self.server_state.default_headers)
         head.append(b"content-type: %s\r\ncontent-length: %d\r\nx-request-id: %s\r\n"
                     b"connection: close\r\n\r\n" % (PROBLEM_JSON.encode(), len(body),
                                                     new_request_id()))
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        unfinished = self._in_head
+        super().data_received(data)
+        if unfinished and self._in_head and not self.transport.is_closing():
+            # A header (or trailer) field still coming, past the limit: the parser keeps
+            # what it has of a field until it ends, so it is refused before it is all in
+            # memory (the read that begins a message is not counted: at most one more).
+            self._unfinished += len(data)
+            if self._unfinished > self._limits.max_bytes:
+                self._refuse_unread(*self._too_large_head())
+
+    def _too_large_head(self) -> tuple[int, str, str, str]:
+        limits = self._limits
+        return (431, "header-fields-too-large", "Request header fields too large",
+                f"a request's line and header fields may take {limits.max_bytes} bytes "
+                f"in {limits.max_fields} fields at most")
 
     def connection_lost(self, exc: Exception | None) -> None:
         exchange = self.cycle
@@ -156,14 +200,38 @@ class GatewayProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._trailers = False
+        self._in_head = True
+        self._head_bytes = self._head_fields = self._hosts = self._unfinished = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._head_bytes += len(url)
+        if self._head_bytes > self._limits.max_bytes:
+            self._refusal = self._too_large_head()
+            raise _Refused
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Counted inline, not in a helper: this runs for every field of every request.
+        self._head_bytes += len(name) + len(value) + 4  # trailer fields too, afresh
+        self._head_fields += 1
+        if (self._head_bytes > self._limits.max_bytes
+                or self._head_fields > self._limits.max_fields):
+            self._refusal = self._too_large_head()
+            raise _Refused
         if not self._trailers:  # a chunked body's trailer fields are not request headers
+            if len(name) == 4 and name.lower() == b"host":
+                self._hosts += 1
             super().on_header(name, value)
 
     # -- parser callbacks
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._hosts != 1 and self.parser.get_http_version() == "1.1":
+            self._refusal = (400, "bad-request", "Bad request", "an HTTP/1.1 request has "
+                             "exactly one Host header field (RFC 9112, section 3.2)")
+            raise _Refused
+        self._head_bytes = self._head_fields = 0  # its trailer fields, if any, from here
         self._trailers = True
         # An answer written while the previous request was parsed armed the keep-alive
         # timer: this request is not idle time. On a closing connection, nothing is served.
@@ -203,7 +271,16 @@ class GatewayProtocol(HttpToolsProtocol):
             exchange.started = True
             self._spawn(self._serve(fast, exchange))
 
+    def on_chunk_header(self) -> None:
+        self._in_head = True  # a chunk's size line; after the last, its trailer fields
+
+    def on_chunk_complete(self) -> None:
+        self._in_head = False
+        self._unfinished = 0
+
     def on_body(self, body: bytes) -> None:
+        self._in_head = False
+        self._unfinished = 0
         exchange = self.cycle
         if not isinstance(exchange, _Exchange):
             super().on_body(body)
@@ -444,12 +521,12 @@ def _too_large(max_bytes: int) -> Refusal:
     return Refusal(413, BodyTooLarge(max_bytes).detail, "payload-too-large")
 
 
-def fast_path_of(app: Any) -> FastPath | None:
-    """The gateway app's fast path, through whatever middleware uvicorn wrapped it in."""
+def gateway_of(app: Any) -> Any | None:
+    """The gateway app (its ``fast_path`` and ``head_limits``), through whatever
+    middleware uvicorn wrapped it in."""
     for _ in range(8):
-        fast_path = getattr(app, "fast_path", None)
-        if callable(fast_path):
-            return fast_path()  # type: ignore[no-any-return]
+        if callable(getattr(app, "fast_path", None)):
+            return app
         app = getattr(app, "app", None)
         if app is None:
             return None

@@ -42,6 +42,11 @@ class GatewaySettings(BaseSettings):
     keepalive_expiry_seconds: float = Field(default=4.0, gt=0)
     # A larger request body is refused with 413 before it is buffered (as the services do).
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A request's line and header fields together, and how many fields: past either,
+    # 431 and the connection closed (nginx: large_client_header_buffers; Apache:
+    # LimitRequestFieldSize, LimitRequestFields).
+    max_header_bytes: int = Field(default=65_536, ge=8192)
+    max_header_fields: int = Field(default=100, ge=20)
 
     # Tokens: the identity provider's keys from a JWKS URL (cached, fetched again for a
     # key id it does not know yet), else a PEM public key file, else (dev profile) the

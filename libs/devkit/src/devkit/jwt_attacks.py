@@ -28,9 +28,10 @@ from servicekit.settings import DEV_ISSUER, PLATFORM_AUDIENCE
 
 REVOKED_JTI = "jti-revoked"
 REVOKED_SUB = "left-the-ministry"
-# Far above any identity provider's token (1-2 KiB), within what a server reads as a
-# header: a token this size is refused for its size, whoever signed it.
-OVERSIZED_BYTES = 64 * 1024
+# Far above any identity provider's token (1-2 KiB) and the services' 8 KiB, within what
+# the gateway reads of a request's head (64 KiB, else 431): a token this size is refused
+# for its size (401), whoever signed it.
+OVERSIZED_BYTES = 32 * 1024
 
 
 def revocation_file(path: Path) -> Path:
