@@ -23,7 +23,7 @@ import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, BinaryIO  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
@@ -88,6 +88,21 @@ def served(app: Any, base_url: str = "http://testserver",
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+def read_request(rfile: BinaryIO) -> tuple[str, bytes] | None:
+    """The next request a test's upstream reads (a ``socketserver`` handler's ``rfile``):
+    its request line and its body, by its Content-Length; None once the gateway closed
+    the connection."""
+    line = rfile.readline().decode("latin-1").strip()
+    if not line:
+        return None
+    length = 0
+    while header := rfile.readline().strip():
+        name, _, value = header.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    return line, rfile.read(length)
 
 
 def open_gateway(app: Any, way: str, base_url: str = "http://testserver") -> Any:

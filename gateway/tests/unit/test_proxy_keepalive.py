@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from devkit.testing import in_thread
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from gateway.tests.conftest import Bearer, open_gateway
+from gateway.tests.conftest import Bearer, open_gateway, read_request
 
 
 class StaleAfter(socketserver.ThreadingTCPServer):
@@ -51,16 +51,10 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         for answered in range(self.server.answers + 1):
-            line = self.rfile.readline().decode("latin-1").strip()
-            if not line:  # the gateway closed the connection
+            request = read_request(self.rfile)
+            if request is None:  # the gateway closed the connection
                 return
-            length = 0
-            while header := self.rfile.readline().strip():
-                name, _, value = header.decode("latin-1").partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            self.rfile.read(length)
-            method, path, _ = line.split(" ")
+            method, path, _ = request[0].split(" ")
             self.server.received.append(f"{method} {path}")
             if answered == self.server.answers:  # closed without a response
                 if self.server.reset:

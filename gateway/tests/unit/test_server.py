@@ -20,7 +20,7 @@ import pytest
 from devkit.testing import in_thread
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from gateway.tests.conftest import Bearer, served
+from gateway.tests.conftest import Bearer, read_request, served
 
 
 class Upstream:
@@ -258,13 +258,8 @@ class _Echo(socketserver.StreamRequestHandler):
     ``/slow`` after 2 s."""
 
     def handle(self) -> None:
-        while line := self.rfile.readline().decode("latin-1").strip():
-            length = 0
-            while header := self.rfile.readline().strip():
-                name, _, value = header.decode("latin-1").partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            body = self.rfile.read(length)
+        while (request := read_request(self.rfile)) is not None:
+            line, body = request
             method, path, _ = line.split(" ")
             if path.endswith("/slow"):
                 time.sleep(2.0)

@@ -20,7 +20,7 @@ from devkit.localservers import free_port
 from devkit.testing import in_thread
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from gateway.tests.conftest import Bearer, open_gateway
+from gateway.tests.conftest import Bearer, open_gateway, read_request
 
 
 class Upstream(socketserver.ThreadingTCPServer):
@@ -45,16 +45,10 @@ class _Handler(socketserver.StreamRequestHandler):
     server: Upstream
 
     def handle(self) -> None:
-        line = self.rfile.readline().decode("latin-1").strip()
-        if not line:
+        request = read_request(self.rfile)
+        if request is None:
             return
-        length = 0
-        while header := self.rfile.readline().strip():
-            name, _, value = header.decode("latin-1").partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        self.rfile.read(length)
-        self.server.received.append(line.rsplit(" ", 1)[0])
+        self.server.received.append(request[0].rsplit(" ", 1)[0])
         if self.server.broken:
             self.wfile.write(b"HTTP/1.1 2")
             self.connection.shutdown(socket.SHUT_RDWR)

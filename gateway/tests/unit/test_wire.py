@@ -17,7 +17,7 @@ import pytest
 from devkit.testing import in_thread
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from gateway.tests.conftest import served
+from gateway.tests.conftest import read_request, served
 
 
 class _Recorder(socketserver.StreamRequestHandler):
@@ -26,14 +26,8 @@ class _Recorder(socketserver.StreamRequestHandler):
     seen: list[str] = []
 
     def handle(self) -> None:
-        while line := self.rfile.readline().decode("latin-1").strip():
-            length = 0
-            while header := self.rfile.readline().strip():
-                name, _, value = header.decode("latin-1").partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            self.rfile.read(length)
-            self.seen.append(line)
+        while (request := read_request(self.rfile)) is not None:
+            self.seen.append(request[0])
             self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
 
 
