@@ -11,7 +11,8 @@ to them: the bearer security the table implies where the service states none
 ambiguous framing, not exactly one ``Host``), 401 (a token that does not verify, on public
 routes too), 403 (no role of the row), 413 (a body over the limit), 429 (rate limit, with
 ``Retry-After``), 431 (a head over the limits), 502, 503 and 504 (the service broke off,
-is down, too slow). What a service already declares is kept as it is.
+is down, too slow), 505 (not HTTP/1.1 or 1.0). What a service already declares is kept
+as it is.
 
 The services are asked for their documents (``GET /openapi.json`` on each) when the
 merged one is first wanted, and again after ``GATEWAY_OPENAPI_CACHE_SECONDS``.
@@ -69,6 +70,7 @@ GATEWAY_ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
     "502": ("The service broke off its answer", {}),
     "503": ("The service is unavailable; nothing was sent to it", _RETRY_AFTER),
     "504": ("The service did not answer in time", {}),
+    "505": ("Not HTTP/1.1 (or 1.0); the connection is closed", {}),
 }
 
 
@@ -252,7 +254,7 @@ def _edge_answers(operation: dict[str, Any], route: Any, *, service: bool) -> No
             operation["security"] = [{}, {BEARER: []}]  # a token is optional, checked if sent
     if route.access == "roles":
         operation["x-roles"] = sorted(route.roles)
-    wanted = ["400", "401", "429", "431"]
+    wanted = ["400", "401", "429", "431", "505"]
     if route.access == "roles":
         wanted.append("403")
     if "requestBody" in operation:

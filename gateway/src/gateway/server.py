@@ -227,7 +227,13 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if self._hosts != 1 and self.parser.get_http_version() == "1.1":
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):  # HTTP/0.9's bare line, or a 2.0 on this one
+            self._refusal = (505, "http-version-not-supported", "HTTP version not "
+                             "supported", f"this gateway speaks HTTP/1.1 (and 1.0), not "
+                             f"HTTP/{version}")
+            raise _Refused
+        if self._hosts != 1 and version == "1.1":
             self._refusal = (400, "bad-request", "Bad request", "an HTTP/1.1 request has "
                              "exactly one Host header field (RFC 9112, section 3.2)")
             raise _Refused

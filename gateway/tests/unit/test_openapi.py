@@ -75,7 +75,7 @@ def test_operations_carry_the_edges_security_and_answers(document: dict[str, Any
     create = document["paths"]["/grants/v1/calls"]["post"]
     assert create["security"] == [{"bearerAuth": []}]
     assert create["x-roles"] == ["program_manager"]
-    for status in ("400", "401", "403", "413", "429", "431", "503", "504"):
+    for status in ("400", "401", "403", "413", "429", "431", "503", "504", "505"):
         content = create["responses"][status]["content"]
         assert content["application/problem+json"]["schema"] == {
             "$ref": "#/components/schemas/Problem"}

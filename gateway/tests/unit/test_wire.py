@@ -122,6 +122,19 @@ def test_an_http_1_1_request_without_exactly_one_host_is_400(
     assert answer.startswith(b"HTTP/1.1 200 ")
 
 
+@pytest.mark.parametrize("raw", [
+    b"GET /grants/v1/calls\r\n\r\n",
+    b"GET /grants/v1/calls HTTP/2.0\r\nhost: x\r\n\r\n",
+], ids=["HTTP/0.9", "HTTP/2.0"])
+def test_a_request_in_another_http_version_is_505(
+    gateway: tuple[httpx.Client, list[str]], raw: bytes,
+) -> None:
+    client, seen = gateway
+    status, problem = refusal(send(client, raw))
+    assert status == 505 and "speaks HTTP/1.1" in str(problem["detail"])
+    assert seen == []
+
+
 HEADS = {
     "one field past the limit": b"GET /grants/v1/calls HTTP/1.1\r\nhost: x\r\nx-big: "
                                 + b"a" * 1_000_000 + b"\r\n\r\n",
