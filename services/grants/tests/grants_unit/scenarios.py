@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from devkit.fakes import FakeUnitOfWork
 from grants.domain.applications import Application, MilestonePlan, RiskLevel, TeamMember
 from grants.domain.assignments import Assignment
 from grants.domain.calls import Call, ReviewMode
-from grants.handlers.calls import CallTerms
+from grants.handlers.calls import CallTerms, drafted
 from servicekit.auth import Principal
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 09:00 in Hanoi
@@ -42,11 +43,8 @@ def unit_of_work(user: Principal) -> FakeUnitOfWork:
 def drafted_call(*, review_mode: ReviewMode = ReviewMode.OPEN,
                  requires_endorsement: bool = False) -> Call:
     """call-1 of agency MOST, a draft."""
-    return Call.draft(id="call-1", agency_id="MOST", title=TERMS.title,
-                      description=TERMS.description, budget_vnd=TERMS.budget_vnd,
-                      max_award_vnd=TERMS.max_award_vnd, opens_at=TERMS.opens_at,
-                      closes_at=TERMS.closes_at, min_reviews=TERMS.min_reviews,
-                      review_mode=review_mode, requires_endorsement=requires_endorsement)
+    return drafted("call-1", "MOST", replace(TERMS, review_mode=review_mode,
+                                             requires_endorsement=requires_endorsement))
 
 
 def open_call(*, review_mode: ReviewMode = ReviewMode.OPEN,

@@ -3,7 +3,7 @@ cancel a call."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from grants import access, events
@@ -34,12 +34,8 @@ class CallTerms:
 
 def drafted(call_id: str, agency_id: str, terms: CallTerms) -> Call:
     """The call ``terms`` describe, checked by the domain's rules."""
-    return Call.draft(
-        id=call_id, agency_id=agency_id, title=terms.title, description=terms.description,
-        budget_vnd=terms.budget_vnd, max_award_vnd=terms.max_award_vnd,
-        opens_at=terms.opens_at, closes_at=terms.closes_at, min_reviews=terms.min_reviews,
-        review_mode=terms.review_mode, review_tiers=list(terms.review_tiers),
-        requires_endorsement=terms.requires_endorsement)
+    return Call.draft(id=call_id, agency_id=agency_id,
+                      **{term.name: getattr(terms, term.name) for term in fields(terms)})
 
 
 # --- loading -------------------------------------------------------------------------------
