@@ -18,8 +18,9 @@ on the way its request took.
 
 Everything else goes to the ASGI app as uvicorn serves it: the gateway's own routes,
 the services it mounts itself (``make run``), a request pipelined behind one still being
-answered (uvicorn queues it behind this one), an upgrade, a server with a concurrency
-limit.
+answered (uvicorn queues it behind this one), an upgrade request (an ordinary request
+here, on a connection that then closes: the gateway speaks no WebSocket), a server with
+a concurrency limit.
 
 Run the gateway with ``http=GatewayProtocol`` (``python -m gateway.server``, the image,
 ``make stack``, ``make run``). This subclasses uvicorn's ``HttpToolsProtocol``, whose internals are
@@ -147,6 +148,12 @@ class GatewayProtocol(HttpToolsProtocol):
         self._in_head = False  # a message begun, its header fields not all parsed yet
         self._head_bytes = self._head_fields = self._hosts = self._unfinished = 0
         self._refusal: tuple[int, str, str, str] | None = None
+        # The gateway speaks no WebSocket (nothing behind it serves one): an upgrade
+        # request is an ordinary request at the edge, its Upgrade not forwarded.
+        self.ws_protocol_class = None
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """uvicorn's warning names a missing WebSocket library: here it is not missing."""
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser cannot read (an unknown method, a malformed line), or
@@ -244,14 +251,15 @@ class GatewayProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self.transport.is_closing():
             return
+        parser = self.parser
+        if parser.should_upgrade():  # served on uvicorn's cycle, then the connection closes:
+            super().on_headers_complete()  # what follows an upgrade's head is not HTTP
+            self.cycle.keep_alive = False
+            return
         fast = self._fast
         cycle = self.cycle
         if fast is None or (cycle is not None and not cycle.response_complete):
             super().on_headers_complete()  # a pipelined request waits its turn in uvicorn
-            return
-        parser = self.parser
-        if parser.should_upgrade():
-            super().on_headers_complete()
             return
         url = httptools.parse_url(self.url)
         raw_path: bytes = url.path

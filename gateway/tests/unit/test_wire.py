@@ -175,3 +175,35 @@ def test_a_head_just_within_the_limits_is_served(
     pads = {f"x-pad-{i}": "a" * 330 for i in range(44)}  # with httpx's own 5: 49, ~15 kB
     assert client.get("/grants/v1/calls", headers=pads).status_code == 200
     assert seen == ["GET /v1/calls HTTP/1.1"]
+
+
+UPGRADE = (b"GET /grants/v1/calls HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\n"
+           b"upgrade: websocket\r\n")
+WEBSOCKET_KEY = b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n"
+
+
+@pytest.mark.parametrize("key", [b"", WEBSOCKET_KEY], ids=["without a key", "with a key"])
+def test_an_upgrade_is_an_ordinary_request_answered_on_a_closing_connection(
+    gateway: tuple[httpx.Client, list[str]], key: bytes,
+) -> None:
+    """The gateway speaks no WebSocket: an upgrade request meets the edge as any other,
+    its Upgrade is not forwarded, and nothing after it on the connection is read (what
+    follows an upgrade's head is not HTTP)."""
+    client, seen = gateway
+    after = b"GET /grants/v1/calls/after HTTP/1.1\r\nhost: x\r\n\r\n"
+    answer = send(client, UPGRADE + key + b"\r\n" + after)
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").lower().split("\r\n")
+    assert head[0].startswith("http/1.1 200 "), answer[:300]
+    assert "connection: close" in head
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert seen == ["GET /v1/calls HTTP/1.1"]
+
+
+def test_an_upgrade_to_a_protected_route_meets_the_edge(
+    gateway: tuple[httpx.Client, list[str]],
+) -> None:
+    client, seen = gateway
+    status, problem = refusal(send(client, UPGRADE.replace(b"GET", b"POST") + WEBSOCKET_KEY
+                                   + b"content-length: 0\r\n\r\n"))
+    assert (status, problem["status"]) == (401, 401)
+    assert seen == []
