@@ -22,7 +22,10 @@ posting writes (copied from ipshare's database, as ``income.py`` does), written 
 bare psycopg loop on 4 connections (4 processes) into a second database of the same
 PostgreSQL; and the direct GET at concurrency 16 beside a **burner**, a stand-in process
 doing Python work for as many cores as the gateway used through the gateway, with no hop:
-what sharing the cores with a process of that size costs the service by itself. Every
+what sharing the cores with a process of that size costs the service by itself; and the
+GET at concurrency 16 through two **bare proxies** with no edge at all in front of the
+same ipshare processes, ``_hop.py``'s ``raw`` (the least a Python hop costs) and, when it
+is installed, nginx: what the hop alone costs on these cores, whatever a gateway does. Every
 phase runs in interleaved rounds (the order reversed every other round), a few seconds
 each; a pair's ratio is the median of its rounds' ratios (the pooled one is printed
 beside it): on this shared VM the machine's speed drifts by tens of percent within
@@ -91,6 +94,7 @@ GOAL_THROUGHPUT = 0.85  # through the gateway / direct, at concurrency 16
 GOAL_ADDED_P50_MS = 1.0  # at concurrency 1
 GOAL_FLOOR = 0.45  # incomes through the gateway at c=16 / the floor on 4 connections
 BURNER = "direct GET c={c} beside a burner"
+BARE = "GET c={c} through a bare {proxy} proxy"
 ROOT = BENCH_DIR.parent
 
 
@@ -321,6 +325,88 @@ class Burner:
             self.proc.kill()
 
 
+NGINX_CONF = """worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream ipshare {{ server 127.0.0.1:{upstream}; keepalive 32; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /ipshare/ {{
+            proxy_pass http://ipshare/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }}
+    }}
+}}
+"""
+
+
+class BareProxies:
+    """Proxies with no edge at all in front of ipshare's port, ``/ipshare/...`` as the
+    gateway maps it: what the hop alone costs on these cores, whatever a gateway does.
+    ``Python`` is ``_hop.py``'s ``raw`` (an httptools server protocol handing each request
+    to the gateway's upstream pool: the least a Python hop costs); ``nginx`` (one worker,
+    kept-alive upstream connections, no log) when it is installed."""
+
+    def __init__(self, upstream: int, scratch: Path) -> None:
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports: dict[str, int] = {}
+        port = free_port()
+        self.procs["Python"] = subprocess.Popen(
+            [sys.executable, str(BENCH_DIR / "_hop.py"), "serve", "raw", str(port)],
+            env={**os.environ, "GATEWAY_IPSHARE_URL": f"http://127.0.0.1:{upstream}"},
+            cwd=BENCH_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        self.ports["Python"] = port
+        nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+        if nginx:
+            folder = scratch / "nginx"
+            folder.mkdir(parents=True, exist_ok=True)
+            port = free_port()
+            (folder / "nginx.conf").write_text(NGINX_CONF.format(dir=folder, port=port,
+                                                                 upstream=upstream))
+            self.procs["nginx"] = subprocess.Popen(
+                [nginx, "-p", str(folder), "-c", str(folder / "nginx.conf")],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+            self.ports["nginx"] = port
+        deadline = time.monotonic() + 30
+        for name, port in self.ports.items():
+            while not _listening(port):
+                if self.procs[name].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the bare {name} proxy did not start")
+                time.sleep(0.1)
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs.values()]
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def fetch(port: int, path: str, token: str) -> bytes:
     import httpx
 
@@ -416,8 +502,16 @@ def _run(args: argparse.Namespace, stack: Stack, started: float) -> int:
     out(f"seeded {len(agreements)} agreements, distribution {template['dist_id']}; "
         f"set-up {time.perf_counter() - started:.0f} s")
 
+    bare = BareProxies(ip, stack.var)
+    atexit.register(bare.stop)
+    for proxy, port in bare.ports.items():
+        name = BARE.format(c=args.concurrency, proxy=proxy)
+        targets[name] = Target(name, port, get_request(port, "/ipshare" + dist, token), 200)
+        if json.loads(fetch(port, "/ipshare" + dist, token)) != json.loads(direct_body):
+            raise RuntimeError(f"the bare {proxy} proxy's answer differs")
+        drive(targets[name], args.concurrency, 1.0)
     groups = {"gateway": pids["gateway"], "ipshare": pids["ipshare"],
-              "postgres": pids["postgres"], "kafka": pids["kafka"]}
+              "postgres": pids["postgres"], "kafka": pids["kafka"], "proxy": bare.pids()}
     if args.hold:
         out(f"holding {args.hold:.0f} s: pids {groups}")
         time.sleep(args.hold)
@@ -443,8 +537,11 @@ def _run(args: argparse.Namespace, stack: Stack, started: float) -> int:
         return burner.beside(cores, args.seconds,
                              lambda: drive(targets["direct GET"], c, args.seconds))
 
-    plan.insert([name for name, _ in plan].index(f"gateway GET c={c}") + 1,
-                (BURNER.format(c=c), beside_burner))
+    after_gateway = [name for name, _ in plan].index(f"gateway GET c={c}") + 1
+    plan.insert(after_gateway, (BURNER.format(c=c), beside_burner))
+    for proxy in reversed(bare.ports):
+        name = BARE.format(c=c, proxy=proxy)
+        plan.insert(after_gateway, (name, lambda t=targets[name]: drive(t, c, args.seconds)))
     phases = {name: Phase(name) for name, _ in plan}
     try:
         for r in range(args.rounds):
@@ -455,9 +552,10 @@ def _run(args: argparse.Namespace, stack: Stack, started: float) -> int:
     finally:
         floor.stop()
         burner.stop()
+        bare.stop()
 
     posted = sum(p.requests for name, p in phases.items() if "POST" in name)
-    lines = report(args, phases, floor_name, pids, burner)
+    lines = report(args, phases, floor_name, pids, burner, list(bare.ports))
     n_dist, ledger_total, unbalanced = check_books(service_dsn)
     errors = {name: p.errors for name, p in phases.items() if p.errors}
     lines += ["", f"Checks: {n_dist} distributions in ipshare's database (≥ {posted} 201s "
@@ -500,11 +598,28 @@ def beside_burner_lines(phases: dict[str, Phase], c: int, burner: Burner) -> lis
         "the most any gateway using that much CPU could reach on these cores."]
 
 
+def bare_lines(phases: dict[str, Phase], c: int, proxies: list[str]) -> list[str]:
+    """What a hop costs with no edge at all: the GET through each bare proxy."""
+    alone = phases[f"direct GET c={c}"]
+    through = []
+    for proxy in proxies:
+        phase = phases[BARE.format(c=c, proxy=proxy)]
+        ratio, rounds = _median_ratio(alone, phase)
+        through.append(
+            f"a bare {proxy} proxy **{ratio:.2f}×** direct (rounds "
+            f"{', '.join(f'{x:.2f}' for x in rounds)}; the proxy's CPU "
+            f"{phase.per_request_us('proxy'):.0f} µs a request, ipshare's "
+            f"{phase.per_request_us('ipshare'):.0f})")
+    return [f"**A hop with no edge at all** (GET at c={c}): through " + "; through ".join(
+        through) + ". A proxy that only forwards bounds what a gateway doing more could "
+        "reach on these cores."]
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f}"
 
 
-SERVERS = ("gateway", "ipshare", "postgres", "kafka")
+SERVERS = ("gateway", "proxy", "ipshare", "postgres", "kafka")
 
 
 def servers_us(phase: Phase) -> float:
@@ -513,7 +628,7 @@ def servers_us(phase: Phase) -> float:
 
 
 def report(args: argparse.Namespace, phases: dict[str, Phase], floor_name: str,
-           pids: dict[str, list[int]], burner: Burner) -> list[str]:
+           pids: dict[str, list[int]], burner: Burner, proxies: list[str]) -> list[str]:
     c = args.concurrency
     lines = [
         f"## Gateway bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -574,6 +689,8 @@ def report(args: argparse.Namespace, phases: dict[str, Phase], floor_name: str,
         "",
         *beside_burner_lines(phases, c, burner),
         "",
+        *bare_lines(phases, c, proxies),
+        "",
         "`ratio by CPU` is the throughput ratio a machine given over to these servers "
         "would show when they are CPU-bound: the servers' CPU per request direct over "
         "the same through the gateway (gateway, ipshare, PostgreSQL, Kafka; not the load "
@@ -581,13 +698,13 @@ def report(args: argparse.Namespace, phases: dict[str, Phase], floor_name: str,
         "share of the cores as much as its cost.",
         "",
         "CPU per phase in cores (CPU seconds / wall seconds); `bench` is the load generator "
-        "(and the floor's writer processes, or the burner), `other` the rest of the "
-        "machine's busy time:",
+        "(and the floor's writer processes, or the burner), `proxy` the bare proxies, "
+        "`other` the rest of the machine's busy time:",
         "",
-        "| phase | req/s | gateway | ipshare | postgres | kafka | bench | other |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| phase | req/s | gateway | proxy | ipshare | postgres | kafka | bench | other |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    parts = ("gateway", "ipshare", "postgres", "kafka", "bench")
+    parts = ("gateway", "proxy", "ipshare", "postgres", "kafka", "bench")
     for name, p in phases.items():
         ours = sum(p.cpu[k] for k in parts)
         lines.append(f"| {name} | {p.rate:.0f} | "
