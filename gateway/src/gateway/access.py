@@ -13,8 +13,12 @@ methods and templates only, never raw paths or a client's made-up method.
 The gateway's ``LOG_LEVEL`` above INFO turns the lines off (the ``gateway.access``
 logger's level). Each line is built and written here rather than through ``logging``
 (a record, a handler lock and a formatter per request were a sixth of the hop's CPU),
-in batches as nginx's ``access_log ... buffer= flush=`` does: one write for every
-``BUFFER_BYTES`` of lines, at most ``FLUSH_SECONDS`` after a line was logged, and at exit.
+in batches as nginx's ``access_log ... buffer= flush=`` does. A request leaves only its
+raw facts (a tuple); every ``BATCH`` requests, at most ``FLUSH_SECONDS`` after the first
+of them, before ``/metrics`` answers and at exit, the batch is settled in one loop:
+each request's metrics observed, its line formatted, all lines written at once. Built
+one by one, between the other steps of each request, the line and the metrics cost the
+hop a fifth of its CPU (``bench/_hop.py``); in one loop, a fraction of that.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ import atexit
 import logging
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from gateway.routes import Route, RouteTable
 
@@ -39,38 +44,45 @@ _log = logging.getLogger(__name__)
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
            30.0)
-BUFFER_BYTES = 32 * 1024
+BATCH = 256
 FLUSH_SECONDS = 1.0
+
+# What a request leaves to be settled: its recorder and (wall time, route, status,
+# seconds, access-line fields, trace id, span id); or no recorder and a line's fields.
+Entry = tuple[Any, Any]
 
 
 class AccessLog:
-    """Access lines on ``stream`` (stderr), written in batches."""
+    """Requests' access lines and metrics, settled and written to ``stream`` (stderr) in
+    batches."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
-        self._lines: list[str] = []
-        self._size = 0
+        self._entries: list[Entry] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._timer_thread = 0
-        self._lock = threading.Lock()  # the served gateway's loop, tests' and exit flush
+        self._lock = threading.Lock()  # the served gateway's loop, tests', /metrics, exit
         atexit.register(self.flush)
 
     def write(self, fields: dict[str, Any]) -> None:
-        line = orjson.dumps(fields).decode()
+        """A line of ``fields``, written with the next batch."""
+        self.add((None, fields))
+
+    def add(self, entry: Entry) -> None:
         with self._lock:
-            self._lines.append(line)
-            self._size += len(line) + 1
-            later = self._size < BUFFER_BYTES
+            entries = self._entries
+            entries.append(entry)
+            later = len(entries) < BATCH
             timer_loop = self._timer_loop
             if later and (self._timer is None or self._timer_thread != threading.get_ident()
                           or not timer_loop.is_running()):  # type: ignore[union-attr]
-                # The first line since the last write, or one from another thread's loop
+                # The first entry since the last batch, or one from another thread's loop
                 # (tests run several), or a timer on a loop now stopped: a timer on this
                 # loop. Looked up only then: each lookup of the running loop is a getpid().
                 try:
                     loop = asyncio.get_running_loop()
-                except RuntimeError:  # written outside an event loop: nothing to wait with
+                except RuntimeError:  # added outside an event loop: nothing to wait with
                     later = False
                 else:
                     if self._timer is None or loop is not timer_loop:
@@ -80,13 +92,19 @@ class AccessLog:
             self.flush()
 
     def flush(self) -> None:
+        """Settle the batch: metrics observed, lines written."""
         with self._lock:
             timer, self._timer, self._timer_loop = self._timer, None, None
-            lines, self._lines, self._size = self._lines, [], 0
+            entries, self._entries = self._entries, []
+            lines = []
+            for recorder, facts in entries:
+                fields = facts if recorder is None else recorder.settle(facts)
+                if fields is not None:
+                    lines.append(orjson.dumps(fields))
             if lines:
                 stream = self.stream or sys.stderr
                 try:
-                    stream.write("\n".join(lines) + "\n")
+                    stream.write(b"\n".join(lines).decode() + "\n")
                     stream.flush()
                 except (OSError, ValueError) as exc:  # stderr closed or gone: say so once
                     _log.warning("%d access lines lost: %r", len(lines), exc)
@@ -114,8 +132,21 @@ class AccessRecorder:
 
     def record(self, route: Route, status: int, seconds: float, fields: dict[str, Any],
                span: Span | None = None) -> None:
-        """The request's metrics and access line; its trace ids are ``span``'s (the
-        current span's by default)."""
+        """The request's metrics and access line, settled with the next batch; its trace
+        ids are ``span``'s (the current span's by default)."""
+        context = (span or trace.get_current_span()).get_span_context()
+        self.access_log.add((self, (time.time(), route, status, seconds, fields,
+                                    context.trace_id, context.span_id)))
+
+    def metrics(self) -> bytes:
+        """The Prometheus exposition, every request recorded so far counted."""
+        self.access_log.flush()
+        return generate_latest(self.registry)
+
+    def settle(self, facts: tuple[Any, ...]) -> dict[str, Any] | None:
+        """One recorded request's metrics observed; its access line's fields (None when
+        the lines are off)."""
+        at, route, status, seconds, fields, trace_id, span_id = facts
         route.instruments["latency"].observe(seconds)
         counter = route.instruments.get(status)
         if counter is None:
@@ -123,16 +154,15 @@ class AccessRecorder:
                 route.method, route.template, str(status))
         counter.inc()
         if not log.isEnabledFor(logging.INFO):
-            return
-        line = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            return None
+        line = {"time": datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds"),
                 "level": "INFO", "logger": log.name, "message": "access", **fields,
                 "route": route.template, "status": status,
                 "latency_ms": round(seconds * 1000, 3)}
-        context = (span or trace.get_current_span()).get_span_context()
-        if context.is_valid:
-            line["trace_id"] = format(context.trace_id, "032x")
-            line["span_id"] = format(context.span_id, "016x")
-        self.access_log.write(line)
+        if trace_id and span_id:  # a valid context (INVALID_SPAN's ids are 0)
+            line["trace_id"] = format(trace_id, "032x")
+            line["span_id"] = format(span_id, "016x")
+        return line
 
 
 def configure_access_log() -> None:

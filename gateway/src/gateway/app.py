@@ -19,7 +19,7 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
@@ -180,7 +180,7 @@ def build_gateway(
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(recorder.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(recorder.metrics(), media_type=CONTENT_TYPE_LATEST)
 
     documents = MergedDocuments(app.openapi, probes, table,
                                 cache_seconds=settings.openapi_cache_seconds)
