@@ -108,6 +108,16 @@ class RateLimits:
             key: parse_many(value) if value else []
             for key, value in settings.rate_limits().items()
         }
+        # The swept sliding-window counter is asked directly, each limit's key made of
+        # the parts ``RateLimitItem.key_for`` joins (what ``limiter.hit`` does, less the
+        # two calls and the join per hit).
+        self._keyed: dict[tuple[str, str], list[tuple[RateLimitItem, str, str, int]]] = {}
+        if (isinstance(self.storage, SweptMemoryStorage)
+                and strategy == "SlidingWindowCounterRateLimiter"):
+            for (per, route_class), items in self._limits.items():
+                self._keyed[(per, route_class)] = [
+                    (item, *item.key_for(per, route_class, "\0").split("\0"),
+                     item.get_expiry()) for item in items]
         self._failing = False
         self._next_sweep = time.monotonic() + SWEEP_SECONDS
 
@@ -120,15 +130,26 @@ class RateLimits:
         """``over`` for counters in memory."""
         limiter = self._sync
         assert limiter is not None, "over_now needs the in-memory counters"
-        if isinstance(self.storage, SweptMemoryStorage) and (
-                (now := time.monotonic()) >= self._next_sweep):
-            self._next_sweep = now + SWEEP_SECONDS
-            self.storage.sweep()
+        storage = self.storage
+        if isinstance(storage, SweptMemoryStorage):
+            if (now := time.monotonic()) >= self._next_sweep:
+                self._next_sweep = now + SWEEP_SECONDS
+                storage.sweep()
+            if self._keyed:
+                acquire = storage.acquire_sliding_window_entry
+                for item, before, after, expiry in self._keyed[(per, route_class)]:
+                    if not acquire(before + who + after, item.amount, expiry):
+                        return self._wait(item, per, route_class, who)
+                return None
         for item in self._limits[(per, route_class)]:
             if not limiter.hit(item, per, route_class, who):
-                stats = limiter.get_window_stats(item, per, route_class, who)
-                return max(1, math.ceil(stats.reset_time - time.time()))
+                return self._wait(item, per, route_class, who)
         return None
+
+    def _wait(self, item: RateLimitItem, per: str, route_class: str, who: str) -> int:
+        """The seconds until ``who`` may send again (``Retry-After``)."""
+        stats = self._sync.get_window_stats(item, per, route_class, who)  # type: ignore[union-attr]
+        return max(1, math.ceil(stats.reset_time - time.time()))
 
     async def over(self, per: str, route_class: str, who: str) -> int | None:
         """Count one request of ``who`` (a subject or an address); the ``Retry-After``

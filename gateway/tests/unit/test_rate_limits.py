@@ -252,3 +252,18 @@ def test_the_swept_counter_decides_exactly_as_limits_own(
         assert mine == theirs.hit(item, "address", "read", who), (clock[0], who)
         decisions.append(mine)
     assert True in decisions and False in decisions  # both answers were exercised
+
+
+def test_in_memory_limits_count_under_limits_own_keys() -> None:
+    """``over_now`` asks the swept counter directly: under the keys ``limits``' strategy
+    would count (and reads back for a refusal's ``Retry-After``), every limit of the
+    class counted."""
+    from gateway.ratelimits import RateLimits
+
+    limits = RateLimits(GatewaySettings(rate_limit_read_per_address="2/second;5/minute"))
+    who = "198.51.100.7"
+    assert [limits.over_now("address", "read", who) for _ in range(2)] == [None, None]
+    theirs = {item.key_for("address", "read", who) for item in limits._limits[("address", "read")]}
+    assert {key.rsplit("/", 1)[0] for key in limits.storage.storage} == theirs
+    assert len(theirs) == 2 and all(n == 2 for n in limits.storage.storage.values())
+    assert limits.over_now("address", "read", who) == 1  # the second-long window is full
