@@ -181,6 +181,9 @@ class Processes:
 
 
 def _sigterm(_signum: int, _frame: Any) -> None:
+    """The first SIGTERM unwinds into the clean-up; later ones (``uv run`` passes its own
+    on, so a ``pkill`` sends two) must not interrupt it and leave servers running."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(143)
 
 
