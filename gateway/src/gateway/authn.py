@@ -3,8 +3,9 @@
 The checks are the services' own (``servicekit.auth.TokenVerifier``: asymmetric
 algorithms only, ``exp``/``nbf``/``iat``/``aud``/``iss`` with the same leeway, required
 claims, bounded ids, revoked ``jti``/``sub``), so a token the gateway lets through is one
-the services accept. A verified token is remembered (bounded), so a caller's next
-requests cost a dictionary look-up and the time checks, not an RSA operation.
+the services accept. A verified token's caller is remembered (bounded), so a caller's
+next requests cost a dictionary look-up and the checks whose outcome changes with time
+(``exp``, ``nbf``, revocation), not an RSA operation nor reading its claims again.
 
 Keys come from the identity provider's JWKS (``GATEWAY_JWT_JWKS_URL``, the kit's
 ``servicekit.jwks`` cache: fetched at start, every ``JWT_JWKS_CACHE_SECONDS``, and for a
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.settings import GatewaySettings
+from servicekit.auth import SIGNED_TOKEN_CACHE_SIZE as CALLERS_REMEMBERED
 from servicekit.auth import Principal, RevocationList, TokenVerifier
 from servicekit.devtokens import ensure_dev_keys
 from servicekit.jwks import JwksKeys, UnknownKey
@@ -32,6 +34,7 @@ class EdgeAuthenticator:
     def __init__(self, verifier: TokenVerifier, jwks: JwksKeys | None = None) -> None:
         self.verifier = verifier
         self.jwks = jwks
+        self._callers: dict[str, Principal] = {}  # token -> its verified caller
 
     def immediate(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
         """Whether ``principal_now`` can answer: no key to fetch for this token."""
@@ -46,7 +49,7 @@ class EdgeAuthenticator:
     def principal_now(self, headers: Sequence[tuple[bytes, bytes]]) -> Principal | None:
         """``principal`` when ``immediate``."""
         token = bearer_token(headers)
-        return None if token is None else self.verifier.verify(token)
+        return None if token is None else self._verified(token)
 
     async def principal(self, headers: Sequence[tuple[bytes, bytes]]) -> Principal | None:
         """The verified caller, ``None`` without a token; :class:`Unauthenticated` for
@@ -55,11 +58,22 @@ class EdgeAuthenticator:
         if token is None:
             return None
         try:
-            return self.verifier.verify(token)
+            return self._verified(token)
         except UnknownKey:
             if self.jwks is None or not await self.jwks.refresh():
                 raise
-        return self.verifier.verify(token)
+        return self._verified(token)
+
+    def _verified(self, token: str) -> Principal:
+        caller = self._callers.get(token)
+        if caller is not None:
+            self.verifier.check_still_valid(caller)
+            return caller
+        caller = self.verifier.verify(token)
+        if len(self._callers) >= CALLERS_REMEMBERED:
+            self._callers.clear()
+        self._callers[token] = caller
+        return caller
 
 
 def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:

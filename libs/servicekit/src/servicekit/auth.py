@@ -204,6 +204,13 @@ class TokenVerifier:
         return Principal(sub=sub, name=name, org=org, roles=frozenset(roles), jti=jti,
                          claims=claims)
 
+    def check_still_valid(self, principal: Principal) -> None:
+        """For a caller ``verify`` returned before: what can change since (``exp``, ``nbf``,
+        revocation), checked as ``verify`` checks it."""
+        self._check_times(principal.claims)
+        if self.revocations.is_revoked(principal.jti, principal.sub):
+            raise Unauthenticated("token has been revoked")
+
     def _prepared_key(self, index: int, key: Any, alg: str | None) -> Any:
         if alg is None or alg not in ALGORITHMS:
             return key
