@@ -34,7 +34,6 @@ from typing import Any, TextIO
 
 import orjson
 from opentelemetry import trace
-from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from gateway.routes import Route, RouteTable
@@ -129,14 +128,16 @@ class AccessRecorder:
         self.unmatched = Route("-", "unmatched", "unmatched", frozenset(), "read")
         for route in [*table.routes, self.unmatched]:
             route.instruments["latency"] = self._latency.labels(route.method, route.template)
+        self._second, self._stamp = -1, ""  # the last line's second, as ISO 8601
 
     def record(self, route: Route, status: int, seconds: float, fields: dict[str, Any],
-               span: Span | None = None) -> None:
+               ids: tuple[int, int] | None = None) -> None:
         """The request's metrics and access line, settled with the next batch; its trace
-        ids are ``span``'s (the current span's by default)."""
-        context = (span or trace.get_current_span()).get_span_context()
-        self.access_log.add((self, (time.time(), route, status, seconds, fields,
-                                    context.trace_id, context.span_id)))
+        and span ids are ``ids`` (the current span's by default)."""
+        if ids is None:
+            context = trace.get_current_span().get_span_context()
+            ids = context.trace_id, context.span_id
+        self.access_log.add((self, (time.time(), route, status, seconds, fields, *ids)))
 
     def metrics(self) -> bytes:
         """The Prometheus exposition, every request recorded so far counted."""
@@ -155,7 +156,11 @@ class AccessRecorder:
         counter.inc()
         if not log.isEnabledFor(logging.INFO):
             return None
-        line = {"time": datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds"),
+        second = int(at)
+        if second != self._second:  # the date and time formatted once a second
+            self._second = second
+            self._stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        line = {"time": f"{self._stamp}.{int((at - second) * 1000):03d}+00:00",
                 "level": "INFO", "logger": log.name, "message": "access", **fields,
                 "route": route.template, "status": status,
                 "latency_ms": round(seconds * 1000, 3)}

@@ -32,7 +32,6 @@ from time import perf_counter
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -219,11 +218,12 @@ class Edge:
         assert route is not None
         return None if route.public else _authorise(route, principal)
 
-    def leave(self, passage: Passage, status: int, span: Span | None = None) -> None:
+    def leave(self, passage: Passage, status: int, ids: tuple[int, int] | None = None,
+              ) -> None:
         """The request's access line and metrics, once its answer is sent (trace ids:
-        ``span``'s, else the current span's)."""
+        ``ids``, its span's trace and span ids, else the current span's)."""
         self.recorder.record(passage.route or self.recorder.unmatched, status,
-                             perf_counter() - passage.started, passage.fields, span)
+                             perf_counter() - passage.started, passage.fields, ids)
 
 
 # A client's X-Forwarded-Prefix never reaches a service; its X-Forwarded-For only from a

@@ -53,7 +53,7 @@ from gateway.proxy import (
     forward_headers,
     resend,
 )
-from gateway.spans import ServerSpan, trace_headers
+from gateway.spans import ServerSpan
 from gateway.upstream import Answer, BrokenAnswer, Pool, UpstreamError
 from servicekit.limits import BodyTooLarge
 from servicekit.problems import PROBLEM_JSON, TYPE_BASE, problem_response
@@ -440,7 +440,7 @@ class GatewayProtocol(HttpToolsProtocol):
         if exchange.query:
             target += "?" + exchange.query.decode("latin-1")
         return target, forward_headers(passage.headers, self.client[0] if self.client else None,
-                                       self.scheme or "http", up.name, trace_headers(span.span))
+                                       self.scheme or "http", up.name, span.trace_headers())
 
     def _answered(self, exchange: _Exchange, passage: Passage, span: ServerSpan,
                   answer: Answer | None, error: UpstreamError | None) -> int:
@@ -483,7 +483,7 @@ class GatewayProtocol(HttpToolsProtocol):
                 failure: Exception | None = None) -> None:
         """The access line and metrics, under the request's span; the span ended."""
         try:
-            self._fast.edge.leave(passage, status, span.span)  # type: ignore[union-attr]
+            self._fast.edge.leave(passage, status, span.ids)  # type: ignore[union-attr]
             span.end(status, failure)
         except Exception:
             log.exception("recording %s %s failed", passage.method, passage.path)

@@ -45,22 +45,61 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)  # as the SDK's default sampler marks 
 
 class ServerSpan:
     """A proxied request's span. The gateway's protocol passes it where it is needed
-    (``trace_headers``, the access line); ``traced`` makes it current for the ASGI app."""
+    (``trace_headers``, the access line's ``ids``); ``traced`` makes it current for the
+    ASGI app. Unexported, it is only ids: the ``Span`` object is made when something asks
+    for it (``current``, a failure logged under the request's trace)."""
 
-    __slots__ = ("span", "_parent", "_token")
+    __slots__ = ("_span", "_parent", "_token", "trace_id", "span_id", "_flags", "_state")
 
     def __init__(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        carrier = {k.decode("latin-1"): v.decode("latin-1")
-                   for k, v in headers if k in _TRACE_HEADERS}
+        carrier: dict[str, str] | None = None
+        for k, v in headers:
+            if k in _TRACE_HEADERS:
+                if carrier is None:
+                    carrier = {}
+                carrier[k.decode("latin-1")] = v.decode("latin-1")
         parent = propagate.extract(carrier) if carrier else None
-        if exporting():
-            self.span: Span = _tracer.start_span(
-                method, context=parent, kind=SpanKind.SERVER,
-                attributes={"http.request.method": method, "url.path": path})
-        else:
-            self.span = _unrecorded_child(parent)
         self._parent = parent
         self._token: object | None = None
+        if exporting():
+            span = _tracer.start_span(
+                method, context=parent, kind=SpanKind.SERVER,
+                attributes={"http.request.method": method, "url.path": path})
+            context = span.get_span_context()
+            self._span: Span | None = span
+            self.trace_id, self.span_id = context.trace_id, context.span_id
+            self._flags, self._state = context.trace_flags, context.trace_state
+            return
+        # Unrecorded: a span id of its own under the caller's trace (a new trace without one).
+        self._span = None
+        caller = trace.get_current_span(parent).get_span_context() if parent else None
+        if caller is not None and caller.is_valid:
+            self.trace_id, self._flags, self._state = (caller.trace_id, caller.trace_flags,
+                                                       caller.trace_state)
+        else:
+            self.trace_id, self._flags, self._state = _ids.generate_trace_id(), _SAMPLED, None
+        self.span_id = _ids.generate_span_id()
+
+    @property
+    def span(self) -> Span:
+        """The OpenTelemetry span (a non-recording one, made now, when unexported)."""
+        if self._span is None:
+            self._span = NonRecordingSpan(SpanContext(self.trace_id, self.span_id, False,
+                                                      self._flags, self._state))
+        return self._span
+
+    @property
+    def ids(self) -> tuple[int, int]:
+        """Its trace id and span id, for the access line."""
+        return self.trace_id, self.span_id
+
+    def trace_headers(self) -> list[tuple[bytes, bytes]]:
+        """``trace_headers`` of this span: the service's span becomes its child."""
+        headers = [(b"traceparent", b"00-%032x-%016x-%02x" % (
+            self.trace_id, self.span_id, self._flags))]
+        if self._state:
+            headers.append((b"tracestate", self._state.to_header().encode("latin-1")))
+        return headers
 
     def activate(self) -> None:
         """Make the span current (until ``end``), for code that reads the current one."""
@@ -78,12 +117,17 @@ class ServerSpan:
 
     def name(self, method: str, template: str) -> None:
         """Named by the route table's template (``GET /ipshare/v1/distributions/{id}``)."""
-        if self.span.is_recording():
-            self.span.update_name(f"{method} {template}")
-            self.span.set_attribute("http.route", template)
+        span = self._span
+        if span is not None and span.is_recording():
+            span.update_name(f"{method} {template}")
+            span.set_attribute("http.route", template)
 
     def end(self, status: int, exc: BaseException | None = None) -> None:
-        span = self.span
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+        span = self._span
+        if span is None or not span.is_recording():
+            return  # nothing recorded: nothing to end
         if exc is not None:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
@@ -91,8 +135,6 @@ class ServerSpan:
             span.set_attribute("http.response.status_code", status)
             if status >= 500 and exc is None:
                 span.set_status(Status(StatusCode.ERROR))
-        if self._token is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
         span.end()
 
 
@@ -109,16 +151,6 @@ def trace_headers(span: Span | None = None) -> list[tuple[bytes, bytes]]:
     if context.trace_state:
         headers.append((b"tracestate", context.trace_state.to_header().encode("latin-1")))
     return headers
-
-
-def _unrecorded_child(parent: otel_context.Context | None) -> Span:
-    """A span id of its own under the caller's trace (a new trace without one)."""
-    caller = trace.get_current_span(parent).get_span_context() if parent else None
-    if caller is not None and caller.is_valid:
-        return NonRecordingSpan(SpanContext(caller.trace_id, _ids.generate_span_id(), False,
-                                            caller.trace_flags, caller.trace_state))
-    return NonRecordingSpan(SpanContext(_ids.generate_trace_id(), _ids.generate_span_id(),
-                                        False, _SAMPLED))
 
 
 async def traced(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:

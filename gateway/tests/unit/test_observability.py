@@ -4,8 +4,10 @@ the event it emits, the access log and the gateway's metrics."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +141,9 @@ def test_each_request_leaves_one_json_access_line(
     assert (refused["subject"], refused["status"]) == ("-", 401)
     assert (posted["logger"], posted["level"], posted["message"], posted["trace_id"]) == (
         "gateway.access", "INFO", "access", TRACE_ID)
-    assert posted["time"].endswith("+00:00")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", posted["time"])
+    logged = datetime.fromisoformat(posted["time"])
+    assert abs((datetime.now(UTC) - logged).total_seconds()) < 30
 
 
 def test_metrics_have_a_latency_histogram_per_route_template(
