@@ -29,12 +29,18 @@ import logging
 import sys
 import threading
 import time
+from bisect import bisect_left
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any, TextIO
 
 import orjson
 from opentelemetry import trace
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from gateway.routes import Route, RouteTable
 
@@ -114,20 +120,61 @@ class AccessLog:
 ACCESS_LOG = AccessLog()  # one per process, however many gateways it builds
 
 
+class RouteMetrics(Collector):
+    """``gateway_request_duration_seconds{method, route}`` and
+    ``gateway_requests_total{method, route, status}``, counted in plain numbers as
+    batches settle (a ``Histogram`` and a ``Counter`` took a lock per bucket and count)
+    and exposed as Prometheus families when collected. Every route of the table is
+    exposed from the start, with zero counts."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self._lock = threading.Lock()  # settled on the loop, collected on /metrics' thread
+        # route -> requests in each bucket (the last: past every bound), and their sum
+        self._latency: dict[Route, tuple[list[int], list[float]]] = {
+            route: ([0] * (len(BUCKETS) + 1), [0.0]) for route in routes}
+        self._answers: dict[tuple[Route, int], int] = {}
+
+    def observe(self, route: Route, status: int, seconds: float) -> None:
+        with self._lock:
+            latency = self._latency.get(route)
+            if latency is None:
+                latency = self._latency[route] = ([0] * (len(BUCKETS) + 1), [0.0])
+            latency[0][bisect_left(BUCKETS, seconds)] += 1  # the first bound >= seconds
+            latency[1][0] += seconds
+            key = (route, status)
+            self._answers[key] = self._answers.get(key, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            latency = [(route, list(counts), total[0])
+                       for route, (counts, total) in self._latency.items()]
+            answers = list(self._answers.items())
+        histogram = HistogramMetricFamily(
+            "gateway_request_duration_seconds", "Gateway request latency, to the response's "
+            "end", labels=["method", "route"])
+        for route, counts, total in latency:
+            cumulative = list(accumulate(counts))
+            histogram.add_metric(
+                [route.method, route.template],
+                [(floatToGoString(bound), n) for bound, n in zip(BUCKETS, cumulative,
+                                                                 strict=False)]
+                + [("+Inf", cumulative[-1])], total)
+        yield histogram
+        requests = CounterMetricFamily("gateway_requests", "Gateway requests by answer",
+                                       labels=["method", "route", "status"])
+        for (route, status), n in answers:
+            requests.add_metric([route.method, route.template, str(status)], n)
+        yield requests
+
+
 class AccessRecorder:
     def __init__(self, table: RouteTable, access_log: AccessLog = ACCESS_LOG) -> None:
         self.access_log = access_log
         self.registry = CollectorRegistry()
-        self._latency = Histogram(
-            "gateway_request_duration_seconds", "Gateway request latency, to the response's "
-            "end", ["method", "route"], registry=self.registry, buckets=BUCKETS)
-        self._requests = Counter(
-            "gateway_requests_total", "Gateway requests by answer", ["method", "route", "status"],
-            registry=self.registry)
-        # Requests the table has no row for (their own instruments, as every route's).
+        # Requests the table has no row for (counted apart, as every route is).
         self.unmatched = Route("-", "unmatched", "unmatched", frozenset(), "read")
-        for route in [*table.routes, self.unmatched]:
-            route.instruments["latency"] = self._latency.labels(route.method, route.template)
+        self._metrics = RouteMetrics([*table.routes, self.unmatched])
+        self.registry.register(self._metrics)
         self._second, self._stamp = -1, ""  # the last line's second, as ISO 8601
 
     def record(self, route: Route, status: int, seconds: float, fields: dict[str, Any],
@@ -148,12 +195,7 @@ class AccessRecorder:
         """One recorded request's metrics observed; its access line's fields (None when
         the lines are off)."""
         at, route, status, seconds, fields, trace_id, span_id = facts
-        route.instruments["latency"].observe(seconds)
-        counter = route.instruments.get(status)
-        if counter is None:
-            counter = route.instruments[status] = self._requests.labels(
-                route.method, route.template, str(status))
-        counter.inc()
+        self._metrics.observe(route, status, seconds)
         if not log.isEnabledFor(logging.INFO):
             return None
         second = int(at)

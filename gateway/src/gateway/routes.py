@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from gateway import route_table
 from servicekit.auth import check_roles
@@ -30,9 +29,6 @@ class Route:
     access: str  # "roles", or route_table.PUBLIC / PROBE / INTERNAL
     roles: frozenset[str]
     rate_class: str  # "read" or "write"
-    # Per-route instruments the edge fills in once (metrics children), so a request
-    # never builds label tuples.
-    instruments: dict[str, Any] = field(default_factory=dict)
 
     @property
     def public(self) -> bool:
