@@ -205,7 +205,10 @@ class GatewayProtocol(HttpToolsProtocol):
                 log.exception("recording a request whose client went away")
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's, less the ASGI scope: made by _to_asgi for a request the app serves.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
         self._trailers = False
         self._in_head = True
         self._head_bytes = self._head_fields = self._hosts = self._unfinished = 0
@@ -253,20 +256,20 @@ class GatewayProtocol(HttpToolsProtocol):
             return
         parser = self.parser
         if parser.should_upgrade():  # served on uvicorn's cycle, then the connection closes:
-            super().on_headers_complete()  # what follows an upgrade's head is not HTTP
+            self._to_asgi()  # what follows an upgrade's head is not HTTP
             self.cycle.keep_alive = False
             return
         fast = self._fast
         cycle = self.cycle
         if fast is None or (cycle is not None and not cycle.response_complete):
-            super().on_headers_complete()  # a pipelined request waits its turn in uvicorn
+            self._to_asgi()  # a pipelined request waits its turn in uvicorn
             return
         url = httptools.parse_url(self.url)
         raw_path: bytes = url.path
         end = raw_path.find(b"/", 1)
         upstream = fast.upstreams.get(raw_path[:end]) if end > 0 else None
         if upstream is None:
-            super().on_headers_complete()
+            self._to_asgi()
             return
         path = raw_path.decode("ascii")
         if "%" in path:
@@ -284,6 +287,22 @@ class GatewayProtocol(HttpToolsProtocol):
         if exchange.too_large or exchange.expect_continue:  # answered before its body
             exchange.started = True
             self._spawn(self._serve(fast, exchange))
+
+    def _to_asgi(self) -> None:
+        """The request handed to the ASGI app as uvicorn hands it, with the scope its
+        ``on_message_begin`` makes."""
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
+        super().on_headers_complete()
 
     def on_chunk_header(self) -> None:
         self._in_head = True  # a chunk's size line; after the last, its trailer fields
