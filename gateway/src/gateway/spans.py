@@ -22,8 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry import trace
 from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
@@ -31,16 +30,12 @@ from opentelemetry.trace import (
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.telemetry import exporting
+from servicekit.telemetry import caller_context, exporting, unrecorded_child
 
-_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 _tracer = trace.get_tracer("gateway")
-_ids = RandomIdGenerator()
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)  # as the SDK's default sampler marks a new trace
 
 
 class ServerSpan:
@@ -52,13 +47,7 @@ class ServerSpan:
     __slots__ = ("_span", "_parent", "_token", "trace_id", "span_id", "_flags", "_state")
 
     def __init__(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        carrier: dict[str, str] | None = None
-        for k, v in headers:
-            if k in _TRACE_HEADERS:
-                if carrier is None:
-                    carrier = {}
-                carrier[k.decode("latin-1")] = v.decode("latin-1")
-        parent = propagate.extract(carrier) if carrier else None
+        parent = caller_context(headers)
         self._parent = parent
         self._token: object | None = None
         if exporting():
@@ -70,15 +59,8 @@ class ServerSpan:
             self.trace_id, self.span_id = context.trace_id, context.span_id
             self._flags, self._state = context.trace_flags, context.trace_state
             return
-        # Unrecorded: a span id of its own under the caller's trace (a new trace without one).
         self._span = None
-        caller = trace.get_current_span(parent).get_span_context() if parent else None
-        if caller is not None and caller.is_valid:
-            self.trace_id, self._flags, self._state = (caller.trace_id, caller.trace_flags,
-                                                       caller.trace_state)
-        else:
-            self.trace_id, self._flags, self._state = _ids.generate_trace_id(), _SAMPLED, None
-        self.span_id = _ids.generate_span_id()
+        self.trace_id, self.span_id, self._flags, self._state = unrecorded_child(parent)
 
     @property
     def span(self) -> Span:

@@ -34,7 +34,7 @@ from servicekit.outbox import OutboxRelay
 from servicekit.readiness import BoundedCheck, NoAnswer
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import (
-    TELEMETRY,
+    SERVICE_TELEMETRY,
     configure_logging,
     instrument,
     observe_outbox,
@@ -142,7 +142,7 @@ def create_service_app(
     # No redirect for a trailing slash: behind the gateway's proxy its Location would name
     # the service's own address, which clients must not go to; the path is a 404 instead.
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan,
-                  telemetry=TELEMETRY, openapi_tags=[{"name": t} for t in tags] or None,
+                  telemetry=SERVICE_TELEMETRY, openapi_tags=[{"name": t} for t in tags] or None,
                   redirect_slashes=False)
     app.state.kit = kit
     problems.install(app)
