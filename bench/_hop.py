@@ -14,7 +14,9 @@ CPU from ``/proc`` over the requests it answered. A variant is a factory in this
 protocol, as the stack runs it), ``@asgi`` (uvicorn's own protocol) or ``@granian`` its server;
 ``direct`` is the stand-in upstream without a gateway (its CPU is the upstream's);
 ``raw`` is the least a Python hop costs (an httptools server protocol handing requests
-to the gateway's upstream pool: no edge, no ASGI), the floor the others are judged by.
+to the gateway's upstream pool: no edge, no ASGI), the floor the others are judged by;
+``no_limits``, ``no_record``, ``no_span`` and ``no_edge`` are the gateway with edge steps
+skipped, to measure what each costs.
 Prints, per variant, the median of its blocks' CPU per request, req/s and p50, and the
 median of the rounds' ratios to the first variant. ``make bench`` does not run this file.
 
@@ -85,6 +87,64 @@ def as_is() -> Any:
     from gateway.app import create_app
 
     return create_app()
+
+
+# Ablations: the gateway as it is with edge steps skipped, to measure what each costs
+# (bench/README.md, "The edge, trimmed"). Never a way to run the gateway.
+
+
+def no_limits() -> Any:
+    """No rate-limit counting."""
+    from gateway.ratelimits import RateLimits
+
+    RateLimits.over_now = lambda self, *args: None  # type: ignore[method-assign]
+    return as_is()
+
+
+def no_record() -> Any:
+    """No access line, no metrics."""
+    from gateway.edge import Edge
+
+    Edge.leave = lambda self, *args: None  # type: ignore[method-assign]
+    return as_is()
+
+
+def no_span() -> Any:
+    """No span: no trace context read, made or sent on."""
+    import contextlib
+
+    from opentelemetry.trace import INVALID_SPAN
+
+    import gateway.server
+
+    class NoSpan:
+        span, ids = INVALID_SPAN, (0, 0)
+
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def trace_headers(self) -> list[tuple[bytes, bytes]]:
+            return []
+
+        def name(self, *args: Any) -> None:
+            pass
+
+        def end(self, *args: Any) -> None:
+            pass
+
+        current = staticmethod(contextlib.nullcontext)
+
+    gateway.server.ServerSpan = NoSpan  # type: ignore[assignment, misc]
+    return as_is()
+
+
+def no_edge() -> Any:
+    """None of the edge's steps: the gateway's protocol and pool alone (beside ``raw``)."""
+    from gateway.edge import Edge
+
+    Edge.admit_now = lambda self, passage: None  # type: ignore[method-assign]
+    Edge.leave = lambda self, *args: None  # type: ignore[method-assign]
+    return no_span()
 
 
 def base() -> Any:
