@@ -30,6 +30,7 @@ from opentelemetry.trace import (
     SpanKind,
     Status,
     StatusCode,
+    TraceState,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,11 +78,7 @@ class ServerSpan:
 
     def trace_headers(self) -> list[tuple[bytes, bytes]]:
         """``trace_headers`` of this span: the service's span becomes its child."""
-        headers = [(b"traceparent", b"00-%032x-%016x-%02x" % (
-            self.trace_id, self.span_id, self._flags))]
-        if self._state:
-            headers.append((b"tracestate", self._state.to_header().encode("latin-1")))
-        return headers
+        return _trace_headers(self.trace_id, self.span_id, self._flags, self._state)
 
     def activate(self) -> None:
         """Make the span current (until ``end``), for code that reads the current one."""
@@ -128,10 +125,15 @@ def trace_headers(span: Span | None = None) -> list[tuple[bytes, bytes]]:
     context = (span or trace.get_current_span()).get_span_context()
     if not context.is_valid:
         return []
-    headers = [(b"traceparent", b"00-%032x-%016x-%02x" % (
-        context.trace_id, context.span_id, context.trace_flags))]
-    if context.trace_state:
-        headers.append((b"tracestate", context.trace_state.to_header().encode("latin-1")))
+    return _trace_headers(context.trace_id, context.span_id, context.trace_flags,
+                          context.trace_state)
+
+
+def _trace_headers(trace_id: int, span_id: int, flags: int, state: TraceState | None,
+                   ) -> list[tuple[bytes, bytes]]:
+    headers = [(b"traceparent", b"00-%032x-%016x-%02x" % (trace_id, span_id, flags))]
+    if state:
+        headers.append((b"tracestate", state.to_header().encode("latin-1")))
     return headers
 
 

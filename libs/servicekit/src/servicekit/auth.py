@@ -199,8 +199,7 @@ class TokenVerifier:
         if not isinstance(name, str):
             raise Unauthenticated("token claim 'name' must be a string")
         jti = str(claims["jti"])
-        if self.revocations.is_revoked(jti, sub):
-            raise Unauthenticated("token has been revoked")
+        self._check_revoked(jti, sub)
         return Principal(sub=sub, name=name, org=org, roles=frozenset(roles), jti=jti,
                          claims=claims)
 
@@ -208,7 +207,10 @@ class TokenVerifier:
         """For a caller ``verify`` returned before: what can change since (``exp``, ``nbf``,
         revocation), checked as ``verify`` checks it."""
         self._check_times(principal.claims)
-        if self.revocations.is_revoked(principal.jti, principal.sub):
+        self._check_revoked(principal.jti, principal.sub)
+
+    def _check_revoked(self, jti: str, sub: str) -> None:
+        if self.revocations.is_revoked(jti, sub):
             raise Unauthenticated("token has been revoked")
 
     def _prepared_key(self, index: int, key: Any, alg: str | None) -> Any:
